@@ -1,0 +1,158 @@
+"""Audit records: the one-line JSON written for every save, its keys, and the log as a DataFrame.
+
+Pure: building keys, encoding and decoding lines, and shaping the log do no I/O; the
+store reads and writes the objects.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from s3grid.config import S3GridConfig
+from s3grid.errors import S3GridError
+
+__all__ = [
+    "AUDIT_COLUMNS",
+    "AuditRecord",
+    "audit_key",
+    "format_timestamp",
+    "parse_audit_key",
+    "records_to_frame",
+    "snapshot_key",
+]
+
+SOURCES = ("editor", "sql", "restore", "init", "reconcile", "automation")
+_STAMP = "%Y%m%dT%H%M%S"
+
+
+def format_timestamp(when: datetime) -> str:
+    """UTC ISO 8601 with microseconds and a ``Z`` (what the audit's ``timestamp`` holds)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Inverse of :func:`format_timestamp` (accepts any ISO 8601 with an offset or ``Z``)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def snapshot_key(cfg: S3GridConfig, saved_at: datetime, save_id: str) -> str:
+    """``<snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>``."""
+    stamp = saved_at.astimezone(UTC).strftime(_STAMP)
+    return f"{cfg.snapshot_prefix}/{cfg.stem}_{stamp}_{save_id}.{cfg.ext}"
+
+
+def audit_key(cfg: S3GridConfig, saved_at: datetime, save_id: str) -> str:
+    """``<audit_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.jsonl``."""
+    utc = saved_at.astimezone(UTC)
+    return f"{cfg.audit_prefix}/{utc:%Y-%m-%d}/{cfg.stem}_{utc.strftime(_STAMP)}_{save_id}.jsonl"
+
+
+def _audit_key_pattern(cfg: S3GridConfig) -> re.Pattern[str]:
+    return re.compile(
+        rf"^{re.escape(cfg.audit_prefix)}/(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/"
+        rf"{re.escape(cfg.stem)}_(?P<stamp>\d{{8}}T\d{{6}})_(?P<save_id>[0-9a-f]+)\.jsonl$"
+    )
+
+
+def parse_audit_key(cfg: S3GridConfig, key: str) -> tuple[str, str] | None:
+    """``(date, save_id)`` if ``key`` is an s3grid audit of this master's stem, else None.
+
+    Anything else under the audit prefix (``audit/glue/...``, other tools' logs) is not ours.
+    """
+    match = _audit_key_pattern(cfg).match(key)
+    return (match["date"], match["save_id"]) if match else None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One save, as written to its audit object (one JSON line).
+
+    Attributes follow DESIGN.md; ``changes`` holds ``cells_changed``, ``rows_added`` and
+    ``rows_deleted``.
+    """
+
+    timestamp: str
+    user: str
+    note: str
+    prev_version: str | None
+    new_version: str
+    snapshot_key: str
+    row_count: int
+    column_count: int
+    master_key: str
+    save_id: str
+    source: str
+    prev_etag: str | None
+    new_etag: str
+    changes: dict[str, int] = field(default_factory=dict)
+    aws_identity: str | None = None
+    original_source: str | None = None
+
+    def to_line(self) -> bytes:
+        """The record as one newline-terminated line of UTF-8 JSON.
+
+        ``json.dumps`` escapes newlines and control characters inside strings, so any
+        note stays on one line; non-ASCII text is kept readable.
+        """
+        return (json.dumps(asdict(self), ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+    @classmethod
+    def from_line(cls, line: bytes | str) -> AuditRecord:
+        """Parse one audit line.
+
+        Raises:
+            S3GridError: the line is not an s3grid audit record.
+        """
+        try:
+            data: dict[str, Any] = json.loads(line)
+            known = {f for f in cls.__dataclass_fields__}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+            raise S3GridError(f"Not an s3grid audit record: {exc}") from exc
+
+
+AUDIT_COLUMNS = [
+    "timestamp",
+    "user",
+    "note",
+    "source",
+    "prev_version",
+    "new_version",
+    "snapshot_key",
+    "row_count",
+    "column_count",
+    "cells_changed",
+    "rows_added",
+    "rows_deleted",
+    "save_id",
+    "master_key",
+    "prev_etag",
+    "new_etag",
+    "aws_identity",
+    "audit_key",
+]
+
+
+def records_to_frame(records: Iterable[tuple[str, AuditRecord]]) -> pd.DataFrame:
+    """Shape ``(audit_key, record)`` pairs into the audit log DataFrame, oldest first."""
+    rows = []
+    for key, rec in records:
+        row = asdict(rec)
+        changes = row.pop("changes") or {}
+        row.pop("original_source", None)
+        row.update({k: changes.get(k) for k in ("cells_changed", "rows_added", "rows_deleted")})
+        row["audit_key"] = key
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    for col in ("row_count", "column_count", "cells_changed", "rows_added", "rows_deleted"):
+        frame[col] = frame[col].astype("Int64")
+    return frame.sort_values(["timestamp", "save_id"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,152 @@
+"""Configuration: one frozen value, read from the environment only when asked."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from s3grid.errors import ConfigError
+
+__all__ = ["S3GridConfig"]
+
+FILE_FORMATS = ("parquet", "csv")
+
+
+def _clean_prefix(value: str, name: str) -> str:
+    prefix = value.strip().strip("/")
+    if not prefix:
+        raise ConfigError(f"{name} must not be empty.")
+    return prefix
+
+
+@dataclass(frozen=True)
+class S3GridConfig:
+    """Where the master lives and how to reach it.
+
+    Attributes:
+        bucket: the versioned S3 bucket holding the master (``S3_BUCKET``).
+        master_key: the master object's key (``S3_MASTER_KEY``).
+        snapshot_prefix: prefix of immutable snapshots (``S3_SNAPSHOT_PREFIX``).
+        audit_prefix: prefix of JSONL audit records (``S3_AUDIT_PREFIX``).
+        file_format: ``"parquet"`` (default) or ``"csv"`` (``S3_FILE_FORMAT``).
+        archive_prefix: where pruned saves go (``S3_ARCHIVE_PREFIX``).
+        endpoint_url: an S3-compatible endpoint (``S3_ENDPOINT_URL``); ``None`` lets boto3
+            decide, so ``AWS_ENDPOINT_URL_S3`` keeps working.
+        profile: an AWS profile name (``AWS_PROFILE``); ``None`` uses boto3's default chain.
+        region: AWS region; ``None`` uses boto3's default chain.
+        key_columns: columns that identify a row; ``None`` means ``("tow", "net")`` when
+            both exist, else no key (``S3GRID_KEY_COLUMNS``, comma-separated).
+        max_attempts: attempts per S3 request for transient failures.
+        connect_timeout: seconds to wait for a TCP connection.
+        read_timeout: seconds to wait for a response.
+        athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
+        athena_s3_staging_dir: Athena query result location (``ATHENA_S3_STAGING_DIR``).
+        athena_database: Glue database (``ATHENA_DATABASE``).
+    """
+
+    bucket: str
+    master_key: str = "data/master.parquet"
+    snapshot_prefix: str = "snapshots"
+    audit_prefix: str = "audit"
+    file_format: str = "parquet"
+    archive_prefix: str = "archive/streamlit"
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    key_columns: tuple[str, ...] | None = None
+    max_attempts: int = 4
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    athena_work_group: str | None = None
+    athena_s3_staging_dir: str | None = None
+    athena_database: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bucket or not self.bucket.strip():
+            raise ConfigError(
+                "No bucket configured: set the S3_BUCKET environment variable "
+                "or pass S3GridConfig(bucket=...)."
+            )
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "bucket", self.bucket.strip())
+        key = self.master_key.strip().lstrip("/")
+        if not key or key.endswith("/"):
+            raise ConfigError(
+                f"S3_MASTER_KEY must name an object, not {self.master_key!r} "
+                "(for example data/master.parquet)."
+            )
+        set_(self, "master_key", key)
+        for name in ("snapshot_prefix", "audit_prefix", "archive_prefix"):
+            set_(self, name, _clean_prefix(getattr(self, name), name))
+        fmt = self.file_format.strip().lower()
+        if fmt not in FILE_FORMATS:
+            raise ConfigError(
+                f"S3_FILE_FORMAT={self.file_format!r} is not supported; use one of {FILE_FORMATS}."
+            )
+        set_(self, "file_format", fmt)
+        if self.key_columns is not None:
+            set_(self, "key_columns", tuple(self.key_columns))
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> S3GridConfig:
+        """Build a config from environment variables; keyword overrides win.
+
+        Args:
+            environ: the mapping to read (default: ``os.environ`` at call time).
+            **overrides: field values that replace what the environment says; ``None``
+                values are ignored so CLI flags can be passed through unconditionally.
+
+        Raises:
+            ConfigError: no bucket is set, or a value is invalid.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value else None
+
+        keys = get("S3GRID_KEY_COLUMNS")
+        values: dict[str, Any] = {
+            "bucket": get("S3_BUCKET") or "",
+            "master_key": get("S3_MASTER_KEY"),
+            "snapshot_prefix": get("S3_SNAPSHOT_PREFIX"),
+            "audit_prefix": get("S3_AUDIT_PREFIX"),
+            "file_format": get("S3_FILE_FORMAT"),
+            "archive_prefix": get("S3_ARCHIVE_PREFIX"),
+            "endpoint_url": get("S3_ENDPOINT_URL") or get("AWS_ENDPOINT_URL_S3"),
+            "profile": get("AWS_PROFILE"),
+            "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
+            "key_columns": tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else None,
+            "athena_work_group": get("ATHENA_WORK_GROUP"),
+            "athena_s3_staging_dir": get("ATHENA_S3_STAGING_DIR"),
+            "athena_database": get("ATHENA_DATABASE"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def with_(self, **changes: Any) -> S3GridConfig:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def stem(self) -> str:
+        """The master's file name without extension (``master`` for data/master.parquet)."""
+        name = posixpath.basename(self.master_key)
+        root, ext = posixpath.splitext(name)
+        return root if ext else name
+
+    @property
+    def ext(self) -> str:
+        """The extension used for snapshots: the master key's, else the file format."""
+        _, ext = posixpath.splitext(self.master_key)
+        return ext.lstrip(".").lower() or self.file_format
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/master_key``."""
+        return f"s3://{self.bucket}/{self.master_key}"

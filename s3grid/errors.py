@@ -1,0 +1,222 @@
+"""The one exception hierarchy of s3grid, and the translation of botocore errors into it.
+
+Every error a user can meet derives from :class:`S3GridError`. The S3 wrapper in
+``store.py`` calls :func:`translate` so that callers never see a raw ``ClientError``;
+the original exception stays reachable as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+__all__ = [
+    "AccessDeniedError",
+    "ConfigError",
+    "ConflictError",
+    "MasterFormatError",
+    "MasterNotFoundError",
+    "S3GridError",
+    "SchemaError",
+    "StoreUnavailableError",
+    "ValidationError",
+]
+
+
+class S3GridError(Exception):
+    """Base class of every error raised by s3grid.
+
+    ``code`` holds the S3 error code when the error came from S3 ("NoSuchKey", ...).
+    """
+
+    code: str | None = None
+
+
+class ConfigError(S3GridError):
+    """The configuration is missing a value or holds an invalid one."""
+
+
+class StoreUnavailableError(S3GridError):
+    """S3 could not be reached (network, timeout, throttling) after retries.
+
+    ``maybe_committed`` is True only when a write was sent and its outcome is unknown.
+    """
+
+    def __init__(self, message: str, *, maybe_committed: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_committed = maybe_committed
+
+
+class MasterNotFoundError(S3GridError):
+    """The bucket, the master object or the requested version does not exist."""
+
+
+class MasterFormatError(S3GridError):
+    """An object is not valid Parquet/CSV (for example, Parquet magic bytes missing)."""
+
+
+class AccessDeniedError(S3GridError):
+    """S3 refused the request for lack of permission."""
+
+
+class ValidationError(S3GridError):
+    """The data breaks a rule of the master (duplicate key, empty table, bad note)."""
+
+    def __init__(self, message: str, *, duplicates: Sequence[tuple[Any, ...]] = ()) -> None:
+        super().__init__(message)
+        self.duplicates = list(duplicates)
+
+
+class SchemaError(ValidationError):
+    """A value or a column does not fit the master's Arrow schema.
+
+    When the problem is one value, ``row``, ``column``, ``value`` and ``expected``
+    say which; for column-level problems they are ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: Any = None,
+        column: str | None = None,
+        value: Any = None,
+        expected: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.value = value
+        self.expected = expected
+
+
+class ConflictError(S3GridError):
+    """The master changed since it was loaded: the save was refused and nothing was written.
+
+    Carries the base (what the caller loaded) and the current master's VersionId and
+    ETag, and who saved the current master and when (from its s3grid metadata).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str = "",
+        base_version: str | None = None,
+        base_etag: str | None = None,
+        current_version: str | None = None,
+        current_etag: str | None = None,
+        saved_by: str | None = None,
+        saved_at: str | None = None,
+        current_note: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.base_version = base_version
+        self.base_etag = base_etag
+        self.current_version = current_version
+        self.current_etag = current_etag
+        self.saved_by = saved_by
+        self.saved_at = saved_at
+        self.current_note = current_note
+
+
+# Error codes S3 (and S3-compatible stores) return for conditions worth a retry.
+TRANSIENT_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"})
+_DENIED_CODES = frozenset(
+    {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+)
+# A request that never left this machine: retrying it cannot duplicate a write.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (EndpointConnectionError, ConnectTimeoutError)
+# A request that may have reached S3 before the connection failed.
+MAYBE_SENT_ERRORS: tuple[type[Exception], ...] = (ReadTimeoutError, ConnectionClosedError)
+
+
+def error_code(exc: ClientError) -> str:
+    """The S3 error code of a ClientError ("NoSuchKey", "PreconditionFailed", ...)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int:
+    """The HTTP status of a ClientError, or 0 if unknown."""
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error is worth retrying (network trouble, throttling, 5xx)."""
+    if isinstance(exc, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS):
+        return True
+    if isinstance(exc, ClientError):
+        return error_code(exc) in TRANSIENT_CODES or http_status(exc) >= 500
+    return False
+
+
+def translate(exc: BaseException, *, what: str) -> S3GridError:
+    """Map a botocore exception to the s3grid exception a user can act on.
+
+    Args:
+        exc: the botocore (or other) exception raised by a boto3 call.
+        what: a short description of the request, such as ``"GET s3://b/k"``.
+    """
+    err = _translate(exc, what=what)
+    if isinstance(exc, ClientError) and err.code is None:
+        err.code = error_code(exc) or str(http_status(exc))
+    return err
+
+
+def _translate(exc: BaseException, *, what: str) -> S3GridError:
+    if isinstance(exc, S3GridError):
+        return exc
+    if isinstance(exc, NoCredentialsError):
+        return AccessDeniedError(
+            f"{what}: no AWS credentials found; set AWS_PROFILE or run `aws sso login`."
+        )
+    if isinstance(exc, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS) or (
+        isinstance(exc, ClientError) and is_transient(exc)
+    ):
+        return StoreUnavailableError(
+            f"{what}: S3 is unreachable ({exc}). Nothing was changed by this request; "
+            "check the endpoint and network, then retry.",
+            maybe_committed=isinstance(exc, MAYBE_SENT_ERRORS),
+        )
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = http_status(exc)
+        if code in _NOT_FOUND_CODES or status == 404:
+            label = "bucket" if code == "NoSuchBucket" else "object"
+            return MasterNotFoundError(f"{what}: {label} not found ({code or status}).")
+        if code in _DENIED_CODES or status == 403:
+            return AccessDeniedError(
+                f"{what}: access denied ({code or status}); check the IAM policy "
+                "(`s3grid` README lists the minimum permissions) and your AWS profile."
+            )
+        if code == "PreconditionFailed" or status == 412:
+            return ConflictError(f"{what}: precondition failed; the object changed.")
+        if code == "InvalidBucketName":
+            return ConfigError(f"{what}: invalid bucket name.")
+        return S3GridError(f"{what}: S3 error {code or status}: {exc}")
+    return S3GridError(f"{what}: unexpected error: {exc!r}")

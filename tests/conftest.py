@@ -1,0 +1,115 @@
+"""Shared fixtures: a local moto S3 server, a fresh versioned bucket per test."""
+
+from __future__ import annotations
+
+import itertools
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pytest
+from moto.server import ThreadedMotoServer
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.sample import sample_master
+
+_bucket_numbers = itertools.count()
+
+_ENV_TO_CLEAR = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_SESSION_TOKEN",
+    "S3_BUCKET",
+    "S3_MASTER_KEY",
+    "S3_SNAPSHOT_PREFIX",
+    "S3_AUDIT_PREFIX",
+    "S3_FILE_FORMAT",
+    "S3_ARCHIVE_PREFIX",
+    "S3_ENDPOINT_URL",
+    "S3GRID_KEY_COLUMNS",
+)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """One moto S3 server on 127.0.0.1 for the whole session."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Fake credentials only: nothing in a test can reach real AWS."""
+    for name in _ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+
+
+@pytest.fixture
+def endpoint(moto_url: str, aws_env: None) -> str:
+    """The moto endpoint, reset so every test starts from an empty S3."""
+    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    return moto_url
+
+
+@pytest.fixture
+def s3(endpoint: str) -> Any:
+    """A raw boto3 client on the local endpoint, for setting up and inspecting."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A new versioned bucket."""
+    name = f"s3grid-test-{next(_bucket_numbers)}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture
+def cfg(endpoint: str, bucket: str) -> S3GridConfig:
+    return S3GridConfig(bucket=bucket, endpoint_url=endpoint, max_attempts=2)
+
+
+@pytest.fixture
+def store(cfg: S3GridConfig) -> MasterStore:
+    return MasterStore(cfg)
+
+
+@pytest.fixture
+def table() -> pa.Table:
+    return sample_master(50)
+
+
+@pytest.fixture
+def master_store(store: MasterStore, table: pa.Table) -> MasterStore:
+    """A store whose master exists (created with source=init)."""
+    store.create(table, note="initial upload")
+    return store
+
+
+def all_objects(s3: Any, bucket: str) -> list[tuple[str, str]]:
+    """Every (key, version id) in the bucket, delete markers included."""
+    out = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            out.append((v["Key"], v["VersionId"]))
+    return sorted(out)
+
+
+def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
+    resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for o in resp.get("Contents", []))

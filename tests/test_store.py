@@ -1,0 +1,370 @@
+"""The locked save, snapshot, audit, restore and reconcile against a local S3 endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from s3grid import (
+    ConflictError,
+    MasterFormatError,
+    MasterNotFoundError,
+    MasterStore,
+    S3GridConfig,
+    StoreUnavailableError,
+    ValidationError,
+)
+from s3grid.store import SaveMetadata
+from tests.conftest import all_objects, keys_under
+
+
+class Crash(BaseException):
+    """A simulated process crash (not an Exception, so nothing catches it)."""
+
+
+def edit_volume(df: pd.DataFrame, row: int, value: float) -> pd.DataFrame:
+    df = df.copy()
+    df.loc[row, "volume_filtered"] = value
+    return df
+
+
+def test_happy_path_layout(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    m = master_store.load()
+    df = edit_volume(m.to_pandas(), 3, 123.45)
+    res = master_store.save(df, base=m, note="fix volume")
+
+    assert res.prev_version == m.version_id
+    assert res.new_version != m.version_id
+    head = s3.head_object(Bucket=bucket, Key="data/master.parquet")
+    assert head["VersionId"] == res.new_version
+    assert head["ETag"] == res.new_etag
+    assert (res.cells_changed, res.rows_added, res.rows_deleted) == (1, 0, 0)
+
+    assert re.fullmatch(r"snapshots/master_\d{8}T\d{6}_[0-9a-f]{16}\.parquet", res.snapshot_key)
+    assert re.fullmatch(
+        r"audit/\d{4}-\d{2}-\d{2}/master_\d{8}T\d{6}_[0-9a-f]{16}\.jsonl", res.audit_key
+    )
+    assert res.save_id in res.snapshot_key and res.save_id in res.audit_key
+
+    snap = s3.get_object(Bucket=bucket, Key=res.snapshot_key)["Body"].read()
+    committed = s3.get_object(Bucket=bucket, Key="data/master.parquet", VersionId=res.new_version)
+    assert snap == committed["Body"].read()
+
+    body = s3.get_object(Bucket=bucket, Key=res.audit_key)["Body"].read().decode()
+    assert body.endswith("\n") and body.count("\n") == 1
+    rec = json.loads(body)
+    for field in (
+        "timestamp",
+        "user",
+        "note",
+        "prev_version",
+        "new_version",
+        "snapshot_key",
+        "row_count",
+        "column_count",
+        "master_key",
+        "save_id",
+        "source",
+        "prev_etag",
+        "new_etag",
+        "changes",
+        "aws_identity",
+    ):
+        assert field in rec
+    assert rec["timestamp"].endswith("Z")
+    assert rec["note"] == "fix volume"
+    assert rec["source"] == "editor"
+    assert rec["prev_version"] == m.version_id and rec["new_version"] == res.new_version
+    assert rec["snapshot_key"] == res.snapshot_key
+    assert rec["row_count"] == 50 and rec["column_count"] == 13
+    assert rec["changes"] == {"cells_changed": 1, "rows_added": 0, "rows_deleted": 0}
+
+    again = master_store.load()
+    assert again.version_id == res.new_version and again.etag == res.new_etag
+    assert again.table.schema == m.table.schema
+    assert again.to_pandas().loc[3, "volume_filtered"] == 123.45
+
+
+def test_seed_audit_reading_snippet(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    m = master_store.load()
+    res = master_store.save(edit_volume(m.to_pandas(), 0, 1.0), base=m, note="latest")
+    # The seed README's snippet: list the audit prefix, newest by LastModified, last line.
+    objs = s3.list_objects_v2(Bucket=bucket, Prefix="audit/")["Contents"]
+    newest = max(objs, key=lambda o: (o["LastModified"], o["Key"]))
+    text = s3.get_object(Bucket=bucket, Key=newest["Key"])["Body"].read().decode("utf-8")
+    last = json.loads(text.strip().splitlines()[-1])
+    assert last["new_version"] == res.new_version
+    assert last["note"] == "latest"
+
+
+def test_equal_data_still_gets_new_etag(master_store: MasterStore) -> None:
+    m = master_store.load()
+    res = master_store.save(m.to_pandas(), base=m, note="no-op save")
+    assert res.new_etag != m.etag
+    assert res.cells_changed == 0
+
+
+def test_two_writers_step_by_step(
+    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str
+) -> None:
+    a = MasterStore(cfg)
+    b = MasterStore(cfg)
+    ma = a.load()
+    mb = b.load()
+    res_a = a.save(edit_volume(ma.to_pandas(), 1, 11.0), base=ma, note="A")
+    before = all_objects(s3, bucket)
+    with pytest.raises(ConflictError) as info:
+        b.save(edit_volume(mb.to_pandas(), 2, 22.0), base=mb, note="B")
+    assert all_objects(s3, bucket) == before
+    err = info.value
+    assert err.base_version == mb.version_id
+    assert err.current_version == res_a.new_version
+    assert err.current_etag == res_a.new_etag
+    assert err.saved_by and err.saved_at
+    assert err.current_note == "A"
+    assert "Nothing was written" in str(err)
+    current = a.load().to_pandas()
+    assert current.loc[1, "volume_filtered"] == 11.0
+    assert current.loc[2, "volume_filtered"] != 22.0
+
+
+def test_create_refuses_existing(
+    master_store: MasterStore, table: pa.Table, s3: Any, bucket: str
+) -> None:
+    before = all_objects(s3, bucket)
+    with pytest.raises(ConflictError, match="already exists"):
+        master_store.create(table, note="again")
+    assert all_objects(s3, bucket) == before
+
+
+def test_create_writes_init_audit(store: MasterStore, table: pa.Table) -> None:
+    res = store.create(table, note="first")
+    log = store.audit_log()
+    assert list(log["source"]) == ["init"]
+    assert log.loc[0, "new_version"] == res.new_version
+    assert pd.isna(log.loc[0, "prev_version"])
+    assert res.rows_added == table.num_rows
+
+
+def test_unreachable_endpoint(cfg: S3GridConfig, s3: Any, bucket: str, table: pa.Table) -> None:
+    MasterStore(cfg).create(table, note="x")
+    good = MasterStore(cfg)
+    m = good.load()
+    before = all_objects(s3, bucket)
+    dead = MasterStore(cfg.with_(endpoint_url="http://127.0.0.1:9", connect_timeout=1.0))
+    with pytest.raises(StoreUnavailableError, match="unreachable"):
+        dead.load()
+    with pytest.raises(StoreUnavailableError, match="Nothing was written"):
+        dead.save(m.to_pandas(), base=m, note="offline")
+    assert all_objects(s3, bucket) == before
+
+
+@pytest.mark.parametrize("where", ["_write_snapshot", "_write_audit"])
+def test_crash_after_commit_is_repaired(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch, s3: Any, bucket: str, where: str
+) -> None:
+    m = master_store.load()
+
+    def crash(*_: Any, **__: Any) -> None:
+        raise Crash(where)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(MasterStore, where, crash)
+        with pytest.raises(Crash):
+            master_store.save(edit_volume(m.to_pandas(), 4, 44.0), base=m, note="crashy ✓")
+    head = s3.head_object(Bucket=bucket, Key="data/master.parquet")
+    assert head["VersionId"] != m.version_id  # the commit happened
+    meta = SaveMetadata.from_s3(head["Metadata"])
+    assert meta is not None
+
+    repairs = master_store.reconcile()
+    assert len(repairs) == 1
+    r = repairs[0]
+    assert r.version_id == head["VersionId"] and r.save_id == meta.save_id
+    assert r.wrote_audit
+    assert r.wrote_snapshot == (where == "_write_snapshot")
+    snap = s3.get_object(Bucket=bucket, Key=r.snapshot_key)["Body"].read()
+    data = s3.get_object(Bucket=bucket, Key="data/master.parquet", VersionId=r.version_id)
+    assert snap == data["Body"].read()
+    rec = json.loads(s3.get_object(Bucket=bucket, Key=r.audit_key)["Body"].read())
+    assert rec["source"] == "reconcile"
+    assert rec["original_source"] == "editor"
+    assert rec["note"] == "crashy ✓"
+    assert rec["changes"]["cells_changed"] == 1
+    assert rec["prev_version"] == m.version_id
+
+    before = all_objects(s3, bucket)
+    assert master_store.reconcile() == []
+    assert all_objects(s3, bucket) == before
+
+
+def test_reconcile_ignores_foreign_versions(
+    store: MasterStore, s3: Any, bucket: str, table: pa.Table
+) -> None:
+    sink = pa.BufferOutputStream()
+    pa.parquet.write_table(table, sink)
+    s3.put_object(Bucket=bucket, Key="data/master.parquet", Body=sink.getvalue().to_pybytes())
+    assert store.reconcile() == []
+    assert keys_under(s3, bucket, "snapshots/") == []
+
+
+def test_note_round_trip_one_line(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    note = 'line one\nline "two"\ttabbed — ünïcødé 🧪🐟 \\ backslash'
+    m = master_store.load()
+    res = master_store.save(m.to_pandas(), base=m, note=note)
+    body = s3.get_object(Bucket=bucket, Key=res.audit_key)["Body"].read()
+    assert body.count(b"\n") == 1 and body.endswith(b"\n")
+    assert json.loads(body)["note"] == note
+    log = master_store.audit_log()
+    assert log.iloc[-1]["note"] == note
+    # reconcile rebuilds the same note from the version metadata
+    s3.delete_object(Bucket=bucket, Key=res.audit_key)
+    repairs = master_store.reconcile()
+    assert [r.audit_key for r in repairs] == [res.audit_key]
+    assert master_store.audit_log().iloc[-1]["note"] == note
+
+
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [("x" * 1001, "limit is 1000"), ("bell\x07", "U\\+0007"), ("nul\x00", "U\\+0000")],
+)
+def test_bad_notes_refused(
+    master_store: MasterStore, s3: Any, bucket: str, note: str, message: str
+) -> None:
+    m = master_store.load()
+    before = all_objects(s3, bucket)
+    with pytest.raises(ValidationError, match=message):
+        master_store.save(m.to_pandas(), base=m, note=note)
+    assert all_objects(s3, bucket) == before
+
+
+def test_non_parquet_master(store: MasterStore, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="data/master.parquet", Body=b"tow,net\n1,0\n")
+    with pytest.raises(MasterFormatError) as info:
+        store.load()
+    msg = str(info.value)
+    assert "data/master.parquet" in msg and "Parquet" in msg and "magic" in msg
+
+
+def test_missing_master_and_bucket(store: MasterStore, cfg: S3GridConfig) -> None:
+    with pytest.raises(MasterNotFoundError, match="data/master.parquet"):
+        store.load()
+    with pytest.raises(MasterNotFoundError, match="no-such-bucket-here"):
+        MasterStore(cfg.with_(bucket="no-such-bucket-here")).load()
+
+
+def test_duplicate_keys_refused(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[7, ["tow", "net"]] = df.loc[6, ["tow", "net"]].to_list()
+    before = all_objects(s3, bucket)
+    with pytest.raises(ValidationError) as info:
+        master_store.save(df, base=m, note="dup")
+    key = (int(df.loc[6, "tow"]), int(df.loc[6, "net"]))
+    assert info.value.duplicates == [key]
+    assert "rows [6, 7]" in str(info.value)
+    assert all_objects(s3, bucket) == before
+
+
+def test_empty_table_refused(master_store: MasterStore) -> None:
+    m = master_store.load()
+    with pytest.raises(ValidationError, match="empty table"):
+        master_store.save(m.to_pandas().iloc[:0], base=m, note="wipe")
+
+
+def test_restore_snapshot_and_version(master_store: MasterStore) -> None:
+    m0 = master_store.load()
+    r1 = master_store.save(edit_volume(m0.to_pandas(), 0, 1.5), base=m0, note="one")
+    m1 = master_store.load()
+    master_store.save(edit_volume(m1.to_pandas(), 0, 2.5), base=m1, note="two")
+    m2 = master_store.load()
+    res = master_store.restore(snapshot_key=r1.snapshot_key, base=m2, note="back to one")
+    m3 = master_store.load()
+    assert m3.to_pandas().loc[0, "volume_filtered"] == 1.5
+    assert res.cells_changed == 1
+    log = master_store.audit_log()
+    assert log.iloc[-1]["source"] == "restore"
+    res2 = master_store.restore(version_id=m0.version_id, base=m3, note="to the start")
+    assert master_store.load().table.equals(m0.table)
+    assert res2.prev_version == m3.version_id
+    with pytest.raises(ConflictError):
+        master_store.restore(version_id=m0.version_id, base=m3, note="stale base")
+    with pytest.raises(ValidationError, match="exactly one"):
+        master_store.restore(base=m3, note="?")
+    with pytest.raises(ValidationError, match="snapshot prefix"):
+        master_store.restore(snapshot_key="data/master.parquet", base=m3, note="?")
+
+
+def test_versions_and_read_version(master_store: MasterStore) -> None:
+    m0 = master_store.load()
+    master_store.save(edit_volume(m0.to_pandas(), 0, 9.0), base=m0, note="x")
+    vs = master_store.versions()
+    assert len(vs) == 2 and vs[0].is_latest and not vs[1].is_latest
+    assert vs[1].version_id == m0.version_id
+    old = master_store.read_version(m0.version_id or "")
+    assert old.table.equals(m0.table)
+    with pytest.raises(MasterNotFoundError):
+        master_store.read_version("not-a-version")
+
+
+def test_audit_log_filters_and_ignores_foreign(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="audit/glue/run-1.log", Body=b"glue says hi")
+    s3.put_object(
+        Bucket=bucket, Key="audit/2024-01-01/other_20240101T000000_abc.jsonl", Body=b'{"foo": 1}\n'
+    )
+    m = master_store.load()
+    for i in range(3):
+        m = master_store.load()
+        master_store.save(edit_volume(m.to_pandas(), i, float(i)), base=m, note=f"n{i}")
+    log = master_store.audit_log()
+    assert list(log["note"]) == ["initial upload", "n0", "n1", "n2"]
+    assert str(log["timestamp"].dtype) == "datetime64[ns, UTC]" or "UTC" in str(
+        log["timestamp"].dtype
+    )
+    assert log["timestamp"].is_monotonic_increasing
+    chain = list(zip(log["prev_version"][1:], log["new_version"][:-1], strict=True))
+    assert all(prev == new for prev, new in chain)
+    cut = log.loc[2, "timestamp"]
+    assert list(master_store.audit_log(since=cut)["note"]) == ["n1", "n2"]
+    assert list(master_store.audit_log(until=cut)["note"]) == ["initial upload", "n0", "n1"]
+
+
+def test_audit_log_other_master_same_stem(cfg: S3GridConfig, table: pa.Table) -> None:
+    a = MasterStore(cfg)
+    b = MasterStore(cfg.with_(master_key="other/master.parquet"))
+    a.create(table, note="a")
+    b.create(table, note="b")
+    assert list(a.audit_log()["note"]) == ["a"]
+    assert list(b.audit_log()["note"]) == ["b"]
+
+
+def test_csv_master_round_trip(cfg: S3GridConfig, s3: Any, bucket: str) -> None:
+    csv_cfg = cfg.with_(master_key="data/master.csv", file_format="csv")
+    store = MasterStore(csv_cfg)
+    df = pd.DataFrame(
+        {"tow": [1, 1, 2], "net": [0, 1, 0], "note": ["a", None, "c"], "v": [1.5, None, 3.0]}
+    )
+    store.create(df, note="csv init")
+    m = store.load()
+    assert m.table.schema.field("tow").type == pa.int64()
+    edited = m.to_pandas()
+    edited.loc[1, "v"] = 2.25
+    res = store.save(edited, base=m, note="csv edit")
+    assert res.snapshot_key.endswith(".csv")
+    text = s3.get_object(Bucket=bucket, Key="data/master.csv")["Body"].read().decode()
+    assert text.splitlines()[0] == '"tow","net","note","v"'
+    assert store.load().to_pandas().loc[1, "v"] == 2.25
+
+
+def test_conflict_when_master_deleted(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    m = master_store.load()
+    s3.delete_object(Bucket=bucket, Key="data/master.parquet")
+    with pytest.raises(ConflictError, match="deleted"):
+        master_store.save(m.to_pandas(), base=m, note="x")
