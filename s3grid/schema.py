@@ -205,6 +205,13 @@ def _coerce_bool(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
     return pa.array([bool(p) if p is not None else False for p in parsed], mask=nulls)
 
 
+def _has_offset(value: Any) -> bool:
+    try:
+        return pd.Timestamp(value).tzinfo is not None
+    except (ValueError, TypeError):
+        return False
+
+
 def _coerce_temporal(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
     type_ = field.type
     tz = getattr(type_, "tz", None)
@@ -216,6 +223,12 @@ def _coerce_temporal(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Arr
                 s.where(~nulls), errors="coerce", format="ISO8601", utc=tz is not None
             )
         except (ValueError, TypeError) as exc:
+            if tz is None:  # mixed naive and offset text: name the first row with an offset
+                aware = ~nulls & s.map(_has_offset).to_numpy(dtype=bool)
+                if aware.any():
+                    raise _fail(
+                        s, aware, field, "it carries a UTC offset but the column stores local time"
+                    ) from exc
             raise SchemaError(
                 f"Column {field.name!r}: cannot parse timestamps ({exc}); "
                 "use ISO 8601 text such as 2024-05-01T13:45:00.",
@@ -295,7 +308,11 @@ def coerce_value(value: Any, field: pa.Field, *, row: Any = None) -> Any:
 def _frame_without_index(df: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
     names = [n for n in df.index.names if n is not None]
     if names and all(n in schema.names for n in names):
-        return df.reset_index()
+        flat = df.reset_index()
+        # reset_index puts the key columns first; that order is ours, not the user's.
+        if sorted(map(str, flat.columns)) == sorted(schema.names):
+            flat = flat[list(schema.names)]
+        return flat
     return df
 
 

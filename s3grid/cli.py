@@ -1,0 +1,265 @@
+"""The ``s3grid`` command line: demo, init, audit, restore, reconcile.
+
+Every subcommand takes the same config flags, falls back to the environment (the
+variables of :meth:`S3GridConfig.from_env`), and exits 0 on success, 1 with a one-line
+reason on a user error, and 2 on a conflict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from s3grid.config import S3GridConfig
+from s3grid.errors import ConflictError, S3GridError, ValidationError
+from s3grid.store import MasterStore
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFLICT = 0, 1, 2
+
+
+def _config_flags() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group("where the master lives (default: environment)")
+    g.add_argument("--bucket", help="S3 bucket (env S3_BUCKET)")
+    g.add_argument("--master-key", help="master object key (env S3_MASTER_KEY)")
+    g.add_argument("--snapshot-prefix", help="snapshot prefix (env S3_SNAPSHOT_PREFIX)")
+    g.add_argument("--audit-prefix", help="audit prefix (env S3_AUDIT_PREFIX)")
+    g.add_argument("--file-format", choices=["parquet", "csv"], help="env S3_FILE_FORMAT")
+    g.add_argument("--endpoint-url", help="S3-compatible endpoint (env S3_ENDPOINT_URL)")
+    g.add_argument("--profile", help="AWS profile (env AWS_PROFILE)")
+    return parent
+
+
+def config_from_args(args: argparse.Namespace) -> S3GridConfig:
+    """The config from the environment, with any config flags given on the command line."""
+    return S3GridConfig.from_env(
+        bucket=getattr(args, "bucket", None),
+        master_key=getattr(args, "master_key", None),
+        snapshot_prefix=getattr(args, "snapshot_prefix", None),
+        audit_prefix=getattr(args, "audit_prefix", None),
+        file_format=getattr(args, "file_format", None),
+        endpoint_url=getattr(args, "endpoint_url", None),
+        profile=getattr(args, "profile", None),
+    )
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    store = MasterStore(config_from_args(args))
+    log = store.audit_log(since=args.since, until=args.until)
+    if args.limit:
+        log = log.tail(args.limit)
+    if args.json:
+        _print_json(json.loads(log.to_json(orient="records", date_format="iso")))
+    elif log.empty:
+        print(f"No s3grid audits for {store.cfg.uri}.")
+    else:
+        cols = [
+            "timestamp",
+            "user",
+            "source",
+            "new_version",
+            "row_count",
+            "cells_changed",
+            "rows_added",
+            "rows_deleted",
+            "note",
+        ]
+        shown = log[cols].copy()
+        shown["note"] = shown["note"].str.replace("\n", " ⏎ ", regex=False)
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            print(shown.to_string(index=False))
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    store = MasterStore(config_from_args(args))
+    base = store.load()
+    res = store.restore(
+        snapshot_key=args.snapshot_key, version_id=args.version_id, base=base, note=args.note
+    )
+    if args.json:
+        _print_json(asdict(res))
+    else:
+        src = args.snapshot_key or f"version {args.version_id}"
+        print(f"Restored {src} as version {res.new_version} (snapshot {res.snapshot_key}).")
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    repairs = MasterStore(config_from_args(args)).reconcile()
+    if args.json:
+        _print_json([asdict(r) for r in repairs])
+    elif not repairs:
+        print("Nothing to repair: every s3grid version has its snapshot and audit.")
+    else:
+        for r in repairs:
+            wrote = [
+                w for w, done in (("snapshot", r.wrote_snapshot), ("audit", r.wrote_audit)) if done
+            ]
+            print(f"version {r.version_id} (save {r.save_id}): wrote {' and '.join(wrote)}")
+    return EXIT_OK
+
+
+def read_local_table(path: Path) -> pa.Table:
+    """Read a local CSV or Parquet file (by extension) into an Arrow table.
+
+    Raises:
+        ValidationError: the file is missing or not readable as CSV/Parquet.
+    """
+    if not path.is_file():
+        raise ValidationError(f"{path}: no such file.")
+    try:
+        if path.suffix.lower() == ".csv":
+            return pacsv.read_csv(path)
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(f"{path}: not a readable CSV/Parquet file: {exc}") from exc
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    table = read_local_table(Path(args.file))
+    res = MasterStore(cfg).create(table, note=args.note)
+    if args.json:
+        _print_json(asdict(res))
+    else:
+        print(
+            f"Created {cfg.uri} ({res.row_count} rows x {res.column_count} columns), "
+            f"version {res.new_version}."
+        )
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from s3grid.demo import run_demo  # heavy (JupyterLab, moto): only when asked
+
+    return run_demo(
+        port=args.port,
+        rows=args.rows,
+        open_browser=not args.no_browser,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for ``s3grid``."""
+    parser = argparse.ArgumentParser(
+        prog="s3grid",
+        description="Edit a shared Parquet master in a versioned S3 bucket, safely.",
+        epilog="Exit codes: 0 ok, 1 error (one-line reason on stderr), 2 conflict.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _config_flags()
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    def add(
+        name: str,
+        fn: Callable[[argparse.Namespace], int],
+        help_: str,
+        example: str,
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            parents=[common],
+            help=help_,
+            description=help_,
+            epilog=f"example:\n  {example}",
+            formatter_class=fmt,
+        )
+        p.set_defaults(func=fn)
+        return p
+
+    p = add(
+        "demo",
+        cmd_demo,
+        "Run a local S3 endpoint and JupyterLab with the editor.",
+        "s3grid demo --port 8899 --no-browser",
+    )
+    p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    p.add_argument("--rows", type=int, default=3000, help="rows in the sample master")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--data-dir", help="where the demo bucket is kept (default .s3grid-demo)")
+
+    p = add(
+        "init",
+        cmd_init,
+        "Upload a local CSV or Parquet file as a new master.",
+        "s3grid init tows.parquet --bucket my-lab --note 'first upload'",
+    )
+    p.add_argument("file", help="local .csv or .parquet file")
+    p.add_argument("--note", default="initial upload", help="audit note")
+    p.add_argument("--json", action="store_true", help="print the save result as JSON")
+
+    p = add(
+        "audit",
+        cmd_audit,
+        "Print the audit log of the master, oldest first.",
+        "s3grid audit --since 2024-05-01 --json",
+    )
+    p.add_argument("--since", help="only saves at or after this time (ISO 8601, UTC)")
+    p.add_argument("--until", help="only saves at or before this time (ISO 8601, UTC)")
+    p.add_argument("--limit", type=int, help="only the last N saves")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+
+    p = add(
+        "restore",
+        cmd_restore,
+        "Restore a snapshot or master version via the locked save.",
+        "s3grid restore --snapshot-key snapshots/master_20240501T120000_ab12.parquet "
+        "--note 'undo bad edit'",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--snapshot-key", help="a snapshot key (see `s3grid audit`)")
+    which.add_argument("--version-id", help="an S3 VersionId of the master")
+    p.add_argument("--note", required=True, help="why (goes into the audit)")
+    p.add_argument("--json", action="store_true", help="print the save result as JSON")
+
+    p = add(
+        "reconcile",
+        cmd_reconcile,
+        "Write missing snapshots/audits for committed versions (safe to re-run).",
+        "s3grid reconcile --bucket my-lab",
+    )
+    p.add_argument("--json", action="store_true", help="print repairs as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConflictError as exc:
+        print(f"s3grid {args.command}: conflict: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFLICT
+    except S3GridError as exc:
+        print(f"s3grid {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"s3grid {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The s3grid CLI, run in-process against the local endpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.cli import main
+from tests.conftest import all_objects
+
+
+@pytest.fixture
+def flags(cfg: S3GridConfig) -> list[str]:
+    return ["--bucket", cfg.bucket, "--endpoint-url", cfg.endpoint_url or ""]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_init_then_audit_json(
+    flags: list[str], table: pa.Table, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tows.parquet"
+    pq.write_table(table, path)
+    code, out, _ = run(["init", str(path), "--note", "from cli", *flags], capsys)
+    assert code == 0
+    assert "50 rows x 13 columns" in out
+    code, out, _ = run(["audit", "--json", *flags], capsys)
+    assert code == 0
+    records = json.loads(out)
+    assert [r["note"] for r in records] == ["from cli"]
+    assert records[0]["source"] == "init"
+
+
+def test_init_from_env_and_csv(
+    cfg: S3GridConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("S3_BUCKET", cfg.bucket)
+    monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
+    path = tmp_path / "t.csv"
+    path.write_text("tow,net,v\n1,0,1.5\n1,1,2.5\n")
+    code, _, err = run(["init", str(path)], capsys)
+    assert code == 0, err
+    assert MasterStore(cfg).load().table.num_rows == 2
+    code, _, err = run(["init", str(path)], capsys)
+    assert code == 2
+    assert "already exists" in err
+    assert err.count("\n") == 1
+
+
+def test_restore_and_reconcile(
+    master_store: MasterStore,
+    flags: list[str],
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    m0 = master_store.load()
+    df = m0.to_pandas()
+    df.loc[0, "volume_filtered"] = 5.0
+    master_store.save(df, base=m0, note="edit")
+    code, out, err = run(
+        ["restore", "--version-id", m0.version_id or "", "--note", "undo", "--json", *flags], capsys
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["prev_version"] != m0.version_id
+    assert master_store.load().table.equals(m0.table)
+
+    s3.delete_object(Bucket=bucket, Key=res["audit_key"])
+    code, out, _ = run(["reconcile", *flags], capsys)
+    assert code == 0
+    assert "wrote audit" in out
+    code, out, _ = run(["reconcile", *flags], capsys)
+    assert "Nothing to repair" in out
+
+
+def test_errors_are_one_line_and_nonzero(
+    flags: list[str],
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = all_objects(s3, bucket)
+    code, _, err = run(["restore", "--version-id", "nope", "--note", "x", *flags], capsys)
+    assert code == 1
+    assert err.startswith("s3grid restore: error: No master at")
+    assert err.count("\n") == 1
+    code, _, err = run(["init", "/no/such/file.parquet", *flags], capsys)
+    assert code == 1
+    assert "no such file" in err
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    code, _, err = run(["audit"], capsys)
+    assert code == 1
+    assert "S3_BUCKET" in err
+    assert all_objects(s3, bucket) == before
+
+
+def test_python_dash_m_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "s3grid", "audit", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--endpoint-url" in out
+    assert "example:" in out

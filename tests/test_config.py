@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from s3grid import ConfigError, S3GridConfig
+
+
+def test_from_env_reads_seed_variables() -> None:
+    env = {
+        "S3_BUCKET": "lab-bucket",
+        "S3_MASTER_KEY": "tables/tows.parquet",
+        "S3_SNAPSHOT_PREFIX": "snaps/",
+        "S3_AUDIT_PREFIX": "logs",
+        "S3_FILE_FORMAT": "CSV",
+        "S3_ARCHIVE_PREFIX": "old",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_PROFILE": "lab",
+        "S3GRID_KEY_COLUMNS": "tow, net",
+        "ATHENA_WORK_GROUP": "wg",
+    }
+    cfg = S3GridConfig.from_env(env)
+    assert cfg.bucket == "lab-bucket"
+    assert cfg.master_key == "tables/tows.parquet"
+    assert cfg.snapshot_prefix == "snaps"
+    assert cfg.audit_prefix == "logs"
+    assert cfg.file_format == "csv"
+    assert cfg.archive_prefix == "old"
+    assert cfg.endpoint_url == "http://127.0.0.1:9000"
+    assert cfg.profile == "lab"
+    assert cfg.key_columns == ("tow", "net")
+    assert cfg.athena_work_group == "wg"
+    assert cfg.stem == "tows"
+    assert cfg.ext == "parquet"
+
+
+def test_defaults_and_boto_endpoint_variable() -> None:
+    cfg = S3GridConfig.from_env({"S3_BUCKET": "b", "AWS_ENDPOINT_URL_S3": "http://x:1"})
+    assert cfg.master_key == "data/master.parquet"
+    assert cfg.snapshot_prefix == "snapshots"
+    assert cfg.audit_prefix == "audit"
+    assert cfg.archive_prefix == "archive/streamlit"
+    assert cfg.file_format == "parquet"
+    assert cfg.endpoint_url == "http://x:1"
+
+
+def test_overrides_win_and_none_is_ignored() -> None:
+    cfg = S3GridConfig.from_env({"S3_BUCKET": "b"}, bucket="c", master_key=None)
+    assert cfg.bucket == "c"
+    assert cfg.master_key == "data/master.parquet"
+
+
+def test_missing_bucket_names_variable() -> None:
+    with pytest.raises(ConfigError, match="S3_BUCKET"):
+        S3GridConfig.from_env({})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"file_format": "xlsx"}, "S3_FILE_FORMAT"),
+        ({"master_key": "data/"}, "S3_MASTER_KEY"),
+        ({"audit_prefix": "/"}, "audit_prefix"),
+    ],
+)
+def test_invalid_values(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        S3GridConfig(bucket="b", **kwargs)  # type: ignore[arg-type]
+
+
+def test_frozen() -> None:
+    cfg = S3GridConfig(bucket="b")
+    with pytest.raises(AttributeError):
+        cfg.bucket = "other"  # type: ignore[misc]
+
+
+def test_import_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import s3grid.config
+
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    importlib.reload(s3grid.config)  # must not raise without S3_BUCKET

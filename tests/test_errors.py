@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from s3grid import S3GridConfig
+from s3grid.errors import (
+    AccessDeniedError,
+    ConflictError,
+    MasterNotFoundError,
+    S3GridError,
+    StoreUnavailableError,
+    translate,
+)
+from s3grid.store import S3Bucket
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (client_error("NoSuchKey", 404), MasterNotFoundError),
+        (client_error("NoSuchBucket", 404), MasterNotFoundError),
+        (client_error("AccessDenied", 403), AccessDeniedError),
+        (client_error("PreconditionFailed", 412), ConflictError),
+        (client_error("SlowDown", 503), StoreUnavailableError),
+        (EndpointConnectionError(endpoint_url="http://x"), StoreUnavailableError),
+    ],
+)
+def test_translate(exc: Exception, kind: type[S3GridError]) -> None:
+    err = translate(exc, what="GET s3://b/k")
+    assert type(err) is kind
+    assert "s3://b/k" in str(err)
+
+
+class FlakyClient:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return {"ok": kwargs}
+
+
+def test_wrapper_retries_transient_then_succeeds() -> None:
+    client = FlakyClient([client_error("SlowDown", 503), client_error("InternalError", 500)])
+    bucket = S3Bucket(S3GridConfig(bucket="b", max_attempts=3), client)
+    assert bucket.call("get_object", what="GET", Key="k") == {"ok": {"Bucket": "b", "Key": "k"}}
+    assert client.calls == 3
+
+
+def test_wrapper_keeps_cause_and_does_not_retry_permanent() -> None:
+    original = client_error("AccessDenied", 403)
+    client = FlakyClient([original])
+    bucket = S3Bucket(S3GridConfig(bucket="b", max_attempts=3), client)
+    with pytest.raises(AccessDeniedError) as info:
+        bucket.call("get_object", what="GET", Key="k")
+    assert info.value.__cause__ is original
+    assert client.calls == 1
+
+
+def test_wrapper_gives_up_with_store_unavailable() -> None:
+    timeout = ReadTimeoutError(endpoint_url="http://x")
+    client = FlakyClient([timeout, timeout])
+    bucket = S3Bucket(S3GridConfig(bucket="b", max_attempts=2), client)
+    with pytest.raises(StoreUnavailableError) as info:
+        bucket.call("get_object", what="GET", Key="k")
+    assert info.value.maybe_committed
+    assert client.calls == 2
