@@ -6,7 +6,7 @@ through sorting, inserts and deletes), else by position.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,19 @@ import pyarrow as pa
 
 from s3grid.schema import to_pandas
 
-__all__ = ["CellChange", "ChangeCounts", "TableDiff", "default_key_columns", "diff_tables"]
+__all__ = [
+    "CellChange",
+    "ChangeCounts",
+    "MergeConflict",
+    "MergeResult",
+    "TableDiff",
+    "default_key_columns",
+    "diff_tables",
+    "equal_mask",
+    "py_value",
+    "three_way_merge",
+    "values_equal",
+]
 
 Key = tuple[Any, ...]
 
@@ -73,7 +85,8 @@ def default_key_columns(names: Sequence[str]) -> tuple[str, ...]:
     return ("tow", "net") if {"tow", "net"} <= set(names) else ()
 
 
-def _py(value: Any) -> Any:
+def py_value(value: Any) -> Any:
+    """A plain Python value: numpy scalars unwrapped, every kind of missing as None."""
     if value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
         return None
     if isinstance(value, np.generic):
@@ -83,16 +96,25 @@ def _py(value: Any) -> Any:
     return value
 
 
-def _changed_mask(old: pd.Series, new: pd.Series) -> np.ndarray:
-    """Null-aware inequality: two nulls are equal, a null and a value are not."""
+def values_equal(a: Any, b: Any) -> bool:
+    """Null-aware equality of two cell values (None, NaN, NA and NaT are all equal)."""
+    a, b = py_value(a), py_value(b)
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(a == b)
+
+
+def equal_mask(old: pd.Series, new: pd.Series) -> np.ndarray:
+    """Null-aware equality per row: two nulls are equal, a null and a value are not."""
     o_na = old.isna().to_numpy(dtype=bool)
     n_na = new.isna().to_numpy(dtype=bool)
+    a = old.reset_index(drop=True)
+    b = new.reset_index(drop=True)
     try:
-        eq = (old.to_numpy(dtype=object) == new.to_numpy(dtype=object)).astype(bool)
-    except (TypeError, ValueError):
-        eq = np.array([a == b for a, b in zip(old, new, strict=True)], dtype=bool)
-    both_na = o_na & n_na
-    return np.asarray(~(both_na | (eq & ~o_na & ~n_na)), dtype=bool)
+        eq = a.eq(b).fillna(False).to_numpy(dtype=bool)
+    except (TypeError, ValueError):  # mixed object columns: compare value by value
+        eq = np.array([values_equal(x, y) for x, y in zip(a, b, strict=True)], dtype=bool)
+    return np.asarray((o_na & n_na) | (eq & ~o_na & ~n_na), dtype=bool)
 
 
 def diff_tables(
@@ -136,15 +158,146 @@ def diff_tables(
     cells: list[CellChange] = []
     shared = [c for c in new_df.columns if c in old_df.columns and c not in keys]
     for column in shared:
-        mask = _changed_mask(o[column], n[column])
+        mask = ~equal_mask(o[column], n[column])
         for pos in np.flatnonzero(mask):
             key = _as_key(o.index[int(pos)]) if keys else (int(pos),)
             cells.append(
-                CellChange(key, str(column), _py(o[column].iloc[pos]), _py(n[column].iloc[pos]))
+                CellChange(
+                    key, str(column), py_value(o[column].iloc[pos]), py_value(n[column].iloc[pos])
+                )
             )
     return TableDiff(keys, tuple(cells), added, deleted)
 
 
 def _as_key(value: Any) -> Key:
     items = value if isinstance(value, tuple) else (value,)
-    return tuple(_py(v) for v in items)
+    return tuple(py_value(v) for v in items)
+
+
+MINE, THEIRS = "mine", "theirs"
+
+
+@dataclass(frozen=True)
+class MergeConflict:
+    """A change both sides made differently; the user picks ``mine`` or ``theirs``.
+
+    ``kind`` is ``"cell"`` (both changed one cell), ``"deleted-by-them"`` (you edited a
+    row they deleted), ``"deleted-by-me"`` (you deleted a row they edited) or
+    ``"added-both"`` (both added a row with this key, with different values).
+    ``column`` is None for whole-row conflicts.
+    """
+
+    key: Key
+    column: str | None
+    kind: str
+    base: Any
+    theirs: Any
+    mine: Any
+
+    @property
+    def id(self) -> tuple[Key, str | None]:
+        """What a resolution refers to."""
+        return (self.key, self.column)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """A three-way merge: the merged table with the given resolutions applied."""
+
+    table: pa.Table
+    conflicts: tuple[MergeConflict, ...]
+    auto_merged: int
+
+
+def three_way_merge(
+    base: pa.Table,
+    theirs: pa.Table,
+    mine: pa.Table,
+    key_columns: Sequence[str] = (),
+    resolutions: Mapping[tuple[Key, str | None], str] | None = None,
+) -> MergeResult:
+    """Merge my changes (base -> mine) onto theirs (base -> theirs).
+
+    Changes that do not overlap are applied automatically. Overlapping ones are
+    conflicts, resolved by ``resolutions`` (``MergeConflict.id`` -> ``"mine"`` or
+    ``"theirs"``); an unresolved conflict keeps *theirs*, so nothing a colleague saved
+    is overwritten without an explicit choice.
+
+    Args:
+        base: the version both sides started from.
+        theirs: the current master.
+        mine: my edited table.
+        key_columns: row identity; empty means rows are matched by position.
+        resolutions: choices for conflicts.
+    """
+    choose = dict(resolutions or {})
+    keys = tuple(key_columns)
+    d_mine = diff_tables(base, mine, keys)
+    d_theirs = diff_tables(base, theirs, keys)
+    keys = d_mine.key_columns
+
+    def index(table: pa.Table) -> pd.DataFrame:
+        frame = to_pandas(table)
+        if keys:
+            frame.index = pd.MultiIndex.from_frame(frame[list(keys)]).map(
+                lambda k: tuple(py_value(v) for v in k)
+            )
+        else:
+            frame.index = pd.Index([(i,) for i in range(len(frame))], tupleize_cols=False)
+        return frame
+
+    t = index(theirs)
+    m = index(mine)
+    merged = t.copy()
+    theirs_cells = {(c.key, c.column): c for c in d_theirs.cells}
+    theirs_rows_changed = {c.key for c in d_theirs.cells}
+    theirs_deleted = set(d_theirs.deleted)
+    conflicts: list[MergeConflict] = []
+    auto = 0
+    readd: list[Key] = []
+
+    def pick(conflict: MergeConflict) -> str:
+        conflicts.append(conflict)
+        return choose.get(conflict.id, THEIRS)
+
+    for c in d_mine.cells:
+        if c.key in theirs_deleted:
+            if pick(MergeConflict(c.key, c.column, "deleted-by-them", c.old, None, c.new)) == MINE:
+                readd.append(c.key)
+            continue
+        theirs_cell = theirs_cells.get((c.key, c.column))
+        if theirs_cell is not None and not values_equal(theirs_cell.new, c.new):
+            conflict = MergeConflict(c.key, c.column, "cell", c.old, theirs_cell.new, c.new)
+            if pick(conflict) == MINE:
+                merged.at[c.key, c.column] = c.new
+            continue
+        merged.at[c.key, c.column] = c.new
+        auto += 1
+    drop: list[Key] = []
+    for k in d_mine.deleted:
+        if k in theirs_deleted:
+            continue
+        if k in theirs_rows_changed:
+            if pick(MergeConflict(k, None, "deleted-by-me", None, None, None)) == MINE:
+                drop.append(k)
+            continue
+        drop.append(k)
+        auto += 1
+    append: list[Key] = list(dict.fromkeys(readd))
+    for k in d_mine.added:
+        if k in merged.index:
+            same = all(values_equal(merged.at[k, col], m.at[k, col]) for col in m.columns)
+            if not same and pick(MergeConflict(k, None, "added-both", None, None, None)) == MINE:
+                pos = int(merged.index.get_loc(k))  # keys are unique
+                merged.iloc[pos] = m.loc[[k]].to_numpy()[0]
+            continue
+        append.append(k)
+        auto += 1
+    merged = merged.drop(index=[k for k in drop if k in merged.index])
+    if append:
+        rows: list[Any] = [k for k in append if k in m.index]
+        merged = pd.concat([merged, m.loc[rows]])
+    table = pa.Table.from_pandas(
+        merged.reset_index(drop=True), schema=theirs.schema, preserve_index=False
+    )
+    return MergeResult(table, tuple(conflicts), auto)

@@ -411,6 +411,15 @@ class S3Bucket:
 # ---------------------------------------------------------------------- the store
 
 
+def new_save_id(saved_at: datetime) -> str:
+    """16 hex digits: the microsecond (5 digits), then 11 random ones.
+
+    Keys carry only whole seconds; leading with the microsecond makes saves within one
+    second sort by time too.
+    """
+    return f"{saved_at.microsecond:05x}{uuid.uuid4().hex[:11]}"
+
+
 def _current_user() -> str:
     try:
         return getpass.getuser()
@@ -711,9 +720,10 @@ class MasterStore:
         source: str,
         changes: ChangeCounts,
     ) -> SaveResult:
+        saved_at = datetime.now(UTC)
         meta = SaveMetadata(
-            save_id=uuid.uuid4().hex[:16],
-            saved_at=datetime.now(UTC),
+            save_id=new_save_id(saved_at),
+            saved_at=saved_at,
             user=_current_user(),
             source=source,
             note=note,

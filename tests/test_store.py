@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pandas as pd
@@ -92,10 +93,13 @@ def test_happy_path_layout(master_store: MasterStore, s3: Any, bucket: str) -> N
 
 def test_seed_audit_reading_snippet(master_store: MasterStore, s3: Any, bucket: str) -> None:
     m = master_store.load()
+    # LastModified has whole-second resolution, so the seed's snippet can only tell
+    # saves apart a second or more apart; saves within one second are a tie for it.
+    time.sleep(1.1)
     res = master_store.save(edit_volume(m.to_pandas(), 0, 1.0), base=m, note="latest")
     # The seed README's snippet: list the audit prefix, newest by LastModified, last line.
     objs = s3.list_objects_v2(Bucket=bucket, Prefix="audit/")["Contents"]
-    newest = max(objs, key=lambda o: (o["LastModified"], o["Key"]))
+    newest = max(objs, key=lambda o: o["LastModified"])
     text = s3.get_object(Bucket=bucket, Key=newest["Key"])["Body"].read().decode("utf-8")
     last = json.loads(text.strip().splitlines()[-1])
     assert last["new_version"] == res.new_version

@@ -1,0 +1,629 @@
+"""The editor widget: an ipydatagrid grid over a window of the master, with a toolbar.
+
+Thin by design: the state of pending edits lives in :class:`~s3grid.session.EditSession`,
+saving in :class:`~s3grid.store.MasterStore`, merging in :mod:`s3grid.diff`. This module
+only wires widgets to them and keeps the browser showing exactly what the kernel holds.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+from ipydatagrid import DataGrid, TextRenderer, VegaExpr
+
+from s3grid.diff import MINE, THEIRS, MergeConflict, MergeResult, diff_tables, three_way_merge
+from s3grid.errors import ConflictError, S3GridError, StoreUnavailableError
+from s3grid.session import ROW_ID, EditSession
+from s3grid.store import Master, MasterStore
+
+__all__ = ["Editor"]
+
+STATUS = "⚑"  # the status column the grid shows first; not part of the master
+_READ_ONLY_BG = "#eeeeee"
+
+
+def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
+    """What the grid shows: a status column, then the master's columns.
+
+    Timestamps are shown and edited as ISO 8601 text (the kernel parses them), so the
+    browser never has to guess a time zone.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col].dtype):
+            out[col] = out[col].map(lambda v: None if pd.isna(v) else v.isoformat())
+    dup_ids = {rid for ids in session.duplicates().values() for rid in ids}
+    added = set(session.added_ids)
+    edited = {rid for rid, _ in session._dirty}
+    status = []
+    for rid in out.index:
+        if rid in dup_ids:
+            status.append("dup key")
+        elif rid in added:
+            status.append("new")
+        elif rid in edited:
+            status.append("edited")
+        else:
+            status.append("")
+    out.insert(0, STATUS, status)
+    out.index.name = ROW_ID
+    return out
+
+
+def _to_grid_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+class _CheckedGrid(DataGrid):  # type: ignore[misc]
+    """A DataGrid whose cell edits reach the editor before they touch the grid's data.
+
+    ipydatagrid 1.4 writes the raw typed value into its kernel-side frame before telling
+    anyone (so "75" into an Int32 column raises, and a cleared int cell turns the column to
+    float). Here the editor coerces first and writes back only what it accepted.
+    """
+
+    def __init__(self, *args: Any, on_edit: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_msg(self._DataGrid__handle_custom_msg, remove=True)
+        self.on_msg(self._on_front_end_msg)
+        self._on_edit = on_edit
+
+    def _on_front_end_msg(self, widget: Any, content: dict[str, Any], buffers: Any) -> None:
+        if content.get("event_type") == "cell-changed":
+            column = self._column_index_to_name(self._data, content["column_index"])
+            self._on_edit(int(content["row"]), str(column), content["value"])
+        else:  # clicks and the rest keep ipydatagrid's own handling
+            self._DataGrid__handle_custom_msg(widget, content, buffers)
+
+
+class Editor(w.VBox):  # type: ignore[misc]
+    """Edit the master in a grid; Save goes through the locked save.
+
+    Args:
+        store: the master to edit.
+        key_columns: row identity (default: the store's key columns).
+        read_only_columns: columns that cannot be edited.
+        page_size: rows shown per page; filtering, sorting and paging run in the kernel.
+        load: load the master now (default True).
+    """
+
+    def __init__(
+        self,
+        store: MasterStore,
+        *,
+        key_columns: Sequence[str] | None = None,
+        read_only_columns: Iterable[str] = (),
+        page_size: int = 500,
+        load: bool = True,
+    ) -> None:
+        self.store = store
+        self._key_columns_arg = tuple(key_columns) if key_columns is not None else None
+        self.read_only_columns = tuple(read_only_columns)
+        self.page_size = page_size
+        self.session: EditSession | None = None
+        self.page = 0
+        self.merge: MergeResult | None = None
+        self._merge_inputs: tuple[Master, Master, Any] | None = None
+        self._window_ids: list[int] = []
+        self.last_save: str = ""
+
+        cfg = store.cfg
+        layout = w.Layout(width="auto")
+        self.bucket = w.Text(cfg.bucket, description="Bucket", layout=layout)
+        self.master_key = w.Text(cfg.master_key, description="Master key", layout=layout)
+        self.snapshot_prefix = w.Text(cfg.snapshot_prefix, description="Snapshots", layout=layout)
+        self.audit_prefix = w.Text(cfg.audit_prefix, description="Audits", layout=layout)
+        self.reload_button = w.Button(description="Reload", icon="refresh")
+        self.save_button = w.Button(description="Save", icon="save", button_style="primary")
+        self.note = w.Text(
+            placeholder="What did you change, and why?",
+            description="Note",
+            layout=w.Layout(width="40%"),
+        )
+        self.undo_button = w.Button(description="Undo", icon="undo")
+        self.redo_button = w.Button(description="Redo", icon="repeat")
+        self.add_button = w.Button(description="Add row", icon="plus")
+        self.delete_button = w.Button(description="Delete rows", icon="trash")
+        self.revert_button = w.Button(description="Revert all", icon="times")
+        self.changes_button = w.ToggleButton(description="Changes", icon="list")
+        self.filter = w.Text(
+            placeholder="filter, e.g. tow == 4 and net > 0",
+            description="Filter",
+            continuous_update=False,
+        )
+        self.sort_by = w.Dropdown(options=[("(file order)", "")], description="Sort by")
+        self.descending = w.Checkbox(description="descending", indent=False)
+        self.prev_button = w.Button(description="◀", layout=w.Layout(width="40px"))
+        self.next_button = w.Button(description="▶", layout=w.Layout(width="40px"))
+        self.page_label = w.Label()
+        self.status = w.HTML()
+        self.message = w.HTML()
+        self.changes_panel = w.HTML(layout=w.Layout(display="none"))
+        self.conflict_panel = w.VBox(layout=w.Layout(display="none"))
+        self.grid = _CheckedGrid(
+            pd.DataFrame(),
+            editable=True,
+            selection_mode="cell",
+            layout=w.Layout(height="420px"),
+            on_edit=self._on_grid_edit,
+        )
+
+        self.reload_button.on_click(lambda _: self.reload())
+        self.save_button.on_click(lambda _: self.save())
+        self.undo_button.on_click(lambda _: self.undo())
+        self.redo_button.on_click(lambda _: self.redo())
+        self.add_button.on_click(lambda _: self.add_row())
+        self.delete_button.on_click(lambda _: self.delete_selected())
+        self.revert_button.on_click(lambda _: self.revert_all())
+        self.changes_button.observe(lambda _: self._refresh_changes(), "value")
+        self.filter.observe(lambda _: self._goto(0), "value")
+        self.sort_by.observe(lambda _: self._goto(0), "value")
+        self.descending.observe(lambda _: self._goto(0), "value")
+        self.prev_button.on_click(lambda _: self._goto(self.page - 1))
+        self.next_button.on_click(lambda _: self._goto(self.page + 1))
+
+        super().__init__(
+            [
+                w.HBox([self.bucket, self.master_key, self.snapshot_prefix, self.audit_prefix]),
+                w.HBox([self.reload_button, self.save_button, self.note]),
+                w.HBox(
+                    [
+                        self.undo_button,
+                        self.redo_button,
+                        self.add_button,
+                        self.delete_button,
+                        self.revert_button,
+                        self.changes_button,
+                    ]
+                ),
+                w.HBox(
+                    [
+                        self.filter,
+                        self.sort_by,
+                        self.descending,
+                        self.prev_button,
+                        self.page_label,
+                        self.next_button,
+                    ]
+                ),
+                self.status,
+                self.message,
+                self.conflict_panel,
+                self.changes_panel,
+                self.grid,
+            ]
+        )
+        self.add_class("s3grid-editor")
+        if load:
+            self.reload()
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Editor:
+        """An editor on the master configured by the environment (see S3GridConfig)."""
+        return cls(MasterStore.from_env(), **kwargs)
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The key columns in use."""
+        return self.session.key_columns if self.session else ()
+
+    def _say(self, text: str, kind: str = "info") -> None:
+        colors = {"info": "#1a5e20", "error": "#b00020", "warn": "#8a5300"}
+        self.message.value = (
+            f'<div class="s3grid-message s3grid-{kind}" style="color:{colors[kind]};'
+            f'white-space:pre-wrap">{html.escape(text)}</div>'
+        )
+
+    def _new_session(self, master: Master, content: Any = None) -> EditSession:
+        keys = (
+            self._key_columns_arg
+            if self._key_columns_arg is not None
+            else self.store.key_columns_for(master.schema)
+        )
+        # Read-only columns are per master: a re-targeted editor may not have them.
+        read_only = [c for c in self.read_only_columns if c in master.schema.names]
+        if content is None:
+            return EditSession(master, key_columns=keys, read_only_columns=read_only)
+        return EditSession.from_content(
+            master, content, key_columns=keys, read_only_columns=read_only
+        )
+
+    def _set_session(self, session: EditSession) -> None:
+        self.session = session
+        options = [("(file order)", ""), *[(c, c) for c in session.columns]]
+        if list(self.sort_by.options) != options:
+            self.sort_by.options = options
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._refresh_grid()
+        self._refresh_status()
+        self._refresh_changes()
+
+    def _refresh_grid(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        try:
+            win = s.window(
+                query=self.filter.value,
+                sort_by=self.sort_by.value or None,
+                ascending=not self.descending.value,
+                page=self.page,
+                page_size=self.page_size,
+            )
+        except S3GridError as exc:
+            self._say(str(exc), "error")
+            win = s.window(page=self.page, page_size=self.page_size)
+        self.page = win.page
+        self._window_ids = [int(i) for i in win.frame.index]
+        self.grid.data = _display_frame(win.frame, s)
+        self.grid.renderers = self._renderers(s)
+        self.page_label.value = (
+            f"page {win.page + 1}/{win.pages} · {win.matching_rows:,} matching rows"
+        )
+
+    def _renderers(self, s: EditSession) -> dict[str, Any]:
+        grey = TextRenderer(background_color=_READ_ONLY_BG)
+        flag = TextRenderer(
+            background_color=VegaExpr(
+                "cell.value == 'dup key' ? '#ffb3b3' : cell.value == 'new' ? '#d6f5d6' : "
+                "cell.value == 'edited' ? '#fff2b3' : 'white'"
+            )
+        )
+        out: dict[str, Any] = {STATUS: flag}
+        out.update({c: grey for c in self.read_only_columns})
+        return out
+
+    def _refresh_status(self) -> None:
+        s = self.session
+        if s is None:
+            self.status.value = "<i>not loaded</i>"
+            return
+        m = s.master
+        version = (m.version_id or "-")[:12]
+        dups = s.duplicates()
+        parts = [
+            f"<b>{html.escape(self.store.cfg.uri)}</b>",
+            f"version <code>{html.escape(version)}</code>",
+            f"{len(s.df):,} rows × {len(s.columns)} columns",
+            f"<b>{s.pending}</b> pending change(s)",
+        ]
+        if dups:
+            parts.append(f'<span style="color:#b00020">{len(dups)} duplicate key(s)</span>')
+        if self.last_save:
+            parts.append(f"last save: {html.escape(self.last_save)}")
+        self.status.value = '<span class="s3grid-status">' + " · ".join(parts) + "</span>"
+        self.undo_button.disabled = not s.can_undo
+        self.redo_button.disabled = not s.can_redo
+
+    def _refresh_changes(self) -> None:
+        s = self.session
+        show = self.changes_button.value and s is not None
+        self.changes_panel.layout.display = "block" if show else "none"
+        if not show or s is None:
+            return
+        d = s.changes()
+        keys = ", ".join(d.key_columns) if d.key_columns else "row"
+        rows = [
+            f"<tr><td>{html.escape(str(c.key))}</td><td>{html.escape(c.column)}</td>"
+            f"<td>{html.escape(repr(c.old))} → {html.escape(repr(c.new))}</td></tr>"
+            for c in d.cells
+        ]
+        rows += [
+            f"<tr><td>{html.escape(str(k))}</td><td colspan=2>added row</td></tr>" for k in d.added
+        ]
+        rows += [
+            f"<tr><td>{html.escape(str(k))}</td><td colspan=2>deleted row</td></tr>"
+            for k in d.deleted
+        ]
+        body = "".join(rows) or "<tr><td colspan=3>No pending changes.</td></tr>"
+        self.changes_panel.value = (
+            f'<table class="s3grid-changes"><tr><th>{html.escape(keys)}</th><th>column</th>'
+            f"<th>old → new</th></tr>{body}</table>"
+        )
+
+    def _goto(self, page: int) -> None:
+        self.page = page
+        self._refresh_grid()
+
+    # ----------------------------------------------------------------- edits
+
+    def _on_grid_edit(self, row: int, column: str, value: Any) -> None:
+        if self.session is None:
+            return
+        if column == STATUS or row >= len(self._window_ids):
+            self._say("The ⚑ column shows row status; it cannot be edited.", "warn")
+            self._refresh_grid()
+            return
+        self.edit_cell(self._window_ids[row], column, value, grid_row=row)
+
+    def edit_cell(
+        self, row_id: int, column: str, value: Any, *, grid_row: int | None = None
+    ) -> bool:
+        """Apply one edit to the row with id ``row_id``; True if it was accepted.
+
+        A refused value is reported in the message area and the grid cell goes back to
+        the value the kernel holds.
+        """
+        s = self.session
+        assert s is not None
+        try:
+            stored = s.set_cell(row_id, column, value)
+            accepted = True
+            self._say(f"Row {row_id}: {column} = {stored!r}")
+        except S3GridError as exc:
+            stored = s.value(row_id, column) if row_id in s.df.index else None
+            accepted = False
+            self._say(f"{exc} The cell keeps {stored!r}.", "error")
+        if grid_row is None and row_id in self._window_ids:
+            grid_row = self._window_ids.index(row_id)
+        if grid_row is not None:
+            # Always echo: the browser must show what the kernel stored ("12" -> 12,
+            # "abc" -> refused), never what was typed.
+            self._echo(grid_row, column, _to_grid_value(stored))
+        if accepted and column in self.key_columns:
+            self._refresh_grid()  # duplicate flags may have changed
+        self._refresh_status()
+        self._refresh_changes()
+        return accepted
+
+    def _echo(self, grid_row: int, column: str, value: Any) -> None:
+        self.grid.set_cell_value_by_index(column, grid_row, value)
+
+    def undo(self) -> None:
+        """Undo the last edit."""
+        if self.session and self.session.undo():
+            self._refresh()
+
+    def redo(self) -> None:
+        """Redo the last undone edit."""
+        if self.session and self.session.redo():
+            self._refresh()
+
+    def add_row(self, values: dict[str, Any] | None = None) -> int | None:
+        """Add a row (shown on the last page); returns its row id."""
+        if self.session is None:
+            return None
+        try:
+            rid = self.session.add_row(values)
+        except S3GridError as exc:
+            self._say(str(exc), "error")
+            return None
+        self.filter.value = ""
+        self.sort_by.value = ""
+        self.page = 10**9  # the last page, where new rows are
+        self._refresh()
+        self._say(f"Added row {rid}; fill in its key ({', '.join(self.key_columns)}).")
+        return rid
+
+    def selected_row_ids(self) -> list[int]:
+        """Row ids of the rows with a selected cell."""
+        visible = list(self.grid._visible_rows or [])  # front-end sort/filter order
+        rows = set()
+        for cell in self.grid.selected_cells:
+            r = int(cell["r"])
+            r = visible[r] if visible and r < len(visible) else r
+            if 0 <= r < len(self._window_ids):
+                rows.add(self._window_ids[r])
+        return sorted(rows)
+
+    def delete_selected(self) -> int:
+        """Delete the rows that have a selected cell; returns how many."""
+        return self.delete_rows(self.selected_row_ids())
+
+    def delete_rows(self, row_ids: Iterable[int]) -> int:
+        """Delete rows by id; returns how many."""
+        if self.session is None:
+            return 0
+        n = self.session.delete_rows(row_ids)
+        self._say(
+            f"Deleted {n} row(s)." if n else "Select cells in the rows to delete first.",
+            "info" if n else "warn",
+        )
+        self._refresh()
+        return n
+
+    def revert_all(self) -> None:
+        """Drop every pending edit."""
+        if self.session:
+            self.session.revert_all()
+            self._hide_conflict()
+            self._say("All pending changes were dropped.")
+            self._refresh()
+
+    # ------------------------------------------------------------ load / save
+
+    def _target_changed(self) -> bool:
+        cfg = self.store.cfg
+        return (
+            self.bucket.value.strip(),
+            self.master_key.value.strip(),
+            self.snapshot_prefix.value.strip(),
+            self.audit_prefix.value.strip(),
+        ) != (cfg.bucket, cfg.master_key, cfg.snapshot_prefix, cfg.audit_prefix)
+
+    def reload(self) -> None:
+        """Load the latest master; pending edits are merged onto it, never dropped.
+
+        With the config fields changed, re-targets the editor (only without pending edits).
+        """
+        s = self.session
+        if self._target_changed():
+            if s is not None and s.pending:
+                self._say(
+                    f"You have {s.pending} pending change(s) to {self.store.cfg.uri}. Save or "
+                    "Revert all before switching to another master.",
+                    "warn",
+                )
+                return
+            try:
+                cfg = self.store.cfg.with_(
+                    bucket=self.bucket.value.strip(),
+                    master_key=self.master_key.value.strip(),
+                    snapshot_prefix=self.snapshot_prefix.value.strip(),
+                    audit_prefix=self.audit_prefix.value.strip(),
+                )
+                self.store = MasterStore(cfg, key_columns=self.store._key_columns)
+            except S3GridError as exc:
+                self._say(str(exc), "error")
+                return
+        try:
+            latest = self.store.load()
+        except S3GridError as exc:
+            self._say(f"Could not load: {exc}", "error")
+            self._refresh_status()
+            return
+        if s is not None and s.pending and latest.etag != s.master.etag:
+            self._start_merge(s.master, latest, s.to_table(), reason="Reloaded")
+            return
+        if s is not None and s.pending:
+            self._say("The master has not changed since you loaded it; your edits are kept.")
+            self._refresh_status()
+            return
+        self.page = 0
+        self._hide_conflict()
+        self._set_session(self._new_session(latest))
+        self._say(f"Loaded version {latest.version_id} ({latest.table.num_rows:,} rows).")
+
+    def save(self) -> bool:
+        """Save pending edits with the note through the locked save; True on success."""
+        s = self.session
+        if s is None:
+            return False
+        if self.merge is not None and self.merge.conflicts:
+            self._say("Resolve the conflicts (mine/theirs) and click Apply merge first.", "warn")
+            return False
+        dups = s.duplicates()
+        if dups:
+            listing = "; ".join(
+                f"{dict(zip(s.key_columns, k, strict=True))} in rows {ids}"
+                for k, ids in list(dups.items())[:20]
+            )
+            self._say(f"Save blocked: duplicate keys: {listing}. Fix them, then Save.", "error")
+            self._refresh_grid()
+            return False
+        try:
+            table = s.to_table()
+            res = self.store.save(table, base=s.master, note=self.note.value)
+        except ConflictError as exc:
+            try:
+                theirs = self.store.load()
+            except S3GridError as load_exc:
+                self._say(f"{exc}\nCould not load their version: {load_exc}", "error")
+                return False
+            who = f"{exc.saved_by or 'someone'} at {exc.saved_at or '?'}"
+            self._start_merge(
+                s.master,
+                theirs,
+                table,
+                reason=f"Conflict: saved by {who} (note: {exc.current_note!r})",
+            )
+            return False
+        except StoreUnavailableError as exc:
+            self._say(
+                f"{exc}\nEvery pending edit is kept; click Save again when S3 is back.", "error"
+            )
+            return False
+        except S3GridError as exc:
+            self._say(f"Not saved: {exc}\nYour edits are kept.", "error")
+            return False
+        saved = Master(table=table, version_id=res.new_version, etag=res.new_etag, key=s.master.key)
+        self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
+        self.note.value = ""
+        self._hide_conflict()
+        self._set_session(self._new_session(saved))
+        msg = (
+            f"Saved version {res.new_version}: {res.cells_changed} cell(s) changed, "
+            f"{res.rows_added} added, {res.rows_deleted} deleted. Snapshot {res.snapshot_key}."
+        )
+        self._say(
+            msg + (f"\n{res.incomplete}" if res.incomplete else ""),
+            "warn" if res.incomplete else "info",
+        )
+        return True
+
+    # ---------------------------------------------------------------- merging
+
+    def _start_merge(self, base: Master, theirs: Master, mine: Any, *, reason: str) -> None:
+        keys = self.session.key_columns if self.session else ()
+        result = three_way_merge(base.table, theirs.table, mine, keys)
+        theirs_diff = diff_tables(base.table, theirs.table, keys).counts
+        self._merge_inputs = (base, theirs, mine)
+        self.merge = result
+        summary = (
+            f"{reason}. They changed {theirs_diff.cells_changed} cell(s), added "
+            f"{theirs_diff.rows_added} and deleted {theirs_diff.rows_deleted} row(s) "
+            f"(version {theirs.version_id}). {result.auto_merged} of your change(s) merged "
+            f"automatically; {len(result.conflicts)} conflict(s)."
+        )
+        if not result.conflicts:
+            self.apply_merge()
+            self._say(summary + " Review and Save again to commit.", "warn")
+            return
+        self._say(summary + " Pick mine or theirs for each conflict, then Apply merge.", "warn")
+        self._show_conflicts(result.conflicts)
+
+    def _show_conflicts(self, conflicts: Sequence[MergeConflict]) -> None:
+        rows: list[w.Widget] = [w.HTML("<b>Conflicts</b> (default: keep theirs)")]
+        self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
+        for c in conflicts:
+            pick = w.ToggleButtons(
+                options=[("mine", MINE), ("theirs", THEIRS)],
+                value=THEIRS,
+                style={"button_width": "70px"},
+            )
+            self._choices[c.id] = pick
+            if c.kind == "cell":
+                text = (
+                    f"{c.key} · {c.column}: base {c.base!r}, theirs {c.theirs!r}, mine {c.mine!r}"
+                )
+            else:
+                text = f"{c.key} · {c.column or 'row'}: {c.kind.replace('-', ' ')}"
+            rows.append(w.HBox([w.Label(text), pick]))
+        apply = w.Button(description="Apply merge", button_style="warning")
+        apply.on_click(lambda _: self.apply_merge())
+        rows.append(apply)
+        self.conflict_panel.children = rows
+        self.conflict_panel.layout.display = "flex"
+
+    def resolve(self, choices: dict[tuple[Any, str | None], str]) -> None:
+        """Pick ``"mine"`` or ``"theirs"`` for conflicts (by ``MergeConflict.id``)."""
+        for cid, choice in choices.items():
+            if cid in self._choices:
+                self._choices[cid].value = choice
+
+    def apply_merge(self) -> None:
+        """Apply the merge with the chosen resolutions; the result is pending on theirs."""
+        if self._merge_inputs is None:
+            return
+        base, theirs, mine = self._merge_inputs
+        keys = self.session.key_columns if self.session else ()
+        picks = {cid: b.value for cid, b in getattr(self, "_choices", {}).items()}
+        result = three_way_merge(base.table, theirs.table, mine, keys, picks)
+        self._hide_conflict()
+        self.page = 0
+        self._set_session(self._new_session(theirs, result.table))
+        n_mine = sum(1 for v in picks.values() if v == MINE)
+        self._say(
+            f"Merged onto version {theirs.version_id}: {result.auto_merged} automatic, "
+            f"{n_mine} conflict(s) kept as mine. Review the changes and Save.",
+            "warn",
+        )
+
+    def _hide_conflict(self) -> None:
+        self.merge = None
+        self._merge_inputs = None
+        self._choices = {}
+        self.conflict_panel.children = []
+        self.conflict_panel.layout.display = "none"

@@ -1,0 +1,377 @@
+"""An editing session: pending edits on top of one loaded version of the master.
+
+Pure state, no S3 and no widgets: the editor feeds it cell edits, row additions and
+deletions, and asks it for the window to show, the changes to review, the duplicates
+to block on, and the table to save. Every row has a stable *row id* (its position in the
+loaded version; added rows get new ids), so sorting, filtering and paging never make an
+edit land on the wrong row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from s3grid.diff import CellChange, Key, TableDiff, equal_mask, py_value, values_equal
+from s3grid.errors import ValidationError
+from s3grid.schema import coerce_series, coerce_table, coerce_value, to_pandas
+from s3grid.store import Master
+
+__all__ = ["ROW_ID", "EditSession", "Window"]
+
+ROW_ID = "row"
+
+
+@dataclass(frozen=True)
+class _SetCell:
+    row_id: int
+    column: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class _AddRows:
+    rows: pd.DataFrame  # indexed by row id
+
+
+@dataclass(frozen=True)
+class _DeleteRows:
+    rows: pd.DataFrame  # indexed by row id, as they were before deletion
+
+
+_Op = _SetCell | _AddRows | _DeleteRows
+
+
+@dataclass(frozen=True)
+class Window:
+    """One page of the (filtered, sorted) working table, indexed by row id."""
+
+    frame: pd.DataFrame
+    page: int
+    pages: int
+    matching_rows: int
+
+
+class EditSession:
+    """Pending edits over one loaded :class:`~s3grid.store.Master`.
+
+    Args:
+        master: the loaded version (the base of every edit).
+        key_columns: columns that must stay unique (may be empty).
+        read_only_columns: columns that cannot be edited.
+    """
+
+    def __init__(
+        self,
+        master: Master,
+        *,
+        key_columns: Sequence[str] = (),
+        read_only_columns: Iterable[str] = (),
+    ) -> None:
+        self.master = master
+        self.schema: pa.Schema = master.schema
+        self.key_columns = tuple(key_columns)
+        self.read_only_columns = frozenset(read_only_columns)
+        unknown = sorted(self.read_only_columns - set(self.schema.names))
+        if unknown:
+            raise ValidationError(f"Read-only column(s) {unknown} are not in the master.")
+        self.base = to_pandas(master.table)
+        self.base.index = pd.RangeIndex(len(self.base), name=ROW_ID)
+        self.df = self.base.copy()
+        self._next_id = len(self.base)
+        self._undo: list[_Op] = []
+        self._redo: list[_Op] = []
+        self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def columns(self) -> list[str]:
+        """The master's columns, in order."""
+        return list(self.schema.names)
+
+    @property
+    def added_ids(self) -> list[int]:
+        """Row ids of rows added in this session and still present."""
+        return [int(i) for i in self.df.index[self.df.index >= len(self.base)]]
+
+    @property
+    def deleted_ids(self) -> list[int]:
+        """Row ids of loaded rows deleted in this session."""
+        return [int(i) for i in self.base.index.difference(self.df.index)]
+
+    @property
+    def pending(self) -> int:
+        """How many changes are pending: edited cells + added rows + deleted rows."""
+        return len(self._dirty) + len(self.added_ids) + len(self.deleted_ids)
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether there is an edit to undo."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """Whether there is an undone edit to redo."""
+        return bool(self._redo)
+
+    def value(self, row_id: int, column: str) -> Any:
+        """The current value of one cell, as a plain Python value (None for missing)."""
+        return py_value(self.df.at[row_id, column])
+
+    def key_of(self, row_id: int) -> Key:
+        """The row's key values (or ``(row_id,)`` when there are no key columns)."""
+        if not self.key_columns:
+            return (int(row_id),)
+        frame = self.df if row_id in self.df.index else self.base
+        return tuple(py_value(frame.at[row_id, k]) for k in self.key_columns)
+
+    def changes(self) -> TableDiff:
+        """The pending changes: edited cells (old -> new), added and deleted rows."""
+        cells = tuple(
+            CellChange(self.key_of(rid), col, old, self.value(rid, col))
+            for (rid, col), old in sorted(self._dirty.items(), key=lambda kv: kv[0])
+        )
+        added = tuple(self.key_of(rid) for rid in self.added_ids)
+        deleted = tuple(
+            tuple(py_value(self.base.at[rid, k]) for k in self.key_columns)
+            if self.key_columns
+            else (rid,)
+            for rid in self.deleted_ids
+        )
+        return TableDiff(self.key_columns, cells, added, deleted)
+
+    def duplicates(self) -> dict[Key, list[int]]:
+        """Key values held by more than one row, with those rows' ids (vectorised)."""
+        if not self.key_columns:
+            return {}
+        keys = self.df[list(self.key_columns)]
+        mask = keys.duplicated(keep=False).to_numpy()
+        if not mask.any():
+            return {}
+        dups = keys[mask]
+        groups = dups.groupby(list(self.key_columns), sort=True, dropna=False).groups
+        return {
+            tuple(py_value(v) for v in (k if isinstance(k, tuple) else (k,))): [int(i) for i in ids]
+            for k, ids in groups.items()
+        }
+
+    def window(
+        self,
+        *,
+        query: str = "",
+        sort_by: str | None = None,
+        ascending: bool = True,
+        page: int = 0,
+        page_size: int = 500,
+    ) -> Window:
+        """The rows to show: filtered by a pandas query, sorted, one page.
+
+        Raises:
+            ValidationError: the filter is not a valid pandas query of this table.
+        """
+        frame = self.df
+        if query.strip():
+            try:
+                mask = frame.eval(query)
+            except Exception as exc:  # pandas raises many types for a bad expression
+                raise ValidationError(
+                    f"Filter {query!r} is not valid: {exc}. Use pandas query syntax, e.g. "
+                    "tow == 4 and net > 0, or vessel.str.contains('Point')."
+                ) from exc
+            if not isinstance(mask, pd.Series) or mask.dtype.kind != "b":
+                raise ValidationError(
+                    f"Filter {query!r} must give true/false per row, e.g. tow == 4."
+                )
+            frame = frame[mask.fillna(False).to_numpy(dtype=bool)]
+        if sort_by:
+            if sort_by not in frame.columns:
+                raise ValidationError(f"Cannot sort by {sort_by!r}: no such column.")
+            frame = frame.sort_values(sort_by, ascending=ascending, kind="stable")
+        matching = len(frame)
+        pages = max(1, -(-matching // page_size))
+        page = min(max(page, 0), pages - 1)
+        start = page * page_size
+        return Window(frame.iloc[start : start + page_size], page, pages, matching)
+
+    def to_table(self) -> pa.Table:
+        """The working table in the master's schema, ready for ``MasterStore.save``.
+
+        Raises:
+            SchemaError: a value does not fit (cannot happen for edits made through
+                :meth:`set_cell`, which are coerced when made).
+        """
+        return coerce_table(self.df.reset_index(drop=True), self.schema)
+
+    # ------------------------------------------------------------------- edits
+
+    def _check_editable(self, row_id: int, column: str) -> pa.Field:
+        if column not in self.schema.names:
+            raise ValidationError(f"No column {column!r} in the master.")
+        if column in self.read_only_columns:
+            raise ValidationError(f"Column {column!r} is read-only; the edit was not kept.")
+        if row_id not in self.df.index:
+            raise ValidationError(f"Row {row_id} is not in the table (deleted?).")
+        field: pa.Field = self.schema.field(column)
+        return field
+
+    def set_cell(self, row_id: int, column: str, value: Any) -> Any:
+        """Edit one cell; returns the value as stored (after coercion).
+
+        Raises:
+            SchemaError: the value cannot be stored in the column (names row, column,
+                value and expected type); nothing changes.
+            ValidationError: the column is read-only or unknown, or the row is gone.
+        """
+        field = self._check_editable(row_id, column)
+        new = coerce_value(value, field, row=row_id)
+        old = self.value(row_id, column)
+        if values_equal(old, new):
+            return new
+        self._apply(_SetCell(row_id, column, old, new))
+        self._undo.append(_SetCell(row_id, column, old, new))
+        self._redo.clear()
+        return new
+
+    def add_row(self, values: Mapping[str, Any] | None = None) -> int:
+        """Append a row (missing values are empty); returns its row id.
+
+        Raises:
+            SchemaError: a given value does not fit its column.
+        """
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(self.schema.names))
+        if unknown:
+            raise ValidationError(f"Unknown column(s) {unknown}.")
+        row_id = self._next_id
+        columns = {
+            f.name: coerce_series(pd.Series([values.get(f.name)], index=[row_id], dtype=object), f)
+            for f in self.schema
+        }
+        row = to_pandas(pa.table(columns, schema=self.schema))
+        self._next_id += 1
+        row.index = pd.Index([row_id], name=ROW_ID)
+        op = _AddRows(row)
+        self._apply(op)
+        self._undo.append(op)
+        self._redo.clear()
+        return row_id
+
+    def delete_rows(self, row_ids: Iterable[int]) -> int:
+        """Delete rows by id; returns how many were deleted."""
+        ids = sorted({int(r) for r in row_ids if int(r) in self.df.index})
+        if not ids:
+            return 0
+        op = _DeleteRows(self.df.loc[ids].copy())
+        self._apply(op)
+        self._undo.append(op)
+        self._redo.clear()
+        return len(ids)
+
+    def undo(self) -> bool:
+        """Undo the last edit; False when there is nothing to undo."""
+        if not self._undo:
+            return False
+        op = self._undo.pop()
+        self._apply(_inverse(op))
+        self._redo.append(op)
+        return True
+
+    def redo(self) -> bool:
+        """Redo the last undone edit; False when there is nothing to redo."""
+        if not self._redo:
+            return False
+        op = self._redo.pop()
+        self._apply(op)
+        self._undo.append(op)
+        return True
+
+    def revert_all(self) -> None:
+        """Drop every pending edit and the undo history."""
+        self.df = self.base.copy()
+        self._dirty.clear()
+        self._undo.clear()
+        self._redo.clear()
+
+    def _apply(self, op: _Op) -> None:
+        if isinstance(op, _SetCell):
+            self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
+            if op.row_id < len(self.base):
+                key = (op.row_id, op.column)
+                original = self._dirty.pop(key, op.old)
+                if not values_equal(original, op.new):
+                    self._dirty[key] = original
+        elif isinstance(op, _AddRows):
+            self.df = pd.concat([self.df, op.rows.astype(self.df.dtypes.to_dict())])
+            self.df.sort_index(inplace=True)
+        else:
+            self.df = self.df.drop(index=op.rows.index)
+            for rid in op.rows.index:
+                for col in self.columns:
+                    self._dirty.pop((int(rid), col), None)
+
+    # ---------------------------------------------------------------- rebasing
+
+    @classmethod
+    def from_content(
+        cls,
+        master: Master,
+        table: pa.Table,
+        *,
+        key_columns: Sequence[str] = (),
+        read_only_columns: Iterable[str] = (),
+    ) -> EditSession:
+        """A session on ``master`` whose pending edits turn it into ``table``.
+
+        Used after a three-way merge: the merged content becomes pending edits on top
+        of the current master, to review and save against it. Undo history starts empty.
+        """
+        session = cls(master, key_columns=key_columns, read_only_columns=read_only_columns)
+        target = to_pandas(table)
+        base = session.base
+        if key_columns:
+            base_keys = pd.MultiIndex.from_frame(base[list(key_columns)])
+            target_keys = pd.MultiIndex.from_frame(target[list(key_columns)])
+            ids = base_keys.get_indexer(target_keys)
+        else:
+            ids = np.arange(len(target))
+            ids[ids >= len(base)] = -1
+        new = ids < 0
+        ids = ids.copy()
+        ids[new] = np.arange(len(base), len(base) + int(new.sum()))
+        target.index = pd.Index(ids, name=ROW_ID)
+        session._next_id = len(base) + int(new.sum())
+        session.df = target.astype(base.dtypes.to_dict()).sort_index()
+        kept = target.index[~new]
+        for col in session.columns:
+            old = base.loc[kept, col]
+            cur = session.df.loc[kept, col]
+            changed = ~equal_mask(old, cur)
+            for rid in kept[changed]:
+                session._dirty[(int(rid), col)] = py_value(base.at[rid, col])
+        return session
+
+
+def _inverse(op: _Op) -> _Op:
+    if isinstance(op, _SetCell):
+        return _SetCell(op.row_id, op.column, op.new, op.old)
+    if isinstance(op, _AddRows):
+        return _DeleteRows(op.rows)
+    return _AddRows(op.rows)
+
+
+def _missing(column: pd.Series, value: Any) -> Any:
+    """The missing-value marker that keeps the column's dtype (NA, NaN or NaT)."""
+    if value is not None:
+        return value
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return pd.NaT
+    if column.dtype.kind == "f":
+        return np.nan
+    return pd.NA if isinstance(column.dtype, pd.api.extensions.ExtensionDtype) else None

@@ -1,0 +1,280 @@
+"""The editor without a browser: feed it ipydatagrid's front-end messages (anywidget-style)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.editor import STATUS, Editor
+from tests.conftest import all_objects
+
+
+class FrontEnd:
+    """Records what the kernel sends to the grid's front-end."""
+
+    def __init__(self, editor: Editor) -> None:
+        self.editor = editor
+        self.sent: list[dict[str, Any]] = []
+        editor.grid.comm.send = lambda data=None, **_: self.sent.append(data)
+
+    def type_into(self, grid_row: int, column: str, value: Any) -> None:
+        """What ipydatagrid's front-end sends when a user edits a cell."""
+        names = list(self.editor.grid.data.columns)
+        self.editor.grid._handle_custom_msg(
+            {
+                "event_type": "cell-changed",
+                "row": grid_row,
+                "column_index": names.index(column),
+                "value": value,
+            },
+            [],
+        )
+
+    def last_echo(self) -> dict[str, Any]:
+        content: dict[str, Any] = self.sent[-1]["content"]
+        assert content["event_type"] == "cell-changed"
+        return content
+
+    def shown(self, grid_row: int, column: str) -> Any:
+        return self.editor.grid.data.iloc[grid_row][column]
+
+
+def msg(editor: Editor) -> str:
+    """The message area's text, as the user reads it."""
+    return html.unescape(editor.message.value)
+
+
+@pytest.fixture
+def editor(master_store: MasterStore) -> Editor:
+    return Editor(master_store, read_only_columns=["vessel"], page_size=20)
+
+
+@pytest.fixture
+def fe(editor: Editor) -> FrontEnd:
+    return FrontEnd(editor)
+
+
+def test_layout_and_status(editor: Editor, cfg: S3GridConfig) -> None:
+    assert editor.bucket.value == cfg.bucket
+    assert editor.master_key.value == "data/master.parquet"
+    assert editor.snapshot_prefix.value == "snapshots"
+    assert editor.audit_prefix.value == "audit"
+    assert len(editor.grid.data) == 20  # one page, not the whole master
+    assert editor.grid.data.columns[0] == STATUS
+    assert "50 rows × 13 columns" in editor.status.value
+    assert "<b>0</b> pending" in editor.status.value
+    assert "page 1/3" in editor.page_label.value
+
+
+def test_edit_is_coerced_and_echoed(editor: Editor, fe: FrontEnd) -> None:
+    fe.type_into(2, "min_depth", "75")
+    assert editor.session is not None
+    assert editor.session.value(2, "min_depth") == 75
+    assert fe.last_echo()["value"] == 75
+    assert fe.shown(2, "min_depth") == 75
+    assert "<b>1</b> pending" in editor.status.value
+
+
+@pytest.mark.parametrize(
+    ("column", "typed", "reason"),
+    [
+        ("tow", 7.5, "fractional part"),
+        ("volume_filtered", "abc", "not a number"),
+        ("is_day", "perhaps", "true/false"),
+        ("time_start_gmt", "noon", "ISO 8601"),
+    ],
+)
+def test_refused_value_reverts_cell_and_names_it(
+    editor: Editor, fe: FrontEnd, column: str, typed: Any, reason: str
+) -> None:
+    assert editor.session is not None
+    before = editor.session.value(4, column)
+    fe.type_into(4, column, typed)
+    assert editor.session.value(4, column) == before
+    assert reason in msg(editor)
+    assert "Row 4" in msg(editor)
+    assert column in msg(editor)
+    echoed = fe.last_echo()["value"]
+    expected = before.isoformat() if hasattr(before, "isoformat") else before
+    assert echoed == expected
+    assert editor.session.pending == 0
+
+
+def test_cleared_int_cell_stays_int(editor: Editor, fe: FrontEnd) -> None:
+    fe.type_into(1, "max_depth", None)
+    assert editor.session is not None
+    assert editor.session.value(1, "max_depth") is None
+    assert str(editor.session.df["max_depth"].dtype) == "Int32"
+    assert editor.session.to_table().schema.field("max_depth").type == "int32"
+
+
+def test_read_only_and_status_columns(editor: Editor, fe: FrontEnd) -> None:
+    assert editor.session is not None
+    before = editor.session.value(0, "vessel")
+    fe.type_into(0, "vessel", "R/V Nope")
+    assert editor.session.value(0, "vessel") == before
+    assert "read-only" in msg(editor)
+    assert fe.last_echo()["value"] == before
+    fe.type_into(0, STATUS, "x")
+    assert editor.session.pending == 0
+
+
+def test_row_identity_survives_kernel_sort_and_filter(editor: Editor, fe: FrontEnd) -> None:
+    editor.filter.value = "net == 3"
+    editor.sort_by.value = "tow"
+    editor.descending.value = True
+    shown = editor.grid.data
+    target_row_id = int(shown.index[2])
+    tow, net = shown.iloc[2]["tow"], shown.iloc[2]["net"]
+    fe.type_into(2, "volume_filtered", 321.0)
+    assert editor.session is not None
+    assert editor.session.value(target_row_id, "volume_filtered") == 321.0
+    change = editor.session.changes().cells[0]
+    assert change.key == (tow, net)
+
+
+def test_bad_filter_is_reported(editor: Editor) -> None:
+    editor.filter.value = "tow ==="
+    assert "not valid" in msg(editor)
+    assert len(editor.grid.data) == 20
+
+
+def test_undo_redo_add_delete_changes_panel(editor: Editor, fe: FrontEnd) -> None:
+    s = editor.session
+    assert s is not None
+    fe.type_into(0, "volume_filtered", 1.25)
+    editor.undo()
+    assert s.pending == 0
+    editor.redo()
+    assert s.value(0, "volume_filtered") == 1.25
+    rid = editor.add_row({"tow": 999, "net": 0, "vessel": "R/V New"})
+    assert rid == 50
+    assert 50 in editor.grid.data.index
+    editor.grid.selections = [{"r1": 0, "c1": 1, "r2": 0, "c2": 1}]
+    editor.page = 0
+    editor._refresh_grid()
+    editor.grid.selections = [{"r1": 1, "c1": 1, "r2": 2, "c2": 2}]
+    assert editor.delete_selected() == 2
+    editor.changes_button.value = True
+    panel = editor.changes_panel.value
+    assert "volume_filtered" in panel
+    assert "→ 1.25" in panel
+    assert "(999, 0)" in panel
+    assert "added row" in panel
+    assert panel.count("deleted row") == 2
+    assert s.pending == 4
+    editor.revert_all()
+    assert s.pending == 0
+    assert len(s.df) == 50
+
+
+def test_duplicates_highlighted_and_block_save(
+    editor: Editor, fe: FrontEnd, s3: Any, bucket: str
+) -> None:
+    before = all_objects(s3, bucket)
+    fe.type_into(1, "net", 0)  # row 1 is (tow 1, net 1): now (1, 0) twice
+    shown = editor.grid.data
+    assert list(shown[STATUS].iloc[:2]) == ["dup key", "dup key"]
+    assert "1 duplicate key" in editor.status.value
+    assert editor.save() is False
+    assert "duplicate keys" in msg(editor)
+    assert "'tow': 1, 'net': 0" in msg(editor)
+    assert all_objects(s3, bucket) == before
+
+
+def test_save_then_continue(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> None:
+    fe.type_into(3, "volume_filtered", 42.5)
+    editor.note.value = "grid edit ✓"
+    assert editor.save() is True
+    latest = master_store.load()
+    assert editor.session is not None
+    assert editor.session.master.version_id == latest.version_id
+    assert editor.session.master.etag == latest.etag
+    assert editor.session.pending == 0
+    assert latest.version_id is not None
+    assert latest.version_id[:12] in editor.status.value
+    assert latest.to_pandas().loc[3, "volume_filtered"] == 42.5
+    log = master_store.audit_log()
+    assert log.iloc[-1]["note"] == "grid edit ✓"
+    assert editor.note.value == ""
+    fe.type_into(4, "volume_filtered", 43.5)
+    assert editor.save() is True  # the next save uses the new ETag
+
+
+def test_conflict_merge_three_ways(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> None:
+    fe.type_into(0, "volume_filtered", 10.0)  # conflicts with theirs
+    fe.type_into(1, "volume_filtered", 11.0)  # only mine
+    # a colleague saves behind the editor's back
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 99.0
+    df.loc[5, "max_depth"] = 555
+    other.save(df, base=m, note="colleague")
+
+    assert editor.save() is False
+    assert "Conflict: saved by" in msg(editor)
+    assert "colleague" in msg(editor)
+    assert editor.merge is not None
+    assert [(c.key, c.column, c.theirs, c.mine) for c in editor.merge.conflicts] == [
+        ((1, 0), "volume_filtered", 99.0, 10.0)
+    ]
+    assert editor.save() is False  # unresolved conflicts block saving
+    editor.resolve({((1, 0), "volume_filtered"): "mine"})
+    editor.apply_merge()
+    assert editor.save() is True
+    final = master_store.load().to_pandas()
+    assert final.loc[0, "volume_filtered"] == 10.0  # mine, chosen
+    assert final.loc[1, "volume_filtered"] == 11.0  # mine, merged automatically
+    assert final.loc[5, "max_depth"] == 555  # theirs, kept
+
+
+def test_reload_keeps_pending_edits(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    fe.type_into(2, "volume_filtered", 7.0)
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    df = m.to_pandas()
+    df.loc[9, "volume_filtered"] = 9.0
+    other.save(df, base=m, note="other")
+    editor.reload()
+    s = editor.session
+    assert s is not None
+    assert s.master.etag == master_store.load().etag
+    assert s.value(2, "volume_filtered") == 7.0
+    assert s.value(9, "volume_filtered") == 9.0
+    assert s.pending == 1
+
+
+def test_unreachable_store_keeps_edits(editor: Editor, fe: FrontEnd, cfg: S3GridConfig) -> None:
+    fe.type_into(2, "volume_filtered", 7.0)
+    editor.store = MasterStore(cfg.with_(endpoint_url="http://127.0.0.1:9", connect_timeout=1.0))
+    assert editor.save() is False
+    assert "unreachable" in msg(editor)
+    assert "kept" in msg(editor)
+    assert editor.session is not None
+    assert editor.session.pending == 1
+    editor.store = MasterStore(cfg)
+    assert editor.save() is True
+
+
+def test_retarget_refused_with_pending_then_allowed(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    other = MasterStore(master_store.cfg.with_(master_key="data/other.parquet"))
+    other.create(pd.DataFrame({"tow": [1], "net": [0], "x": [1.0]}), note="other master")
+    fe.type_into(0, "volume_filtered", 5.0)
+    editor.master_key.value = "data/other.parquet"
+    editor.reload()
+    assert "pending" in msg(editor)
+    assert editor.store.cfg.master_key == "data/master.parquet"
+    editor.revert_all()
+    editor.reload()
+    assert editor.store.cfg.master_key == "data/other.parquet"
+    assert editor.session is not None
+    assert editor.session.columns == ["tow", "net", "x"]
