@@ -6,6 +6,8 @@ immutable snapshot of exactly the committed version, and a one-line JSON audit r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from s3grid.config import S3GridConfig
 from s3grid.diff import CellChange, ChangeCounts, TableDiff, diff_tables
 from s3grid.errors import (
@@ -21,7 +23,21 @@ from s3grid.errors import (
 )
 from s3grid.store import Master, MasterStore, Repair, SaveResult, VersionInfo
 
+if TYPE_CHECKING:
+    from s3grid.editor import Editor
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The widget pulls in ipywidgets/ipydatagrid; import it only when asked, so
+    # `import s3grid` stays light for the CLI and for AWS Lambda.
+    if name == "Editor":
+        from s3grid.editor import Editor
+
+        return Editor
+    raise AttributeError(f"module 's3grid' has no attribute {name!r}")
+
 
 __all__ = [
     "AccessDeniedError",
@@ -29,6 +45,7 @@ __all__ = [
     "ChangeCounts",
     "ConfigError",
     "ConflictError",
+    "Editor",
     "Master",
     "MasterFormatError",
     "MasterNotFoundError",

@@ -288,7 +288,7 @@ def three_way_merge(
         if k in merged.index:
             same = all(values_equal(merged.at[k, col], m.at[k, col]) for col in m.columns)
             if not same and pick(MergeConflict(k, None, "added-both", None, None, None)) == MINE:
-                pos = int(merged.index.get_loc(k))  # keys are unique
+                pos: Any = merged.index.get_loc(k)  # an int: keys are unique
                 merged.iloc[pos] = m.loc[[k]].to_numpy()[0]
             continue
         append.append(k)

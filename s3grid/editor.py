@@ -13,9 +13,19 @@ from typing import Any
 
 import ipywidgets as w
 import pandas as pd
+import pyarrow as pa
 from ipydatagrid import DataGrid, TextRenderer, VegaExpr
 
-from s3grid.diff import MINE, THEIRS, MergeConflict, MergeResult, diff_tables, three_way_merge
+from s3grid.diff import (
+    MINE,
+    THEIRS,
+    MergeConflict,
+    MergeResult,
+    diff_tables,
+    py_value,
+    three_way_merge,
+    values_equal,
+)
 from s3grid.errors import ConflictError, S3GridError, StoreUnavailableError
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import Master, MasterStore
@@ -24,21 +34,36 @@ __all__ = ["Editor"]
 
 STATUS = "⚑"  # the status column the grid shows first; not part of the master
 _READ_ONLY_BG = "#eeeeee"
+_NOTHING = object()
+
+
+def cell_text(value: Any) -> str:
+    """How the grid shows a kernel value: exact text the kernel can parse back."""
+    value = py_value(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
-    """What the grid shows: a status column, then the master's columns.
+    """What the grid shows: a status column, then the master's columns, all as text.
 
-    Timestamps are shown and edited as ISO 8601 text (the kernel parses them), so the
-    browser never has to guess a time zone.
+    ipydatagrid's front-end number editors parse before sending: "7.5" typed into an int
+    column arrives as 7, "abc" in a float column as 0/NaN. As text, the kernel gets
+    exactly what was typed and decides (schema.py); the browser is told the result.
     """
-    out = frame.copy()
-    for col in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[col].dtype):
-            out[col] = out[col].map(lambda v: None if pd.isna(v) else v.isoformat())
+    out = pd.DataFrame(
+        {col: [cell_text(v) for v in frame[col].tolist()] for col in frame.columns},
+        index=frame.index,
+        dtype=object,
+    )
     dup_ids = {rid for ids in session.duplicates().values() for rid in ids}
     added = set(session.added_ids)
-    edited = {rid for rid, _ in session._dirty}
+    edited = session.edited_ids()
     status = []
     for rid in out.index:
         if rid in dup_ids:
@@ -52,14 +77,6 @@ def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
     out.insert(0, STATUS, status)
     out.index.name = ROW_ID
     return out
-
-
-def _to_grid_value(value: Any) -> Any:
-    if value is None:
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 class _CheckedGrid(DataGrid):  # type: ignore[misc]
@@ -113,6 +130,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.merge: MergeResult | None = None
         self._merge_inputs: tuple[Master, Master, Any] | None = None
         self._window_ids: list[int] = []
+        self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self.last_save: str = ""
 
         cfg = store.cfg
@@ -148,6 +166,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.message = w.HTML()
         self.changes_panel = w.HTML(layout=w.Layout(display="none"))
         self.conflict_panel = w.VBox(layout=w.Layout(display="none"))
+        self.conflict_panel.add_class("s3grid-conflicts")
         self.grid = _CheckedGrid(
             pd.DataFrame(),
             editable=True,
@@ -267,6 +286,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             win = s.window(page=self.page, page_size=self.page_size)
         self.page = win.page
         self._window_ids = [int(i) for i in win.frame.index]
+        self._echoed.clear()
         self.grid.data = _display_frame(win.frame, s)
         self.grid.renderers = self._renderers(s)
         self.page_label.value = (
@@ -274,7 +294,6 @@ class Editor(w.VBox):  # type: ignore[misc]
         )
 
     def _renderers(self, s: EditSession) -> dict[str, Any]:
-        grey = TextRenderer(background_color=_READ_ONLY_BG)
         flag = TextRenderer(
             background_color=VegaExpr(
                 "cell.value == 'dup key' ? '#ffb3b3' : cell.value == 'new' ? '#d6f5d6' : "
@@ -282,7 +301,15 @@ class Editor(w.VBox):  # type: ignore[misc]
             )
         )
         out: dict[str, Any] = {STATUS: flag}
-        out.update({c: grey for c in self.read_only_columns})
+        for field in s.schema:
+            numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+            if field.name in s.read_only_columns:
+                out[field.name] = TextRenderer(
+                    background_color=_READ_ONLY_BG,
+                    horizontal_alignment="right" if numeric else "left",
+                )
+            elif numeric:
+                out[field.name] = TextRenderer(horizontal_alignment="right")
         return out
 
     def _refresh_status(self) -> None:
@@ -342,6 +369,9 @@ class Editor(w.VBox):  # type: ignore[misc]
     def _on_grid_edit(self, row: int, column: str, value: Any) -> None:
         if self.session is None:
             return
+        echoed = self._echoed.pop((row, column), _NOTHING)
+        if echoed is not _NOTHING and values_equal(echoed, value):
+            return  # the front-end reports every value the kernel sets: our own echo
         if column == STATUS or row >= len(self._window_ids):
             self._say("The ⚑ column shows row status; it cannot be edited.", "warn")
             self._refresh_grid()
@@ -371,14 +401,17 @@ class Editor(w.VBox):  # type: ignore[misc]
         if grid_row is not None:
             # Always echo: the browser must show what the kernel stored ("12" -> 12,
             # "abc" -> refused), never what was typed.
-            self._echo(grid_row, column, _to_grid_value(stored))
+            self._echo(grid_row, column, cell_text(stored))
         if accepted and column in self.key_columns:
             self._refresh_grid()  # duplicate flags may have changed
+        elif accepted and grid_row is not None:
+            self._echo(grid_row, STATUS, "edited" if row_id in s.edited_ids() else "")
         self._refresh_status()
         self._refresh_changes()
         return accepted
 
     def _echo(self, grid_row: int, column: str, value: Any) -> None:
+        self._echoed[(grid_row, column)] = value
         self.grid.set_cell_value_by_index(column, grid_row, value)
 
     def undo(self) -> None:

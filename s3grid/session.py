@@ -121,6 +121,10 @@ class EditSession:
         """Whether there is an undone edit to redo."""
         return bool(self._redo)
 
+    def edited_ids(self) -> set[int]:
+        """Ids of loaded rows with an edited cell (added rows count as new instead)."""
+        return {rid for rid, _ in self._dirty}
+
     def value(self, row_id: int, column: str) -> Any:
         """The current value of one cell, as a plain Python value (None for missing)."""
         return py_value(self.df.at[row_id, column])

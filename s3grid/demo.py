@@ -1,0 +1,177 @@
+"""``s3grid demo``: a local S3 endpoint with a sample master, and JupyterLab on the notebooks.
+
+No AWS account: S3 is a moto server on 127.0.0.1. Its objects survive a restart of the
+demo: moto records every request to ``<data_dir>/s3-requests.jsonl``, and on start the
+recording is replayed with the same random seed, so objects, ETags and VersionIds come
+back exactly as they were (the audit log's version ids stay valid).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+DEMO_BUCKET = "s3grid-demo"
+_SEED = 20240501  # moto's identifiers derive from it: the replay must use the same one
+_RECORDING = "s3-requests.jsonl"
+NOTEBOOK = "01_edit_master.ipynb"
+
+
+def notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (the demo opens it in JupyterLab)."""
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    return here if here.is_dir() else Path.cwd() / "notebooks"
+
+
+def _post(url: str) -> None:
+    req = urllib.request.Request(url, method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=30):
+        pass
+
+
+def start_s3(data_dir: Path, rows: int) -> tuple[Any, str]:
+    """Start moto on 127.0.0.1 with the demo bucket; replay earlier sessions if any."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    recording = data_dir / _RECORDING
+    # moto reads these once, when its recorder is first imported.
+    os.environ["MOTO_ENABLE_RECORDING"] = "1"
+    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ[name] = value
+    os.environ.pop("AWS_PROFILE", None)
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - a plain `pip install s3grid`
+        raise SystemExit("s3grid demo needs moto: pip install 's3grid[demo]'") from exc
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    if recording.exists() and recording.stat().st_size:
+        _post(f"{url}/moto-api/recorder/stop-recording")
+        _post(f"{url}/moto-api/seed?a={_SEED}")
+        _post(f"{url}/moto-api/recorder/replay-recording")
+        _post(f"{url}/moto-api/recorder/start-recording")
+        print(f"Restored the demo bucket from {recording}")
+    else:
+        _post(f"{url}/moto-api/seed?a={_SEED}")
+        _seed_bucket(url, rows)
+        print(f"Created demo bucket s3://{DEMO_BUCKET} with a {rows}-row sample master")
+    return server, url
+
+
+def _seed_bucket(url: str, rows: int) -> None:
+    import boto3
+
+    from s3grid.config import S3GridConfig
+    from s3grid.sample import sample_master
+    from s3grid.store import MasterStore
+
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+    s3.create_bucket(Bucket=DEMO_BUCKET)
+    s3.put_bucket_versioning(Bucket=DEMO_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    store = MasterStore(S3GridConfig(bucket=DEMO_BUCKET, endpoint_url=url))
+    store.create(sample_master(rows), note="demo: sample master")
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(
+    *,
+    port: int = 8888,
+    rows: int = 3000,
+    open_browser: bool = True,
+    data_dir: Path | None = None,
+) -> int:
+    """Run the demo until Ctrl+C (or SIGTERM); returns the exit code."""
+    data_dir = data_dir or Path.cwd() / ".s3grid-demo"
+    nb_dir = notebooks_dir()
+    server, s3_url = start_s3(data_dir, rows)
+    token = secrets.token_hex(16)
+    env = dict(os.environ)
+    env.update(
+        {
+            "S3_BUCKET": DEMO_BUCKET,
+            "S3_ENDPOINT_URL": s3_url,
+            "S3_MASTER_KEY": "data/master.parquet",
+        }
+    )
+    for name in ("MOTO_ENABLE_RECORDING", "MOTO_RECORDER_FILEPATH"):
+        env.pop(name, None)  # only the demo's own server records
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={nb_dir}",
+        f"--IdentityProvider.token={token}",
+        f"--LabApp.default_url=/lab/tree/{NOTEBOOK}",
+    ]
+    if not open_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines often run as root
+    # Own process group: the terminal's Ctrl+C reaches the demo, which stops Jupyter
+    # itself (Jupyter would otherwise ask "Shutdown this Jupyter server (y/[n])?").
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        if not _wait_for(f"{base}/api/status?token={token}", proc, timeout=120):
+            print("JupyterLab did not start; see its messages above.", file=sys.stderr)
+            return 1
+        print(f"\nS3 endpoint: {s3_url}  (bucket {DEMO_BUCKET}, data kept in {data_dir})")
+        print(f"JupyterLab:  {base}/lab/tree/{NOTEBOOK}?token={token}")
+        print("Press Ctrl+C to stop.", flush=True)
+        while proc.poll() is None:
+            time.sleep(0.5)
+        return proc.returncode or 0
+    except KeyboardInterrupt:
+        print("\nStopping the demo...", flush=True)
+        return 0
+    finally:
+        _stop(proc)
+        server.stop()

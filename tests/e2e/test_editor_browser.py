@@ -1,0 +1,179 @@
+"""The editor in a real JupyterLab + Chromium: edit, save, refuse, conflict-merge."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import boto3
+import pytest
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.sample import sample_master
+from tests.e2e.conftest import E2E_BUCKET, Lab
+
+ROW_HEADER = 64  # ipydatagrid defaults: base_row_header_size, base_column_size, row size
+COL_WIDTH = 64
+ROW_HEIGHT = 20
+HEADER_HEIGHT = 20
+
+
+@pytest.fixture
+def e2e_store(endpoint: str) -> MasterStore:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=E2E_BUCKET)
+    s3.put_bucket_versioning(Bucket=E2E_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
+    store.create(sample_master(200), note="e2e seed")
+    return store
+
+
+def run_notebook(page: Any, lab: Lab, name: str) -> Any:
+    page.goto(lab.url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
+    page.wait_for_timeout(1500)
+    select = page.locator(".jp-Dialog button", has_text="Select")
+    if select.count():  # "Select Kernel" shows when the kernelspec is unknown
+        select.first.click()
+    page.wait_for_selector(
+        ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=90_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    editor = page.locator(".s3grid-editor")
+    error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    page.wait_for_function(
+        "() => document.querySelector('.s3grid-editor') || document.querySelector("
+        "\".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']\")",
+        timeout=90_000,
+    )
+    if error.count():
+        raise AssertionError(f"the notebook failed: {error.first.inner_text()}")
+    page.locator(".s3grid-status", has_text="rows ×").wait_for(timeout=60_000)
+    grid = editor.locator(".lm-DataGrid").first
+    grid.wait_for(state="visible")
+    page.wait_for_timeout(1000)  # the canvas paints after the widget is attached
+    return editor
+
+
+def cell_point(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[float, float]:
+    box = editor.locator(".lm-DataGrid").first.bounding_box()
+    x = box["x"] + ROW_HEADER + grid_col * COL_WIDTH + COL_WIDTH / 2
+    y = box["y"] + HEADER_HEIGHT + grid_row * ROW_HEIGHT + ROW_HEIGHT / 2
+    return x, y
+
+
+def type_in_cell(page: Any, editor: Any, grid_row: int, grid_col: int, text: str) -> None:
+    x, y = cell_point(page, editor, grid_row, grid_col)
+    page.mouse.dblclick(x, y)
+    box = page.locator(".lm-DataGrid-cellEditorInput")
+    box.wait_for(state="visible")
+    box.fill(text)
+    box.press("Enter")
+
+
+def shown_in_cell(page: Any, editor: Any, grid_row: int, grid_col: int) -> str:
+    """What the browser holds for a cell: open its editor, read the value, cancel."""
+    x, y = cell_point(page, editor, grid_row, grid_col)
+    page.mouse.dblclick(x, y)
+    box = page.locator(".lm-DataGrid-cellEditorInput")
+    box.wait_for(state="visible")
+    value: str = box.input_value()
+    box.press("Escape")
+    return value
+
+
+VOLUME = 1 + 8  # grid columns: the status column, then the master columns
+TOW = 1 + 2
+
+
+def objects(store: MasterStore, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in store.bucket.list_objects(prefix))
+
+
+def click_button(editor: Any, label: str) -> None:
+    editor.locator("button", has_text=re.compile(rf"^\s*{label}\s*$")).first.click()
+
+
+def wait_message(page: Any, editor: Any, text: str) -> str:
+    """Wait until the editor's message area says ``text``; return the message."""
+    # The HTML widget replaces its content on every message: query afresh each time.
+    page.wait_for_function(
+        "t => (document.querySelector('.s3grid-editor .s3grid-message') || {}).innerText"
+        "?.includes(t)",
+        arg=text,
+    )
+    out: str = editor.locator(".s3grid-message").inner_text()
+    return out
+
+
+def test_edit_float_cell_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -> None:
+    base = e2e_store.load()
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    type_in_cell(page, editor, 0, VOLUME, "123.5")
+    wait_message(page, editor, "Row 0: volume_filtered = 123.5")
+    editor.locator("input[placeholder^='What did you change']").fill("e2e: fix volume ✓")
+    click_button(editor, "Save")
+    wait_message(page, editor, "Saved version")
+
+    latest = e2e_store.load()
+    assert latest.version_id != base.version_id
+    assert latest.to_pandas().loc[0, "volume_filtered"] == 123.5
+    log = e2e_store.audit_log()
+    last = log.iloc[-1]
+    assert last["note"] == "e2e: fix volume ✓"
+    assert last["new_version"] == latest.version_id
+    assert last["prev_version"] == base.version_id
+    assert last["snapshot_key"] in objects(e2e_store, "snapshots/")
+    raw = e2e_store.bucket.get(last["audit_key"])[0]
+    assert json.loads(raw)["changes"]["cells_changed"] == 1
+    assert latest.version_id is not None
+    assert latest.version_id[:12] in editor.locator(".s3grid-status").inner_text()
+
+
+def test_invalid_value_is_refused_and_cell_reverts(
+    page: Any, lab: Lab, e2e_store: MasterStore
+) -> None:
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    assert shown_in_cell(page, editor, 0, TOW) == "1"
+    type_in_cell(page, editor, 0, TOW, "7.5")
+    text = wait_message(page, editor, "fractional part")
+    assert "Row 0, column 'tow'" in text
+    assert "int32" in text
+    page.wait_for_timeout(500)
+    assert shown_in_cell(page, editor, 0, TOW) == "1"
+    assert "0</b> pending" in editor.locator(".s3grid-status").inner_html()
+
+
+def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -> None:
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    type_in_cell(page, editor, 1, VOLUME, "11.5")
+    wait_message(page, editor, "Row 1: volume_filtered = 11.5")
+    type_in_cell(page, editor, 2, VOLUME, "22.5")
+    wait_message(page, editor, "Row 2: volume_filtered = 22.5")
+
+    # A colleague saves behind the editor's back: one overlapping cell, one not.
+    m = e2e_store.load()
+    df = m.to_pandas()
+    df.loc[1, "volume_filtered"] = 99.0
+    df.loc[5, "min_depth"] = 7
+    e2e_store.save(df, base=m, note="colleague's fix")
+
+    click_button(editor, "Save")
+    text = wait_message(page, editor, "Conflict: saved by")
+    assert "colleague's fix" in text
+    panel = editor.locator(".s3grid-conflicts")
+    panel.wait_for(state="visible")
+    assert "theirs 99.0, mine 11.5" in panel.inner_text()
+    panel.locator("button", has_text="mine").first.click()
+    click_button(editor, "Apply merge")
+    wait_message(page, editor, "Merged onto version")
+    click_button(editor, "Save")
+    wait_message(page, editor, "Saved version")
+
+    final = e2e_store.load().to_pandas()
+    assert final.loc[1, "volume_filtered"] == 11.5  # mine, picked in the conflict view
+    assert final.loc[2, "volume_filtered"] == 22.5  # mine, merged automatically
+    assert final.loc[5, "min_depth"] == 7  # theirs, kept
+    assert list(e2e_store.audit_log()["note"])[-2] == "colleague's fix"
