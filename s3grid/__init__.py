@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from s3grid.bulk import BulkPreview, bulk_edit, export_csv, preview_bulk_edit
 from s3grid.config import S3GridConfig
 from s3grid.diff import CellChange, ChangeCounts, TableDiff, diff_tables
 from s3grid.errors import (
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AccessDeniedError",
+    "BulkPreview",
     "CellChange",
     "ChangeCounts",
     "ConfigError",
@@ -59,5 +61,8 @@ __all__ = [
     "TableDiff",
     "ValidationError",
     "VersionInfo",
+    "bulk_edit",
     "diff_tables",
+    "export_csv",
+    "preview_bulk_edit",
 ]

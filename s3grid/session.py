@@ -313,7 +313,7 @@ class EditSession:
                     self._dirty[key] = original
         elif isinstance(op, _AddRows):
             self.df = pd.concat([self.df, op.rows.astype(self.df.dtypes.to_dict())])
-            self.df.sort_index(inplace=True)
+            self.df = self.df.sort_index()
         else:
             self.df = self.df.drop(index=op.rows.index)
             for rid in op.rows.index:

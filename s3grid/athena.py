@@ -1,0 +1,442 @@
+"""The Athena engine (pyathena): master table DDL, CTAS/UNLOAD bulk edits, Iceberg recipes.
+
+Every statement is checked before it is sent: identifiers and S3 locations must match
+strict patterns (:mod:`s3grid.sqlcheck`), a bulk edit is exactly one SELECT, and each
+``execute`` sends one statement. Queries show progress while Athena runs them; a failed
+or cancelled query raises :class:`AthenaQueryError` with the query id and Athena's reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import posixpath
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from s3grid.config import S3GridConfig
+from s3grid.errors import S3GridError, SchemaError, ValidationError
+from s3grid.flatten import flatten_to_table
+from s3grid.sqlcheck import (
+    check_identifier,
+    check_location,
+    check_one_statement,
+    check_single_select,
+)
+
+__all__ = [
+    "AthenaEngine",
+    "AthenaQueryError",
+    "QueryInfo",
+    "ctas_sql",
+    "external_table_ddl",
+    "glue_type",
+    "run",
+    "sql_literal",
+    "unload_sql",
+]
+
+
+class AthenaQueryError(S3GridError):
+    """An Athena query failed or was cancelled; nothing was promoted."""
+
+    def __init__(self, message: str, *, query_id: str | None, reason: str | None) -> None:
+        super().__init__(message)
+        self.query_id = query_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class QueryInfo:
+    """One finished Athena query."""
+
+    query_id: str
+    state: str
+    data_scanned_bytes: int | None
+    output_location: str | None
+    seconds: float
+
+
+def glue_type(type_: pa.DataType) -> str:
+    """The exact Glue/Hive type for an Arrow type (int32 -> int, int64 -> bigint, ...).
+
+    Raises:
+        SchemaError: the type has no exact Glue equivalent.
+    """
+    simple = {
+        pa.int8(): "tinyint",
+        pa.int16(): "smallint",
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.float32(): "float",
+        pa.float64(): "double",
+        pa.bool_(): "boolean",
+        pa.string(): "string",
+        pa.large_string(): "string",
+        pa.date32(): "date",
+        pa.binary(): "binary",
+    }
+    if type_ in simple:
+        return simple[type_]
+    if pa.types.is_timestamp(type_):
+        return "timestamp"
+    if pa.types.is_decimal(type_):
+        return f"decimal({type_.precision},{type_.scale})"
+    raise SchemaError(f"Arrow type {type_} has no exact Athena/Glue type; cast it first.")
+
+
+def _columns(schema: pa.Schema) -> str:
+    return ",\n  ".join(
+        f"`{check_identifier(f.name, what='column name')}` {glue_type(f.type)}" for f in schema
+    )
+
+
+def external_table_ddl(
+    store: Any, name: str, *, database: str | None = None, location: str | None = None
+) -> str:
+    """``CREATE EXTERNAL TABLE`` for the master, with Glue types from its Arrow schema.
+
+    Args:
+        store: a MasterStore (its master is loaded to read the schema) or a pyarrow Schema
+            together with ``location``.
+        name: the table name, e.g. ``work_master_parquet``.
+        database: the Glue database (default: none, the connection's).
+        location: the folder Athena reads; default the master's folder. Keep the master
+            alone in it: Athena reads every object under the location.
+    """
+    schema = store if isinstance(store, pa.Schema) else store.load().schema
+    if location is None:
+        if isinstance(store, pa.Schema):
+            raise ValidationError("Give the location of the table's folder.")
+        folder = posixpath.dirname(store.cfg.master_key)
+        if not folder:
+            raise ValidationError(
+                "The master sits at the bucket root; Athena would read the whole bucket. "
+                "Pass location='s3://bucket/folder/' holding only the master."
+            )
+        location = f"s3://{store.cfg.bucket}/{folder}/"
+    check_location(location)
+    table = _qualified(name, database, quote="`")
+    fmt = getattr(getattr(store, "cfg", None), "file_format", "parquet")
+    stored = (
+        "ROW FORMAT DELIMITED FIELDS TERMINATED BY ','\nSTORED AS TEXTFILE"
+        if fmt == "csv"
+        else "STORED AS PARQUET"
+    )
+    props = "\nTBLPROPERTIES ('skip.header.line.count'='1')" if fmt == "csv" else ""
+    return (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n  {_columns(schema)}\n)\n"
+        f"{stored}\nLOCATION '{location}'{props}"
+    )
+
+
+def _qualified(name: str, database: str | None, *, quote: str = '"') -> str:
+    check_identifier(name, what="table name")
+    q = f"{quote}{name}{quote}"
+    if database:
+        return f"{quote}{check_identifier(database, what='database name')}{quote}.{q}"
+    return q
+
+
+def ctas_sql(
+    select_sql: str,
+    *,
+    table: str,
+    location: str,
+    database: str | None = None,
+    format: str = "PARQUET",
+) -> str:
+    """``CREATE TABLE ... WITH (format, SNAPPY, external_location) AS <select>``."""
+    check_location(location)
+    select = check_single_select(select_sql)
+    if format == "TEXTFILE":
+        options = f"format = 'TEXTFILE', field_delimiter = ',', external_location = '{location}'"
+    else:
+        options = (
+            f"format = 'PARQUET', write_compression = 'SNAPPY', external_location = '{location}'"
+        )
+    return f"CREATE TABLE {_qualified(table, database)}\nWITH ({options})\nAS\n{select}"
+
+
+def unload_sql(select_sql: str, *, location: str) -> str:
+    """``UNLOAD (<select>) TO '<location>' WITH (format = 'PARQUET', compression = 'SNAPPY')``."""
+    check_location(location)
+    return (
+        f"UNLOAD ({check_single_select(select_sql)})\nTO '{location}'\n"
+        "WITH (format = 'PARQUET', compression = 'SNAPPY')"
+    )
+
+
+def drop_table_sql(table: str, database: str | None = None) -> str:
+    """``DROP TABLE IF EXISTS`` (Hive DDL, backticks): metadata only for external tables."""
+    return f"DROP TABLE IF EXISTS {_qualified(table, database, quote='`')}"
+
+
+def sql_literal(value: Any) -> str:
+    """A Trino SQL literal for a Python value; strings are escaped by doubling quotes.
+
+    Raises:
+        ValidationError: the value has no literal form (NaN/inf, other types).
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            if math.isnan(value):
+                return "NULL"
+            raise ValidationError(f"{value} has no SQL literal.")
+        return repr(value)
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return f"TIMESTAMP '{pd.Timestamp(value).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if hasattr(value, "item"):  # numpy scalars
+        return sql_literal(value.item())
+    raise ValidationError(f"No SQL literal for {value!r} ({type(value).__name__}).")
+
+
+class AthenaEngine:
+    """Athena through pyathena: one statement per execute, progress while it runs.
+
+    Args:
+        work_group: Athena work group (``ATHENA_WORK_GROUP``).
+        s3_staging_dir: query result location (``ATHENA_S3_STAGING_DIR``).
+        database: Glue database (``ATHENA_DATABASE``).
+        region: AWS region.
+        profile: AWS profile.
+        output_prefix: key prefix (in the master's bucket) for CTAS output; default
+            ``staging/<stem>_next.parquet/``. Emptied before every bulk edit.
+        endpoint_url: an Athena endpoint (tests use a local one).
+        progress: show a progress bar while queries run.
+        poll_interval: seconds between status polls.
+    """
+
+    name = "athena"
+
+    def __init__(
+        self,
+        *,
+        work_group: str | None = None,
+        s3_staging_dir: str | None = None,
+        database: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        output_prefix: str | None = None,
+        endpoint_url: str | None = None,
+        progress: bool = True,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.work_group = work_group
+        self.s3_staging_dir = s3_staging_dir
+        self.database = check_identifier(database, what="database") if database else None
+        self.region = region
+        self.profile = profile
+        self.output_prefix = output_prefix
+        self.endpoint_url = endpoint_url
+        self.progress = progress
+        self.poll_interval = poll_interval
+        self._connection: Any = None
+        self.history: list[tuple[str, QueryInfo]] = []
+
+    @classmethod
+    def from_env(cls, cfg: S3GridConfig | None = None, **kwargs: Any) -> AthenaEngine:
+        """An engine from ``ATHENA_*`` variables (or the config's athena fields)."""
+        env = os.environ
+        values: dict[str, Any] = {
+            "work_group": (cfg and cfg.athena_work_group) or env.get("ATHENA_WORK_GROUP"),
+            "s3_staging_dir": (cfg and cfg.athena_s3_staging_dir)
+            or env.get("ATHENA_S3_STAGING_DIR"),
+            "database": (cfg and cfg.athena_database) or env.get("ATHENA_DATABASE"),
+            "region": (cfg and cfg.region)
+            or env.get("AWS_REGION")
+            or env.get("AWS_DEFAULT_REGION"),
+            "profile": (cfg and cfg.profile) or env.get("AWS_PROFILE"),
+            "endpoint_url": env.get("ATHENA_ENDPOINT_URL"),
+        }
+        values.update(kwargs)
+        return cls(**values)
+
+    @property
+    def connection(self) -> Any:
+        """The pyathena connection (made on first use)."""
+        if self._connection is None:
+            import pyathena
+
+            extra: dict[str, Any] = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+            self._connection = pyathena.connect(
+                work_group=self.work_group,
+                s3_staging_dir=self.s3_staging_dir,
+                schema_name=self.database or "default",
+                region_name=self.region,
+                profile_name=self.profile,
+                poll_interval=self.poll_interval,
+                **extra,
+            )
+        return self._connection
+
+    def execute(self, sql: str) -> tuple[Any, QueryInfo]:
+        """Run exactly one statement and wait for it, with progress.
+
+        Returns:
+            The pyathena cursor (for results) and the query's :class:`QueryInfo`.
+
+        Raises:
+            AthenaQueryError: the query failed or was cancelled (query id and reason).
+        """
+        from pyathena.error import Error as PyAthenaError
+        from tqdm.auto import tqdm
+
+        sql = check_one_statement(sql)
+        started = time.monotonic()
+        ids: list[str] = []
+        bar = tqdm(total=None, desc="Athena", unit=" polls", disable=not self.progress, leave=False)
+
+        def on_poll(execution: Any) -> None:
+            scanned = getattr(execution, "data_scanned_in_bytes", None) or 0
+            bar.set_postfix_str(f"{execution.state} · {scanned / 1e6:.1f} MB scanned")
+            bar.update(1)
+
+        cursor = self.connection.cursor(on_poll=on_poll)
+        try:
+            cursor.execute(sql, on_start_query_execution=ids.append)
+        except PyAthenaError as exc:
+            qid = ids[0] if ids else getattr(cursor, "query_id", None)
+            raise AthenaQueryError(
+                f"Athena query {qid} failed: {exc}. Nothing was promoted; fix the SQL and "
+                "run it again.",
+                query_id=qid,
+                reason=str(exc),
+            ) from exc
+        finally:
+            bar.close()
+        info = QueryInfo(
+            query_id=cursor.query_id,
+            state="SUCCEEDED",
+            data_scanned_bytes=getattr(cursor, "data_scanned_in_bytes", None),
+            output_location=getattr(cursor, "output_location", None),
+            seconds=time.monotonic() - started,
+        )
+        self.history.append((sql, info))
+        return cursor, info
+
+    def target_prefix(self, cfg: S3GridConfig) -> str:
+        """The key prefix CTAS writes to (checked: ends with '/', not the master's)."""
+        prefix = self.output_prefix or f"staging/{cfg.stem}_next.parquet/"
+        check_location(f"s3://{cfg.bucket}/{prefix}")
+        if cfg.master_key.startswith(prefix) or prefix.rstrip("/") == cfg.master_key:
+            raise ValidationError(
+                f"The output prefix {prefix!r} contains the master {cfg.master_key!r}; "
+                "emptying it would delete the master. Choose another prefix."
+            )
+        if posixpath.dirname(cfg.master_key) and prefix.startswith(
+            posixpath.dirname(cfg.master_key) + "/"
+        ):
+            raise ValidationError(
+                f"The output prefix {prefix!r} is inside the master's folder, which Athena "
+                "reads as the master table. Choose a prefix outside it."
+            )
+        return prefix
+
+    def run(self, select_sql: str, master: pa.Table, table_name: str, *, store: Any) -> pa.Table:
+        """Bulk edit on Athena: register the master, CTAS to an emptied prefix, flatten.
+
+        Raises:
+            AthenaQueryError: a statement failed; nothing is promoted.
+            ValidationError: unsafe names, locations or SQL.
+        """
+        cfg: S3GridConfig = store.cfg
+        select = check_single_select(select_sql)
+        prefix = self.target_prefix(cfg)
+        location = f"s3://{cfg.bucket}/{prefix}"
+        self.execute(
+            external_table_ddl(
+                master.schema, table_name, database=self.database, location=_master_location(cfg)
+            )
+        )
+        _empty_prefix(store.bucket, prefix)
+        tmp = f"{table_name}_s3grid_next"
+        self.execute(drop_table_sql(tmp, self.database))
+        _, info = self.execute(
+            ctas_sql(select, table=tmp, location=location, database=self.database)
+        )
+        self.execute(drop_table_sql(tmp, self.database))  # metadata only: parts stay
+        scanned = info.data_scanned_bytes or 0
+        print(f"Athena query {info.query_id}: {scanned / 1e6:.1f} MB scanned, output {location}")
+        table, _ = flatten_to_table(store.bucket, prefix)
+        return table
+
+
+def _master_location(cfg: S3GridConfig) -> str:
+    folder = posixpath.dirname(cfg.master_key)
+    if not folder:
+        raise ValidationError(
+            "The master sits at the bucket root; move it into its own folder for Athena."
+        )
+    return f"s3://{cfg.bucket}/{folder}/"
+
+
+def _empty_prefix(bucket: Any, prefix: str) -> int:
+    """Delete every object under ``prefix`` (already checked not to hold the master)."""
+    keys = [o["Key"] for o in bucket.list_objects(prefix)]
+    for i in range(0, len(keys), 1000):
+        bucket.call(
+            "delete_objects",
+            what=f"DELETE {bucket.url(prefix)}*",
+            Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+        )
+    return len(keys)
+
+
+def run(sql: str, *, engine: AthenaEngine | None = None) -> pd.DataFrame | QueryInfo:
+    """Run one statement on Athena from a notebook cell.
+
+    Returns a DataFrame for a SELECT (or WITH/SHOW/DESCRIBE), else the :class:`QueryInfo`.
+
+    Raises:
+        AthenaQueryError: the query failed.
+    """
+    engine = engine or AthenaEngine.from_env()
+    cursor, info = engine.execute(sql)
+    if cursor.description:
+        columns = [d[0] for d in cursor.description]
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
+    return info
+
+
+def merge_sql(
+    table: str, edits: pd.DataFrame, key_columns: Sequence[str], *, database: str | None = None
+) -> str:
+    """``MERGE INTO`` an Iceberg table from a DataFrame of edited rows (values escaped)."""
+    if edits.empty:
+        raise ValidationError("No edits to merge.")
+    keys = [check_identifier(k, what="key column") for k in key_columns]
+    cols = [check_identifier(str(c), what="column name") for c in edits.columns]
+    missing = [k for k in keys if k not in cols]
+    if missing:
+        raise ValidationError(f"The edits lack key column(s) {missing}.")
+    rows = ",\n    ".join(
+        "(" + ", ".join(sql_literal(v) for v in row) + ")"
+        for row in edits.itertuples(index=False, name=None)
+    )
+    col_list = ", ".join(f'"{c}"' for c in cols)
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    sets = ", ".join(f'"{c}" = s."{c}"' for c in cols if c not in keys)
+    values = ", ".join(f's."{c}"' for c in cols)
+    return (
+        f"MERGE INTO {_qualified(table, database)} t\n"
+        f"USING (VALUES\n    {rows}\n) AS s ({col_list})\nON {on}\n"
+        f"WHEN MATCHED THEN UPDATE SET {sets}\n"
+        f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
+    )

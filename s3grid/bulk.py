@@ -1,0 +1,171 @@
+"""SQL bulk edits: a SELECT over the master gives the new master, saved with the locked save.
+
+Flow: take the base (and its ETag) -> run the SELECT on an engine (DuckDB here, or
+Athena: CTAS parts, flattened) -> check the result against the master's schema ->
+``MasterStore.save(source="sql")``. A grid save during the query makes the save a
+``ConflictError``: it is never overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from s3grid.diff import TableDiff, diff_tables
+from s3grid.errors import SchemaError, ValidationError
+from s3grid.localsql import DuckDBEngine
+from s3grid.schema import coerce_table
+from s3grid.store import Master, MasterStore, SaveResult
+
+__all__ = ["BulkPreview", "Engine", "bulk_edit", "export_csv", "preview_bulk_edit"]
+
+DEFAULT_TABLE = "work_master_parquet"
+
+
+class Engine(Protocol):
+    """What runs a bulk-edit SELECT: :class:`DuckDBEngine` or :class:`AthenaEngine`."""
+
+    name: str
+
+    def run(
+        self, select_sql: str, master: pa.Table, table_name: str, *, store: Any
+    ) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class BulkPreview:
+    """The result of a bulk-edit SELECT, not yet saved: the new table and its diff."""
+
+    base: Master
+    table: pa.Table
+    diff: TableDiff
+
+
+def _engine(engine: str | Engine, store: MasterStore) -> Engine:
+    if not isinstance(engine, str):
+        return engine
+    if engine == "duckdb":
+        return DuckDBEngine()
+    if engine == "athena":
+        from s3grid.athena import AthenaEngine
+
+        return AthenaEngine.from_env(store.cfg)
+    raise ValidationError(f"Unknown engine {engine!r}: use 'duckdb' or 'athena'.")
+
+
+def preview_bulk_edit(
+    store: MasterStore,
+    select_sql: str,
+    *,
+    engine: str | Engine = "duckdb",
+    table_name: str = DEFAULT_TABLE,
+    base: Master | None = None,
+    allow_schema_change: bool = False,
+) -> BulkPreview:
+    """Run the SELECT and show what it would change, without writing anything.
+
+    Raises:
+        SQLError / AthenaQueryError: the query failed.
+        SchemaError: the result's columns or types do not fit the master.
+        ValidationError: empty result, duplicate keys, or unsafe SQL/names.
+    """
+    base = base or store.load()
+    result = _engine(engine, store).run(select_sql, base.table, table_name, store=store)
+    try:
+        table = coerce_table(result, base.schema, allow_schema_change=allow_schema_change)
+    except SchemaError as exc:
+        raise SchemaError(
+            f"The SELECT's result does not fit the master: {exc} Select the master's "
+            "columns, in order, with their types (CAST if needed).",
+            row=exc.row,
+            column=exc.column,
+            value=exc.value,
+            expected=exc.expected,
+        ) from exc
+    if table.num_rows == 0:
+        raise ValidationError(
+            "The SELECT returned no rows; saving it would empty the master. Nothing was "
+            "written. Check the WHERE clause."
+        )
+    store.validate(table)
+    keys = store.key_columns_for(table.schema)
+    diff = (
+        diff_tables(base.table, table, keys)
+        if table.schema == base.schema
+        else TableDiff(keys, (), (), ())
+    )
+    return BulkPreview(base=base, table=table, diff=diff)
+
+
+def bulk_edit(
+    store: MasterStore,
+    select_sql: str,
+    *,
+    note: str,
+    engine: str | Engine = "duckdb",
+    table_name: str = DEFAULT_TABLE,
+    base: Master | None = None,
+    allow_schema_change: bool = False,
+) -> SaveResult:
+    """Replace the master with the result of a SELECT over it, through the locked save.
+
+    Args:
+        store: the master.
+        select_sql: one SELECT over ``table_name`` returning the new master.
+        note: the audit note.
+        engine: ``"duckdb"`` (local, default), ``"athena"``, or an engine instance.
+        table_name: the name the master has in the SELECT.
+        base: the version the edit is based on (default: load now). The save fails with
+            ConflictError if the master changed since.
+        allow_schema_change: accept a result with different columns, on purpose.
+
+    Raises:
+        ConflictError: the master changed while the query ran; nothing was written.
+    """
+    preview = preview_bulk_edit(
+        store,
+        select_sql,
+        engine=engine,
+        table_name=table_name,
+        base=base,
+        allow_schema_change=allow_schema_change,
+    )
+    return store.save(
+        preview.table,
+        base=preview.base,
+        note=note,
+        source="sql",
+        allow_schema_change=allow_schema_change,
+    )
+
+
+def export_csv(
+    store: MasterStore, destination: str | Path, *, version_id: str | None = None
+) -> str:
+    """Write the master (or one version) as CSV to a local path or an ``s3://`` / key.
+
+    A destination starting with ``s3://<bucket>/`` or without a path separator prefix is
+    written to the master's bucket through the store; anything else is a local file.
+    Returns where it was written.
+    """
+    master = store.read_version(version_id) if version_id else store.load()
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(master.table, sink)
+    body = sink.getvalue().to_pybytes()
+    dest = str(destination)
+    if dest.startswith("s3://"):
+        bucket, _, key = dest[5:].partition("/")
+        if bucket != store.cfg.bucket or not key or key == store.cfg.master_key:
+            raise ValidationError(
+                f"Export to {dest!r}: give s3://{store.cfg.bucket}/<key> other than the master."
+            )
+        store.bucket.put(key, body, ContentType="text/csv")
+        return dest
+    path = Path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return str(path)

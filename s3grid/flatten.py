@@ -1,0 +1,185 @@
+"""Flatten part files (Athena CTAS/UNLOAD output) into one Parquet table or object.
+
+Streams row group by row group through ranged GETs, so memory stays around one row
+group per part, not the whole result. Athena writes parts without a ``.parquet``
+suffix, plus ``_SUCCESS``-style markers; those, hidden files and empty objects are skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from s3grid.errors import MasterFormatError, SchemaError, ValidationError
+from s3grid.schema import coerce_table
+
+__all__ = ["FlattenResult", "flatten_to_bytes", "flatten_to_table", "list_parts"]
+
+
+@dataclass(frozen=True)
+class FlattenResult:
+    """What a flatten read: the parts used and rows, and what it skipped."""
+
+    parts: tuple[str, ...]
+    skipped: tuple[str, ...]
+    rows: int
+
+
+class _RangedObject(io.RawIOBase):
+    """A seekable read-only file over one S3 object, read with ranged GETs.
+
+    pyarrow's Parquet reader reads the footer, then one column chunk at a time; only
+    those byte ranges are fetched, through the store's S3 wrapper.
+    """
+
+    def __init__(self, bucket: Any, key: str, size: int) -> None:
+        self._bucket = bucket
+        self._key = key
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        end = self._pos + n - 1
+        resp = self._bucket.call(
+            "get_object",
+            what=f"GET {self._bucket.url(self._key)}",
+            Key=self._key,
+            Range=f"bytes={self._pos}-{end}",
+        )
+        data = resp["Body"].read()
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def list_parts(bucket: Any, prefix: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """``(parts, skipped)`` under ``prefix``: parts as ``(key, size)`` in key order.
+
+    Raises:
+        ValidationError: the prefix does not end with ``/``.
+    """
+    if not prefix.endswith("/"):
+        raise ValidationError(f"Prefix {prefix!r} must end with '/' (a folder of part files).")
+    parts, skipped = [], []
+    for obj in bucket.list_objects(prefix):
+        key, size = obj["Key"], int(obj.get("Size", 0))
+        name = posixpath.basename(key)
+        if not name or name.startswith(("_", ".")) or size == 0 or key.endswith("/"):
+            skipped.append(key)
+        else:
+            parts.append((key, size))
+    return sorted(parts), skipped
+
+
+def _batches(
+    bucket: Any, parts: list[tuple[str, int]], schema: pa.Schema | None
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    for key, size in parts:
+        try:
+            pf = pq.ParquetFile(_RangedObject(bucket, key, size))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise MasterFormatError(f"Part {bucket.url(key)} is not Parquet: {exc}") from exc
+        for i in range(pf.num_row_groups):
+            table = pf.read_row_group(i)
+            if schema is not None:
+                table = coerce_table(table, schema)  # bigint -> int32 etc., refusing loss
+            for batch in table.to_batches():
+                yield key, batch
+
+
+def _expected_rows(bucket: Any, parts: list[tuple[str, int]]) -> int:
+    return sum(pq.ParquetFile(_RangedObject(bucket, k, s)).metadata.num_rows for k, s in parts)
+
+
+def flatten_to_table(
+    bucket: Any, prefix: str, *, schema: pa.Schema | None = None
+) -> tuple[pa.Table, FlattenResult]:
+    """Read all parts under ``prefix`` into one table (cast to ``schema`` if given).
+
+    Raises:
+        ValidationError: no parts (empty or missing prefix).
+        SchemaError: a part does not fit ``schema``.
+    """
+    parts, skipped = list_parts(bucket, prefix)
+    if not parts:
+        raise ValidationError(
+            f"No part files under {bucket.url(prefix)} (skipped {len(skipped)}); "
+            "did the query write its output there?"
+        )
+    batches = [b for _, b in _batches(bucket, parts, schema)]
+    if not batches:
+        raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
+    table = pa.Table.from_batches(batches)
+    _check_rows(table.num_rows, _expected_rows(bucket, parts), prefix)
+    return table, FlattenResult(tuple(k for k, _ in parts), tuple(skipped), table.num_rows)
+
+
+def flatten_to_bytes(
+    bucket: Any, prefix: str, *, schema: pa.Schema | None = None, row_group_size: int = 1 << 20
+) -> tuple[bytes, FlattenResult]:
+    """Stream all parts under ``prefix`` into one Parquet file's bytes (snappy).
+
+    Memory: one row group of input at a time, plus the compressed output.
+
+    Raises:
+        ValidationError: no parts, or the row count does not add up.
+        SchemaError: parts with different schemas (and no ``schema`` to cast to).
+    """
+    parts, skipped = list_parts(bucket, prefix)
+    if not parts:
+        raise ValidationError(
+            f"No part files under {bucket.url(prefix)} (skipped {len(skipped)}); "
+            "did the query write its output there?"
+        )
+    sink = io.BytesIO()
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for key, batch in _batches(bucket, parts, schema):
+            if writer is None:
+                writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+            elif batch.schema != writer.schema:
+                raise SchemaError(
+                    f"Part {bucket.url(key)} has schema {batch.schema} but earlier parts have "
+                    f"{writer.schema}; pass the master schema to cast them."
+                )
+            writer.write_batch(batch, row_group_size=row_group_size)
+            rows += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
+    _check_rows(rows, _expected_rows(bucket, parts), prefix)
+    return sink.getvalue(), FlattenResult(tuple(k for k, _ in parts), tuple(skipped), rows)
+
+
+def _check_rows(written: int, expected: int, prefix: str) -> None:
+    if written != expected:
+        raise ValidationError(
+            f"Flatten of {prefix} wrote {written} rows but the parts hold {expected}; "
+            "nothing was promoted."
+        )
