@@ -1,0 +1,233 @@
+"""The Athena engine without AWS: moto records the queries, a hook plays Athena.
+
+The hook runs each CTAS's SELECT on DuckDB (transpiled by sqlglot) and writes
+extension-less part files to its external_location, as Athena does; a non-empty
+target fails the query, as Athena does. FAILED queries also come from botocore's Stubber.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlglot
+from botocore.stub import Stubber
+
+from s3grid import MasterStore, ValidationError, bulk_edit
+from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl, glue_type
+from s3grid.sample import SAMPLE_SCHEMA
+from tests.conftest import all_objects, keys_under
+from tests.test_bulk import SEED_SQL, expected_seed_result
+
+
+class FakeAthena:
+    """Side effects of Athena queries on the local S3, keyed by moto's query ids."""
+
+    def __init__(self, engine: AthenaEngine, store: MasterStore, s3: Any) -> None:
+        self.store, self.s3 = store, s3
+        self.sent: list[str] = []
+        self.failed: dict[str, tuple[str, str]] = {}  # query id -> (sql, reason)
+        self._pending: str | None = None
+        events = engine.connection.client.meta.events
+        events.register("provide-client-params.athena.StartQueryExecution", self.on_params)
+        events.register("after-call.athena.StartQueryExecution", self.on_started)
+        events.register("before-call.athena.GetQueryExecution", self.on_get)
+
+    def on_params(self, params: dict[str, Any], **_: Any) -> None:
+        self._pending = params["QueryString"]
+
+    def on_started(self, parsed: dict[str, Any], **_: Any) -> None:
+        sql, self._pending = self._pending or "", None
+        self.sent.append(sql)
+        qid = parsed["QueryExecutionId"]
+        if sql.startswith("CREATE TABLE"):
+            reason = self.ctas(sql)
+            if reason:
+                self.failed[qid] = (sql, reason)
+
+    def ctas(self, sql: str) -> str | None:
+        location = re.search(r"external_location = '(s3://[^']+)'", sql)
+        assert location, sql
+        bucket, _, prefix = location[1][5:].partition("/")
+        if keys_under(self.s3, bucket, prefix):
+            return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location[1]}"
+        select = sqlglot.parse_one(sql, read="athena").expression
+        con = duckdb.connect()
+        con.register("work_master_parquet", self.store.load().table)
+        result = con.sql(select.sql(dialect="duckdb")).to_arrow_table()
+        half = result.num_rows // 2
+        for part in (result.slice(0, half), result.slice(half)):
+            buf = io.BytesIO()
+            pq.write_table(part, buf, compression="snappy")
+            key = f"{prefix}20240501_120000_00007_{uuid.uuid4().hex[:5]}_{uuid.uuid4()}"
+            self.s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+        return None
+
+    def on_get(self, params: dict[str, Any], **_: Any) -> Any:
+        qid = json.loads(params["body"])["QueryExecutionId"]
+        if qid not in self.failed:
+            return None
+        sql, reason = self.failed[qid]
+        return SimpleNamespace(status_code=200, headers={}), {
+            "QueryExecution": {
+                "QueryExecutionId": qid,
+                "Query": sql,
+                "StatementType": "DDL",
+                "Status": {"State": "FAILED", "StateChangeReason": reason},
+                "Statistics": {},
+                "ResultConfiguration": {},
+            }
+        }
+
+
+@pytest.fixture
+def engine(endpoint: str, bucket: str) -> AthenaEngine:
+    return AthenaEngine(
+        work_group="primary",
+        s3_staging_dir=f"s3://{bucket}/athena-results/",
+        database="lab",
+        region="us-east-1",
+        endpoint_url=endpoint,
+        progress=False,
+        poll_interval=0.01,
+    )
+
+
+@pytest.fixture
+def fake(engine: AthenaEngine, master_store: MasterStore, s3: Any) -> FakeAthena:
+    return FakeAthena(engine, master_store, s3)
+
+
+def test_glue_types_and_ddl(master_store: MasterStore) -> None:
+    assert [glue_type(f.type) for f in SAMPLE_SCHEMA] == [
+        "string",
+        "string",
+        "int",
+        "int",
+        "double",
+        "double",
+        "int",
+        "int",
+        "double",
+        "timestamp",
+        "timestamp",
+        "boolean",
+        "double",
+    ]
+    ddl = external_table_ddl(master_store, "work_master_parquet", database="lab")
+    assert ddl.startswith(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `lab`.`work_master_parquet` (\n"
+        "  `vessel` string,\n  `cruise` string,\n  `tow` int,\n  `net` int,\n"
+    )
+    assert ddl.endswith(
+        "  `net_size` double\n)\nSTORED AS PARQUET\n"
+        f"LOCATION 's3://{master_store.cfg.bucket}/data/'"
+    )
+
+
+def test_bulk_edit_on_athena_sends_exact_sql_and_promotes(
+    engine: AthenaEngine, fake: FakeAthena, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale-part", Body=b"old")
+    base = master_store.load()
+    res = bulk_edit(master_store, SEED_SQL, engine=engine, note="athena: shift tow 4")
+    location = f"s3://{bucket}/staging/master_next.parquet/"
+    assert fake.sent == [
+        external_table_ddl(master_store, "work_master_parquet", database="lab"),
+        "DROP TABLE IF EXISTS `lab`.`work_master_parquet_s3grid_next`",
+        'CREATE TABLE "lab"."work_master_parquet_s3grid_next"\n'
+        "WITH (format = 'PARQUET', write_compression = 'SNAPPY', "
+        f"external_location = '{location}')\nAS\n{SEED_SQL.strip()}",
+        "DROP TABLE IF EXISTS `lab`.`work_master_parquet_s3grid_next`",
+    ]
+    # the stale object was removed before the CTAS (else the fake, like Athena, fails it)
+    assert "staging/master_next.parquet/stale-part" not in keys_under(s3, bucket, "staging/")
+    after = master_store.load()
+    assert after.schema == base.schema
+    # Athena guarantees no row order across part files: compare in key order.
+    got = after.to_pandas().sort_values(["tow", "net"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected_seed_result(base.to_pandas()))
+    assert master_store.audit_log().iloc[-1]["source"] == "sql"
+    assert res.rows_deleted == 1
+
+
+def test_non_empty_target_fails_like_athena(
+    engine: AthenaEngine,
+    fake: FakeAthena,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import s3grid.athena
+
+    monkeypatch.setattr(s3grid.athena, "_empty_prefix", lambda *_: 0)
+    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale", Body=b"old")
+    master = master_store.load()
+    with pytest.raises(AthenaQueryError, match="HIVE_PATH_ALREADY_EXISTS") as info:
+        bulk_edit(master_store, SEED_SQL, engine=engine, note="x")
+    assert info.value.query_id
+    assert master_store.load().etag == master.etag
+    assert len(master_store.audit_log()) == 1
+
+
+def test_failed_query_via_stubber(
+    engine: AthenaEngine, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    client = engine.connection.client
+    before = all_objects(s3, bucket)
+    reason = "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved"
+    with Stubber(client) as stub:
+        stub.add_response("start_query_execution", {"QueryExecutionId": "q-failed-1"})
+        stub.add_response(
+            "get_query_execution",
+            {
+                "QueryExecution": {
+                    "QueryExecutionId": "q-failed-1",
+                    "Query": "CREATE TABLE ...",
+                    "Status": {"State": "FAILED", "StateChangeReason": reason},
+                }
+            },
+        )
+        with pytest.raises(AthenaQueryError) as info:
+            bulk_edit(master_store, "SELECT nope FROM work_master_parquet", engine=engine, note="x")
+    assert info.value.query_id == "q-failed-1"
+    assert "cannot be resolved" in str(info.value)
+    assert "q-failed-1" in str(info.value)
+    assert all_objects(s3, bucket) == before
+
+
+@pytest.mark.parametrize(
+    ("prefix", "message"),
+    [
+        ("data/", "contains the master"),
+        ("data/next/", "inside the master's folder"),
+        ("staging/next", "must end with '/'"),
+        ("staging/it's/", "Invalid S3 location"),
+        ("staging/a;b/", "Invalid S3 location"),
+    ],
+)
+def test_unsafe_target_prefixes_refused(
+    endpoint: str, master_store: MasterStore, prefix: str, message: str
+) -> None:
+    engine = AthenaEngine(
+        output_prefix=prefix, endpoint_url=endpoint, region="us-east-1", progress=False
+    )
+    with pytest.raises(ValidationError, match=message):
+        bulk_edit(master_store, SEED_SQL, engine=engine, note="x")
+
+
+@pytest.mark.parametrize("name", ['x"y', "a;b", "t name", "1abc", "x`y"])
+def test_injection_in_identifiers_refused(master_store: MasterStore, name: str) -> None:
+    with pytest.raises(ValidationError, match="Invalid"):
+        external_table_ddl(master_store, name)
+    with pytest.raises(ValidationError, match="Invalid"):
+        AthenaEngine(database=name)
