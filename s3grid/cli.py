@@ -1,4 +1,4 @@
-"""The ``s3grid`` command line: demo, init, audit, restore, reconcile.
+"""The ``s3grid`` command line: demo, init, audit, restore, reconcile, flatten.
 
 Every subcommand takes the same config flags, falls back to the environment (the
 variables of :meth:`S3GridConfig.from_env`), and exits 0 on success, 1 with a one-line
@@ -146,6 +146,49 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_flatten(args: argparse.Namespace) -> int:
+    from s3grid.flatten import flatten_to_bytes, flatten_to_table
+
+    cfg = config_from_args(args)
+    prefix = args.prefix if args.prefix.endswith("/") else args.prefix + "/"
+    output_key = args.output_key or cfg.master_key
+    store = MasterStore(cfg.with_(master_key=output_key))
+    existing = store.bucket.head(output_key)
+    if existing is not None:
+        # The output is a master: promote through the locked save (snapshot + audit).
+        base = store.load()
+        table, info = flatten_to_table(store.bucket, prefix, schema=base.schema)
+        note = args.note or f"flatten {prefix} ({len(info.parts)} parts)"
+        res = store.save(table, base=base, note=note, source="sql")
+        summary: dict[str, Any] = {
+            "promoted": True,
+            "rows": info.rows,
+            "parts": len(info.parts),
+            "skipped": len(info.skipped),
+            **asdict(res),
+        }
+    else:
+        body, info = flatten_to_bytes(store.bucket, prefix)
+        store.bucket.put(output_key, body, IfNoneMatch="*")
+        summary = {
+            "promoted": False,
+            "rows": info.rows,
+            "parts": len(info.parts),
+            "skipped": len(info.skipped),
+            "output": store.bucket.url(output_key),
+        }
+    if args.json:
+        _print_json(summary)
+    elif summary["promoted"]:
+        print(
+            f"Promoted {info.rows} rows from {len(info.parts)} parts to {cfg.bucket}/"
+            f"{output_key} as version {summary['new_version']} (audit {summary['audit_key']})."
+        )
+    else:
+        print(f"Wrote {info.rows} rows from {len(info.parts)} parts to {summary['output']}.")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from s3grid.demo import run_demo  # heavy (JupyterLab, moto): only when asked
 
@@ -229,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--version-id", help="an S3 VersionId of the master")
     p.add_argument("--note", required=True, help="why (goes into the audit)")
     p.add_argument("--json", action="store_true", help="print the save result as JSON")
+
+    p = add(
+        "flatten",
+        cmd_flatten,
+        "Flatten Athena part files into one Parquet object; an existing master is "
+        "promoted through the locked save.",
+        "s3grid flatten --bucket my-lab --prefix staging/master_next.parquet/ "
+        "--output-key data/master.parquet",
+    )
+    p.add_argument("--prefix", required=True, help="the folder of part files (CTAS output)")
+    p.add_argument("--output-key", help="where to write (default: the master key)")
+    p.add_argument("--note", help="audit note when promoting over a master")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = add(
         "reconcile",

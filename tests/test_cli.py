@@ -120,3 +120,60 @@ def test_python_dash_m_help() -> None:
     ).stdout
     assert "--endpoint-url" in out
     assert "example:" in out
+
+
+def test_flatten_promotes_over_master_and_refuses_empty(
+    master_store: MasterStore,
+    flags: list[str],
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    base = master_store.load()
+    before = all_objects(s3, bucket)
+    code, _, err = run(["flatten", "--prefix", "staging/none/", *flags], capsys)
+    assert code == 1
+    assert "No part files" in err
+    assert all_objects(s3, bucket) == before
+
+    edited = base.to_pandas()
+    edited.loc[0, "volume_filtered"] = 77.0
+    for i, part in enumerate((edited.iloc[:25], edited.iloc[25:])):
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), buf)
+        s3.put_object(Bucket=bucket, Key=f"staging/next/part-{i}", Body=buf.getvalue())
+    s3.put_object(Bucket=bucket, Key="staging/next/_SUCCESS", Body=b"")
+    code, out, err = run(
+        [
+            "flatten",
+            "--prefix",
+            "staging/next/",
+            "--output-key",
+            "data/master.parquet",
+            "--json",
+            *flags,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["promoted"] is True
+    assert summary["rows"] == 50
+    after = master_store.load()
+    assert after.version_id == summary["new_version"]
+    assert after.to_pandas().loc[0, "volume_filtered"] == 77.0
+    assert after.schema == base.schema
+    assert master_store.audit_log().iloc[-1]["snapshot_key"] == summary["snapshot_key"]
+
+    code, out, _ = run(
+        ["flatten", "--prefix", "staging/next/", "--output-key", "exports/flat.parquet", *flags],
+        capsys,
+    )
+    assert code == 0
+    assert "Wrote 50 rows from 2 parts" in out
+    flat = pq.read_table(
+        io.BytesIO(s3.get_object(Bucket=bucket, Key="exports/flat.parquet")["Body"].read())
+    )
+    assert flat.num_rows == 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -61,3 +62,21 @@ def test_03_review_audits_diffs_and_restores(
     log = store.audit_log()
     assert list(log["source"]) == ["init", "editor", "restore"]
     assert store.load().table.equals(m.table)
+
+
+def test_02_bulk_edit_sql_applies_the_seed_recipe(
+    cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_bulk import SEED_SQL, expected_seed_result
+
+    store = MasterStore(cfg)
+    store.create(sample_master(30), note="seed")
+    base = store.load()
+    nb = execute("02_bulk_edit_sql.ipynb", cfg, monkeypatch)
+    out = outputs(nb)
+    assert SEED_SQL.strip() in nb.cells[1].source
+    assert "ChangeCounts(cells_changed=7, rows_added=0, rows_deleted=1)" in out
+    assert 'CREATE TABLE "lab"."work_master_parquet_s3grid_next"' in out
+    after = store.load().to_pandas()
+    pd.testing.assert_frame_equal(after, expected_seed_result(base.to_pandas()))
+    assert store.audit_log().iloc[-1]["source"] == "sql"

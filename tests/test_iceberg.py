@@ -1,0 +1,127 @@
+"""Each ICEBERG.md recipe sends exactly the SQL the doc shows."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from s3grid import MasterStore, ValidationError
+from s3grid.athena import AthenaEngine, QueryInfo
+from s3grid.iceberg import IcebergTable
+
+
+class RecordingEngine(AthenaEngine):
+    """Records statements; an UNLOAD writes `self.unload_table` as two parts."""
+
+    def __init__(self, s3: Any = None, **kwargs: Any) -> None:
+        super().__init__(database="lab", progress=False, **kwargs)
+        self.sent: list[str] = []
+        self.s3 = s3
+        self.unload_table: Any = None
+
+    def execute(self, sql: str) -> tuple[Any, QueryInfo]:
+        self.sent.append(sql)
+        if sql.startswith("UNLOAD") and self.unload_table is not None:
+            location = sql.split("TO '")[1].split("'")[0]
+            bucket, _, prefix = location[5:].partition("/")
+            for i, part in enumerate((self.unload_table.slice(0, 10), self.unload_table.slice(10))):
+                buf = io.BytesIO()
+                pq.write_table(part, buf)
+                self.s3.put_object(Bucket=bucket, Key=f"{prefix}{i:05d}_part", Body=buf.getvalue())
+        cursor = type("C", (), {"description": None})()
+        return cursor, QueryInfo("q", "SUCCEEDED", 0, None, 0.0)
+
+
+@pytest.fixture
+def ice() -> IcebergTable:
+    return IcebergTable(RecordingEngine(), "tows_iceberg")
+
+
+def test_create_and_load(ice: IcebergTable, master_store: MasterStore) -> None:
+    ice.create_from_master(master_store, location="s3://lab-bucket/iceberg/tows/")
+    create, load = ice.engine.sent  # type: ignore[attr-defined]
+    assert create.startswith("CREATE TABLE `lab`.`tows_iceberg` (\n  `vessel` string,\n")
+    assert create.endswith(
+        ")\nLOCATION 's3://lab-bucket/iceberg/tows/'\n"
+        "TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet', "
+        "'write_compression'='snappy')"
+    )
+    assert load == 'INSERT INTO "lab"."tows_iceberg"\nSELECT * FROM "lab"."work_master_parquet"'
+
+
+def test_merge_update_delete(ice: IcebergTable) -> None:
+    edits = pd.DataFrame(
+        {"tow": [4, 99], "net": [1, 0], "note": ["it's fixed", None], "v": [1.5, 2.0]}
+    )
+    ice.merge(edits, ["tow", "net"])
+    ice.update({"volume_filtered": 512.0, "vessel": "R/V O'Brien"}, "tow = 4 AND net = 1")
+    ice.delete("tow = 4 AND net = 0")
+    merge, update, delete = ice.engine.sent  # type: ignore[attr-defined]
+    assert merge == (
+        'MERGE INTO "lab"."tows_iceberg" t\n'
+        "USING (VALUES\n    (4, 1, 'it''s fixed', 1.5),\n    (99, 0, NULL, 2.0)\n"
+        ') AS s ("tow", "net", "note", "v")\n'
+        'ON t."tow" = s."tow" AND t."net" = s."net"\n'
+        'WHEN MATCHED THEN UPDATE SET "note" = s."note", "v" = s."v"\n'
+        'WHEN NOT MATCHED THEN INSERT ("tow", "net", "note", "v") '
+        'VALUES (s."tow", s."net", s."note", s."v")'
+    )
+    assert update == (
+        'UPDATE "lab"."tows_iceberg" SET "volume_filtered" = 512.0, '
+        "\"vessel\" = 'R/V O''Brien' WHERE tow = 4 AND net = 1"
+    )
+    assert delete == 'DELETE FROM "lab"."tows_iceberg" WHERE tow = 4 AND net = 0'
+
+
+def test_time_travel_snapshots_optimize_vacuum(ice: IcebergTable) -> None:
+    assert ice.at_sql(timestamp="2024-05-01T12:00:00Z") == (
+        'SELECT * FROM "lab"."tows_iceberg" FOR TIMESTAMP AS OF '
+        "TIMESTAMP '2024-05-01 12:00:00.000000 UTC'"
+    )
+    assert ice.at_sql(version=949530903748831860) == (
+        'SELECT * FROM "lab"."tows_iceberg" FOR VERSION AS OF 949530903748831860'
+    )
+    assert ice.snapshots_sql() == (
+        'SELECT * FROM "lab"."tows_iceberg$snapshots" ORDER BY committed_at'
+    )
+    ice.optimize()
+    ice.vacuum()
+    assert ice.engine.sent == [  # type: ignore[attr-defined]
+        'OPTIMIZE "lab"."tows_iceberg" REWRITE DATA USING BIN_PACK',
+        'VACUUM "lab"."tows_iceberg"',
+    ]
+
+
+def test_bad_input_refused(ice: IcebergTable) -> None:
+    with pytest.raises(ValidationError, match="one statement"):
+        ice.delete("tow = 4; DROP TABLE x")
+    with pytest.raises(ValidationError, match="Invalid column name"):
+        ice.update({'x" = 1 --': 1}, "tow = 4")
+    with pytest.raises(ValidationError, match="exactly one"):
+        ice.at_sql()
+    with pytest.raises(ValidationError, match="Invalid table name"):
+        IcebergTable(RecordingEngine(), "t$snapshots")
+
+
+def test_export_back_to_master(master_store: MasterStore, s3: Any, bucket: str) -> None:
+    engine = RecordingEngine(s3)
+    base = master_store.load()
+    edited = base.to_pandas()
+    edited.loc[3, "volume_filtered"] = 3.25
+    engine.unload_table = pa_table = base.table.from_pandas(
+        edited, schema=base.schema, preserve_index=False
+    )
+    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/old", Body=b"stale")
+    res = IcebergTable(engine, "tows_iceberg").export_to_master(master_store, note="from ice")
+    assert engine.sent == [
+        'UNLOAD (SELECT * FROM "lab"."tows_iceberg")\n'
+        f"TO 's3://{bucket}/staging/master_next.parquet/'\n"
+        "WITH (format = 'PARQUET', compression = 'SNAPPY')"
+    ]
+    assert master_store.load().table.equals(pa_table)
+    assert res.cells_changed == 1
+    assert master_store.audit_log().iloc[-1]["note"] == "from ice"
