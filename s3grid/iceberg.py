@@ -93,6 +93,7 @@ class IcebergTable:
             raise ValidationError("Give exactly one of timestamp or version.")
         if version is not None:
             return f"SELECT * FROM {self.table} FOR VERSION AS OF {int(version)}"
+        assert timestamp is not None
         when = pd.Timestamp(timestamp)
         if when.tzinfo is None:
             when = when.tz_localize("UTC")
