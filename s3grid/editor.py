@@ -131,6 +131,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._merge_inputs: tuple[Master, Master, Any] | None = None
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
+        self._flags: dict[int, str] = {}  # grid row -> the ⚑ text the browser shows
         self.last_save: str = ""
 
         cfg = store.cfg
@@ -287,7 +288,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.page = win.page
         self._window_ids = [int(i) for i in win.frame.index]
         self._echoed.clear()
-        self.grid.data = _display_frame(win.frame, s)
+        shown = _display_frame(win.frame, s)
+        self._flags = {i: f for i, f in enumerate(shown[STATUS]) if f}
+        self.grid.data = shown
         self.grid.renderers = self._renderers(s)
         self.page_label.value = (
             f"page {win.page + 1}/{win.pages} · {win.matching_rows:,} matching rows"
@@ -398,14 +401,20 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._say(f"{exc} The cell keeps {stored!r}.", "error")
         if grid_row is None and row_id in self._window_ids:
             grid_row = self._window_ids.index(row_id)
-        if grid_row is not None:
-            # Always echo: the browser must show what the kernel stored ("12" -> 12,
-            # "abc" -> refused), never what was typed.
-            self._echo(grid_row, column, cell_text(stored))
+        shown = cell_text(stored)
+        if grid_row is not None and (not accepted or shown != value):
+            # The browser must show what the kernel stored ("012" -> "12", a refused
+            # value -> the old one), never what was typed. Each value the kernel sets
+            # makes ipydatagrid's front-end rebuild its whole data model, so send one
+            # only when the text differs.
+            self._echo(grid_row, column, shown)
         if accepted and column in self.key_columns:
             self._refresh_grid()  # duplicate flags may have changed
         elif accepted and grid_row is not None:
-            self._echo(grid_row, STATUS, "edited" if row_id in s.edited_ids() else "")
+            flag = "edited" if row_id in s.edited_ids() else ""
+            if self._flags.get(grid_row, "") != flag:
+                self._echo(grid_row, STATUS, flag)
+                self._flags[grid_row] = flag
         self._refresh_status()
         self._refresh_changes()
         return accepted

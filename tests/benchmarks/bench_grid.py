@@ -1,0 +1,175 @@
+"""Benchmark in Chromium: plain editable ipydatagrid DataGrid vs s3grid Editor.
+
+    uv run python tests/benchmarks/bench_grid.py [--rows 10000 100000]
+
+For each size, both grids are opened in the same JupyterLab, one after the other, and
+measured the same way: Run All -> grid canvas painted (ms), JS heap after paint (MB),
+and main-thread time blocked by long tasks in the 3 s after one cell edit (ms).
+Ratios are Editor / plain, from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+CELLS = {
+    "plain": "import pandas as pd\nfrom ipydatagrid import DataGrid\nfrom s3grid import "
+    "MasterStore\ndf = MasterStore.from_env().load().to_pandas()\n"
+    "DataGrid(df, editable=True, layout={'height': '420px'})",
+    "editor": "from s3grid import Editor\nEditor.from_env()",
+}
+LONGTASKS = """() => { window.__blocked = 0; new PerformanceObserver(l => {
+  for (const e of l.getEntries()) window.__blocked += e.duration; })
+  .observe({type: 'longtask', buffered: false}); }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def measure(page: Any, base: str, token: str, name: str, col: int) -> dict[str, float]:
+    page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}&reset")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
+    page.wait_for_selector(
+        ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=120_000
+    )
+    page.wait_for_timeout(1000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    t0 = time.perf_counter()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_selector(".jp-OutputArea .lm-DataGrid canvas", timeout=600_000)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    painted_ms = (time.perf_counter() - t0) * 1000
+    page.wait_for_timeout(1500)
+    heap = page.evaluate("() => performance.memory.usedJSHeapSize") / 1e6
+    page.evaluate(LONGTASKS)
+    box = page.locator(".jp-OutputArea .lm-DataGrid").first.bounding_box()
+    page.mouse.dblclick(box["x"] + 64 + col * 64 + 32, box["y"] + 20 + 2 * 20 + 10)
+    editor = page.locator(".lm-DataGrid-cellEditorInput")
+    editor.wait_for(state="visible")
+    editor.fill("123.5")
+    editor.press("Enter")
+    page.wait_for_timeout(3000)
+    blocked = page.evaluate("() => window.__blocked")
+    return {"painted_ms": painted_ms, "heap_mb": heap, "blocked_ms": blocked}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000])
+    args = parser.parse_args()
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from playwright.sync_api import sync_playwright
+
+    from s3grid import MasterStore, S3GridConfig
+    from s3grid.sample import sample_master
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ[k] = v
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = "http://%s:%d" % server.get_host_and_port()
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    root = Path(tempfile.mkdtemp())
+    for name, code in CELLS.items():
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(code)]
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
+        nbformat.write(nb, root / f"{name}.ipynb")
+    port, token = free_port(), secrets.token_hex(8)
+    env = dict(os.environ, S3_ENDPOINT_URL=endpoint, JUPYTER_CONFIG_DIR=str(root / ".j"))
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for rows in args.rows:
+        bucket = f"bench-grid-{rows}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        MasterStore(S3GridConfig(bucket=bucket, endpoint_url=endpoint)).create(
+            sample_master(rows), note="bench"
+        )
+        env["S3_BUCKET"] = bucket
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={root}",
+            f"--IdentityProvider.token={token}",
+            "--allow-root",
+        ]
+        lab = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        results[rows] = {}
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--enable-precise-memory-info",
+                ],
+            )
+            for name, col in (("plain", 8), ("editor", 9)):  # volume_filtered
+                context = browser.new_context(viewport={"width": 1600, "height": 1000})
+                page = context.new_page()
+                page.set_default_timeout(600_000)
+                results[rows][name] = measure(page, base, token, name, col)
+                context.close()
+            browser.close()
+        lab.terminate()
+        lab.wait(timeout=30)
+    server.stop()
+    for rows, r in results.items():
+        p, e = r["plain"], r["editor"]
+        print(f"{rows:,} rows            plain DataGrid    s3grid Editor    ratio")
+        for key, label in (
+            ("painted_ms", "Run All -> painted (ms)"),
+            ("heap_mb", "JS heap (MB)"),
+            ("blocked_ms", "blocked after edit (ms)"),
+        ):
+            ratio = e[key] / p[key] if p[key] else float("nan")
+            print(f"  {label:<24}{p[key]:>12.0f}{e[key]:>17.0f}{ratio:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
