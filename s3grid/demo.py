@@ -38,19 +38,17 @@ def _post(url: str) -> None:
         pass
 
 
-def start_s3(data_dir: Path, rows: int) -> tuple[Any, str]:
-    """Start moto on 127.0.0.1 with the demo bucket; replay earlier sessions if any."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    recording = data_dir / _RECORDING
-    # moto reads these once, when its recorder is first imported.
-    os.environ["MOTO_ENABLE_RECORDING"] = "1"
-    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
+def start_local_s3() -> tuple[Any, str]:
+    """A moto S3 server on 127.0.0.1 (random port) with fake credentials in this process.
+
+    Returns the server (call ``.stop()``) and its endpoint URL.
+    """
     for name, value in {
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
-        os.environ[name] = value
+        os.environ[name] = value  # never real AWS: the endpoint is local anyway
     os.environ.pop("AWS_PROFILE", None)
     try:
         from moto.server import ThreadedMotoServer
@@ -61,7 +59,17 @@ def start_s3(data_dir: Path, rows: int) -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+    return server, f"http://{host}:{port}"
+
+
+def start_s3(data_dir: Path, rows: int) -> tuple[Any, str]:
+    """Start moto on 127.0.0.1 with the demo bucket; replay earlier sessions if any."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    recording = data_dir / _RECORDING
+    # moto reads these once, when its recorder is first imported.
+    os.environ["MOTO_ENABLE_RECORDING"] = "1"
+    os.environ["MOTO_RECORDER_FILEPATH"] = str(recording)
+    server, url = start_local_s3()
     if recording.exists() and recording.stat().st_size:
         _post(f"{url}/moto-api/recorder/stop-recording")
         _post(f"{url}/moto-api/seed?a={_SEED}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -101,21 +100,11 @@ def main() -> None:
     import boto3
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from moto.server import ThreadedMotoServer
 
+    from s3grid.demo import start_local_s3
     from s3grid.sample import sample_master
 
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[k] = v
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server, endpoint = start_local_s3()
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     table = sample_master(args.rows)

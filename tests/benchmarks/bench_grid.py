@@ -11,7 +11,6 @@ Ratios are Editor / plain, from the same run.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import secrets
@@ -76,22 +75,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import boto3
-    from moto.server import ThreadedMotoServer
     from playwright.sync_api import sync_playwright
 
     from s3grid import MasterStore, S3GridConfig
+    from s3grid.demo import start_local_s3
     from s3grid.sample import sample_master
 
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[k] = v
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    endpoint = "http://%s:%d" % server.get_host_and_port()
+    server, endpoint = start_local_s3()
     s3 = boto3.client("s3", endpoint_url=endpoint)
     root = Path(tempfile.mkdtemp())
     for name, code in CELLS.items():
