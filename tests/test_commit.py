@@ -1,0 +1,106 @@
+"""The commit step: ambiguous outcomes settled by HEAD, and one winner among racers."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+
+from s3grid import ConflictError, MasterStore, S3GridConfig, StoreUnavailableError
+from tests.conftest import all_objects
+
+
+def flaky_master_put(store: MasterStore, *, send_first: bool, times: int = 1) -> list[str]:
+    """Make the next master PUTs time out, after (or before) the request reached S3."""
+    client = store.bucket.client
+    real = client.put_object
+    calls: list[str] = []
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"] == store.cfg.master_key and len(calls) < times:
+            calls.append("sent" if send_first else "lost")
+            if send_first:
+                real(**kwargs)  # it landed; only the response is lost
+            raise ReadTimeoutError(endpoint_url="http://local")
+        return real(**kwargs)
+
+    client.put_object = put_object
+    return calls
+
+
+def test_timeout_after_commit_is_reported_as_done(master_store: MasterStore) -> None:
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 5.5
+    calls = flaky_master_put(master_store, send_first=True)
+    res = master_store.save(df, base=m, note="timeout after send")
+    assert calls == ["sent"]
+    latest = master_store.load()
+    assert latest.version_id == res.new_version  # HEAD found our save id: done, once
+    assert len(master_store.versions()) == 2
+    assert list(master_store.audit_log()["note"]) == ["initial upload", "timeout after send"]
+
+
+def test_timeout_before_commit_is_retried_once(master_store: MasterStore) -> None:
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 6.5
+    calls = flaky_master_put(master_store, send_first=False)
+    res = master_store.save(df, base=m, note="timeout before send")
+    assert calls == ["lost"]
+    assert master_store.load().version_id == res.new_version
+    assert len(master_store.versions()) == 2  # not committed twice
+
+
+def test_outcome_unknown_when_s3_stays_down(
+    master_store: MasterStore, cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = master_store.load()
+    flaky_master_put(master_store, send_first=True)
+
+    def head_down(*_: Any, **__: Any) -> Any:
+        raise StoreUnavailableError("HEAD failed: S3 is unreachable")
+
+    monkeypatch.setattr(master_store.bucket, "head", head_down)
+    with pytest.raises(StoreUnavailableError, match="may or may not have been committed") as info:
+        master_store.save(m.to_pandas(), base=m, note="unknown")
+    assert info.value.maybe_committed
+    monkeypatch.undo()
+    assert len(master_store.reconcile()) == 1  # the landed version gets its snapshot+audit
+
+
+def test_racing_savers_one_winner_per_round(
+    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str
+) -> None:
+    writers = [MasterStore(cfg) for _ in range(8)]
+    rounds = 25
+    for r in range(rounds):
+        base = writers[0].load()
+        barrier = threading.Barrier(len(writers))
+        outcomes: list[str] = []
+
+        def save(i: int, store: MasterStore, base: Any = base) -> None:
+            df = base.to_pandas()
+            df.loc[i, "volume_filtered"] = float(r * 10 + i)
+            barrier.wait()
+            try:
+                store.save(df, base=base, note=f"round {r} writer {i}")
+                outcomes.append("won")
+            except ConflictError:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=save, args=(i, w)) for i, w in enumerate(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["conflict"] * 7 + ["won"]
+    assert len(master_store.versions()) == rounds + 1
+    log = master_store.audit_log()
+    assert len(log) == rounds + 1
+    chain = list(zip(log["prev_version"][1:], log["new_version"][:-1], strict=True))
+    assert all(prev == new for prev, new in chain)
+    snapshots = [k for k, _ in all_objects(s3, bucket) if k.startswith("snapshots/")]
+    assert len(snapshots) == rounds + 1
