@@ -231,3 +231,28 @@ def test_injection_in_identifiers_refused(master_store: MasterStore, name: str) 
         external_table_ddl(master_store, name)
     with pytest.raises(ValidationError, match="Invalid"):
         AthenaEngine(database=name)
+
+
+def test_run_any_statement_and_textfile_recipe(
+    engine: AthenaEngine, fake: FakeAthena, bucket: str
+) -> None:
+    from s3grid.athena import QueryInfo, ctas_sql, run
+
+    info = run("DROP TABLE IF EXISTS `lab`.`old_table`", engine=engine)
+    assert isinstance(info, QueryInfo)
+    assert info.query_id
+    assert fake.sent[-1] == "DROP TABLE IF EXISTS `lab`.`old_table`"
+    with pytest.raises(ValidationError, match="one statement"):
+        run("DROP TABLE a; DROP TABLE b", engine=engine)
+    assert ctas_sql(
+        "SELECT * FROM work_master_parquet",
+        table="master_csv",
+        database="lab",
+        location=f"s3://{bucket}/exports/csv/",
+        format="TEXTFILE",
+    ) == (
+        'CREATE TABLE "lab"."master_csv"\n'
+        f"WITH (format = 'TEXTFILE', field_delimiter = ',', "
+        f"external_location = 's3://{bucket}/exports/csv/')\nAS\n"
+        "SELECT * FROM work_master_parquet"
+    )

@@ -81,7 +81,14 @@ def test_racing_savers_one_winner_per_round(
         barrier = threading.Barrier(len(writers))
         outcomes: list[str] = []
 
-        def save(i: int, store: MasterStore, base: Any = base) -> None:
+        def save(
+            i: int,
+            store: MasterStore,
+            base: Any = base,
+            r: int = r,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[str] = outcomes,
+        ) -> None:
             df = base.to_pandas()
             df.loc[i, "volume_filtered"] = float(r * 10 + i)
             barrier.wait()
