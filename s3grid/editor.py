@@ -129,6 +129,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.page = 0
         self.merge: MergeResult | None = None
         self._merge_inputs: tuple[Master, Master, Any] | None = None
+        self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self._flags: dict[int, str] = {}  # grid row -> the ⚑ text the browser shows
@@ -244,11 +245,13 @@ class Editor(w.VBox):  # type: ignore[misc]
             f'white-space:pre-wrap">{html.escape(text)}</div>'
         )
 
-    def _new_session(self, master: Master, content: Any = None) -> EditSession:
+    def _new_session(
+        self, master: Master, content: Any = None, store: MasterStore | None = None
+    ) -> EditSession:
         keys = (
             self._key_columns_arg
             if self._key_columns_arg is not None
-            else self.store.key_columns_for(master.schema)
+            else (store or self.store).key_columns_for(master.schema)
         )
         # Read-only columns are per master: a re-targeted editor may not have them.
         read_only = [c for c in self.read_only_columns if c in master.schema.names]
@@ -501,6 +504,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         With the config fields changed, re-targets the editor (only without pending edits).
         """
         s = self.session
+        store = self.store
         if self._target_changed():
             if s is not None and s.pending:
                 self._say(
@@ -516,12 +520,12 @@ class Editor(w.VBox):  # type: ignore[misc]
                     snapshot_prefix=self.snapshot_prefix.value.strip(),
                     audit_prefix=self.audit_prefix.value.strip(),
                 )
-                self.store = MasterStore(cfg, key_columns=self.store._key_columns)
+                store = MasterStore(cfg, key_columns=self.store._key_columns)
             except S3GridError as exc:
                 self._say(str(exc), "error")
                 return
         try:
-            latest = self.store.load()
+            latest = store.load()
         except S3GridError as exc:
             self._say(f"Could not load: {exc}", "error")
             self._refresh_status()
@@ -533,9 +537,15 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._say("The master has not changed since you loaded it; your edits are kept.")
             self._refresh_status()
             return
+        try:
+            session = self._new_session(latest, store=store)
+        except S3GridError as exc:  # e.g. key columns this master lacks
+            self._say(f"Could not open {store.cfg.uri}: {exc}", "error")
+            return
+        self.store = store  # re-targeted only once the new master is open
         self.page = 0
         self._hide_conflict()
-        self._set_session(self._new_session(latest))
+        self._set_session(session)
         self._say(f"Loaded version {latest.version_id} ({latest.table.num_rows:,} rows).")
 
     def save(self) -> bool:
@@ -618,7 +628,7 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     def _show_conflicts(self, conflicts: Sequence[MergeConflict]) -> None:
         rows: list[w.Widget] = [w.HTML("<b>Conflicts</b> (default: keep theirs)")]
-        self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
+        self._choices = {}
         for c in conflicts:
             pick = w.ToggleButtons(
                 options=[("mine", MINE), ("theirs", THEIRS)],
@@ -651,7 +661,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             return
         base, theirs, mine = self._merge_inputs
         keys = self.session.key_columns if self.session else ()
-        picks = {cid: b.value for cid, b in getattr(self, "_choices", {}).items()}
+        picks = {cid: b.value for cid, b in self._choices.items()}
         result = three_way_merge(base.table, theirs.table, mine, keys, picks)
         self._hide_conflict()
         self.page = 0

@@ -618,6 +618,8 @@ class MasterStore:
                 error says the outcome is unknown.
         """
         check_note(note)
+        if source not in audit_mod.SOURCES:
+            raise ValidationError(f"Unknown source {source!r}; use one of {audit_mod.SOURCES}.")
         table = coerce_table(data, base.schema, allow_schema_change=allow_schema_change)
         self.validate(table)
         keys = self.key_columns_for(table.schema)

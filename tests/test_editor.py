@@ -319,3 +319,18 @@ def test_retarget_refused_with_pending_then_allowed(
     assert editor.store.cfg.master_key == "data/other.parquet"
     assert editor.session is not None
     assert editor.session.columns == ["tow", "net", "x"]
+
+
+def test_retarget_to_master_without_key_columns_is_reported(
+    master_store: MasterStore, fe: FrontEnd, editor: Editor
+) -> None:
+    editor.store = MasterStore(master_store.cfg, key_columns=("tow", "net"))
+    other = MasterStore(master_store.cfg.with_(master_key="data/plain.parquet"))
+    other.create(pd.DataFrame({"a": [1, 2]}), note="no keys here")
+    editor.master_key.value = "data/plain.parquet"
+    editor.reload()
+    assert "Could not open" in msg(editor)
+    assert "Key column(s)" in msg(editor)
+    assert editor.session is not None
+    assert editor.session.columns[0] == "vessel"  # still on the old master, nothing lost
+    assert editor.store.cfg.master_key == "data/master.parquet"

@@ -372,3 +372,20 @@ def test_conflict_when_master_deleted(master_store: MasterStore, s3: Any, bucket
     s3.delete_object(Bucket=bucket, Key="data/master.parquet")
     with pytest.raises(ConflictError, match="deleted"):
         master_store.save(m.to_pandas(), base=m, note="x")
+
+
+def test_unknown_source_refused(master_store: MasterStore) -> None:
+    m = master_store.load()
+    with pytest.raises(ValidationError, match="Unknown source 'robot'"):
+        master_store.save(m.to_pandas(), base=m, note="x", source="robot")
+
+
+def test_save_ids_sort_by_time_within_a_second() -> None:
+    from datetime import UTC, datetime
+
+    from s3grid.store import new_save_id
+
+    early = new_save_id(datetime(2024, 5, 1, 12, 0, 0, 1_000, tzinfo=UTC))
+    late = new_save_id(datetime(2024, 5, 1, 12, 0, 0, 999_000, tzinfo=UTC))
+    assert early < late
+    assert len(early) == 16
