@@ -520,7 +520,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                     snapshot_prefix=self.snapshot_prefix.value.strip(),
                     audit_prefix=self.audit_prefix.value.strip(),
                 )
-                store = MasterStore(cfg, key_columns=self.store._key_columns)
+                store = self.store.with_config(cfg)
             except S3GridError as exc:
                 self._say(str(exc), "error")
                 return

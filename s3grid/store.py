@@ -481,6 +481,10 @@ class MasterStore:
     def __repr__(self) -> str:
         return f"MasterStore({self.cfg.uri!r})"
 
+    def with_config(self, cfg: S3GridConfig) -> MasterStore:
+        """A store on another master (``cfg``) with the same key-column setting."""
+        return MasterStore(cfg, key_columns=self._key_columns)
+
     # ------------------------------------------------------------------ reading
 
     def key_columns_for(self, schema: pa.Schema) -> tuple[str, ...]:
