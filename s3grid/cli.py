@@ -189,6 +189,35 @@ def cmd_flatten(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from s3grid.prune import prune
+
+    store = MasterStore(config_from_args(args))
+    done = (
+        (lambda item: print(f"archived {item.version_id}", file=sys.stderr))
+        if args.apply and not args.json
+        else None
+    )
+    plan = prune(store, keep=args.keep, apply=args.apply, progress=done)
+    if args.json:
+        _print_json(
+            {
+                "kept": plan.kept,
+                "applied": plan.applied,
+                "archive": [asdict(i) for i in plan.archive],
+            }
+        )
+        return EXIT_OK
+    verb = "Archived" if plan.applied else "Would archive"
+    print(f"{verb} {len(plan.archive)} save(s); keeping the latest {plan.kept}.")
+    for item in plan.archive:
+        print(f"  {item.timestamp}  {item.snapshot_key} -> {item.archive_snapshot_key}")
+        print(f"  {'':{len(item.timestamp)}}  {item.audit_key} -> {item.archive_audit_key}")
+    if plan.archive and not plan.applied:
+        print("Dry run: nothing changed. Add --apply to archive.")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from s3grid.demo import run_demo  # heavy (JupyterLab, moto): only when asked
 
@@ -285,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-key", help="where to write (default: the master key)")
     p.add_argument("--note", help="audit note when promoting over a master")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add(
+        "prune",
+        cmd_prune,
+        "Keep the latest N saves; move older snapshots and audits to the archive prefix.",
+        "s3grid prune --keep 15 --apply",
+    )
+    p.add_argument("--keep", type=int, default=15, help="saves to keep (default 15)")
+    p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     p = add(
         "reconcile",

@@ -1,0 +1,116 @@
+"""Keep the latest N saves of a master; archive older snapshots and audits.
+
+Copy, verify, then delete: a crash leaves at most a harmless duplicate, and a re-run
+finishes the job (and is otherwise a no-op). Saves are ordered by the audit record's
+timestamp (microseconds), not by key names; only s3grid audits of this master key are
+considered, so other masters' artifacts, ``audit/glue/`` and foreign objects are never
+touched. Master versions are never deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from s3grid.errors import S3GridError, ValidationError
+from s3grid.store import MasterStore
+
+__all__ = ["PruneItem", "PrunePlan", "plan_prune", "prune"]
+
+
+@dataclass(frozen=True)
+class PruneItem:
+    """One save to archive: where its snapshot and audit are, and where they go."""
+
+    save_id: str
+    version_id: str
+    timestamp: str
+    snapshot_key: str
+    audit_key: str
+    archive_snapshot_key: str
+    archive_audit_key: str
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Saves kept and saves to archive, oldest first."""
+
+    kept: int
+    archive: tuple[PruneItem, ...]
+    applied: bool = False
+
+
+def plan_prune(store: MasterStore, keep: int = 15) -> PrunePlan:
+    """Which saves to archive so that the latest ``keep`` stay. Reads only.
+
+    Raises:
+        ValidationError: ``keep`` is below 1.
+    """
+    if keep < 1:
+        raise ValidationError("--keep must be at least 1: the latest save always stays.")
+    cfg = store.cfg
+    log = store.audit_log()
+    if log.empty:
+        return PrunePlan(0, ())
+    log = log.sort_values(["timestamp", "save_id"], kind="stable")
+    log = log.drop_duplicates("save_id", keep="last")
+    old = log.iloc[: max(0, len(log) - keep)]
+    items = []
+    for row in old.itertuples(index=False):
+        day = pd.Timestamp(str(row.timestamp)).strftime("%Y%m%d")  # the save's UTC date
+        base = f"{cfg.archive_prefix}/{day}"
+        items.append(
+            PruneItem(
+                save_id=str(row.save_id),
+                version_id=str(row.new_version),
+                timestamp=str(row.timestamp),
+                snapshot_key=str(row.snapshot_key),
+                audit_key=str(row.audit_key),
+                archive_snapshot_key=f"{base}/snapshot_{row.new_version}.{cfg.ext}",
+                archive_audit_key=f"{base}/audit_{row.new_version}.jsonl",
+            )
+        )
+    return PrunePlan(kept=len(log) - len(items), archive=tuple(items))
+
+
+def _move(store: MasterStore, src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst``, check the copy, then delete ``src``. Safe to repeat."""
+    bucket = store.bucket
+    source = bucket.head(src)
+    if source is None:
+        return  # moved by an earlier, interrupted run
+    target = bucket.head(dst)
+    if target is None or target.get("ContentLength") != source.get("ContentLength"):
+        bucket.copy(src, None, dst)
+        target = bucket.head(dst)
+    if (
+        target is None
+        or target.get("ContentLength") != source.get("ContentLength")
+        or target.get("ETag") != source.get("ETag")
+    ):
+        raise S3GridError(
+            f"Archive copy {bucket.url(dst)} does not match {bucket.url(src)}; "
+            "the original was kept. Run prune again."
+        )
+    bucket.delete(src)
+
+
+def prune(
+    store: MasterStore, keep: int = 15, apply: bool = False, *, progress: Any = None
+) -> PrunePlan:
+    """Archive all but the latest ``keep`` saves; without ``apply``, only plan.
+
+    The snapshot moves before the audit: the audit is what makes a save part of the
+    plan, so an interrupted run is finished by the next one.
+    """
+    plan = plan_prune(store, keep)
+    if not apply:
+        return plan
+    for item in plan.archive:
+        _move(store, item.snapshot_key, item.archive_snapshot_key)
+        _move(store, item.audit_key, item.archive_audit_key)
+        if progress is not None:
+            progress(item)
+    return PrunePlan(plan.kept, plan.archive, applied=True)
