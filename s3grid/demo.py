@@ -97,6 +97,28 @@ def _seed_bucket(url: str, rows: int) -> None:
     store.create(sample_master(rows), note="demo: sample master")
 
 
+def lab_command(*, port: int, root: Path, token: str, open_browser: bool = False) -> list[str]:
+    """The JupyterLab command: 127.0.0.1 only, a token, no update or news checks."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if not open_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines often run as root
+    return cmd
+
+
 def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,22 +164,8 @@ def run_demo(
     )
     for name in ("MOTO_ENABLE_RECORDING", "MOTO_RECORDER_FILEPATH"):
         env.pop(name, None)  # only the demo's own server records
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={nb_dir}",
-        f"--IdentityProvider.token={token}",
-        f"--LabApp.default_url=/lab/tree/{NOTEBOOK}",
-    ]
-    if not open_browser:
-        cmd.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")  # containers and CI machines often run as root
+    cmd = lab_command(port=port, root=nb_dir, token=token, open_browser=open_browser)
+    cmd.append(f"--LabApp.default_url=/lab/tree/{NOTEBOOK}")
     # Own process group: the terminal's Ctrl+C reaches the demo, which stops Jupyter
     # itself (Jupyter would otherwise ask "Shutdown this Jupyter server (y/[n])?").
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)

@@ -16,7 +16,6 @@ import re
 import secrets
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -78,7 +77,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from s3grid import MasterStore, S3GridConfig
-    from s3grid.demo import start_local_s3
+    from s3grid.demo import lab_command, start_local_s3
     from s3grid.sample import sample_master
 
     server, endpoint = start_local_s3()
@@ -104,18 +103,7 @@ def main() -> None:
             sample_master(rows), note="bench"
         )
         env["S3_BUCKET"] = bucket
-        cmd = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={token}",
-            "--allow-root",
-        ]
+        cmd = lab_command(port=port, root=root, token=token)
         lab = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         for _ in range(240):

@@ -7,7 +7,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from s3grid.demo import lab_command
 
 CHROMIUM = os.environ.get("S3GRID_CHROMIUM", "/usr/bin/chromium")
 E2E_BUCKET = "s3grid-e2e"
@@ -60,22 +61,7 @@ def lab(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
         }
     )
     env.pop("AWS_PROFILE", None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        f"--port={port}",
-        "--ServerApp.ip=127.0.0.1",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-        f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
+    cmd = lab_command(port=port, root=root, token=token)
     log = open(root / "jupyter.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
