@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import S3GridError, SchemaError, ValidationError
-from s3grid.flatten import flatten_to_table
+from s3grid.flatten import empty_prefix, flatten_to_table, staging_prefix
 from s3grid.sqlcheck import (
     check_identifier,
     check_location,
@@ -333,21 +333,7 @@ class AthenaEngine:
 
     def target_prefix(self, cfg: S3GridConfig) -> str:
         """The key prefix CTAS writes to (checked: ends with '/', not the master's)."""
-        prefix = self.output_prefix or f"staging/{cfg.stem}_next.parquet/"
-        check_location(f"s3://{cfg.bucket}/{prefix}")
-        if cfg.master_key.startswith(prefix) or prefix.rstrip("/") == cfg.master_key:
-            raise ValidationError(
-                f"The output prefix {prefix!r} contains the master {cfg.master_key!r}; "
-                "emptying it would delete the master. Choose another prefix."
-            )
-        if posixpath.dirname(cfg.master_key) and prefix.startswith(
-            posixpath.dirname(cfg.master_key) + "/"
-        ):
-            raise ValidationError(
-                f"The output prefix {prefix!r} is inside the master's folder, which Athena "
-                "reads as the master table. Choose a prefix outside it."
-            )
-        return prefix
+        return staging_prefix(cfg, self.output_prefix)
 
     def run(self, select_sql: str, master: pa.Table, table_name: str, *, store: Any) -> pa.Table:
         """Bulk edit on Athena: register the master, CTAS to an emptied prefix, flatten.
@@ -365,7 +351,7 @@ class AthenaEngine:
                 master.schema, table_name, database=self.database, location=_master_location(cfg)
             )
         )
-        _empty_prefix(store.bucket, prefix)
+        empty_prefix(store.bucket, prefix)
         tmp = f"{table_name}_s3grid_next"
         self.execute(drop_table_sql(tmp, self.database))
         _, info = self.execute(
@@ -385,18 +371,6 @@ def _master_location(cfg: S3GridConfig) -> str:
             "The master sits at the bucket root; move it into its own folder for Athena."
         )
     return f"s3://{cfg.bucket}/{folder}/"
-
-
-def _empty_prefix(bucket: Any, prefix: str) -> int:
-    """Delete every object under ``prefix`` (already checked not to hold the master)."""
-    keys = [o["Key"] for o in bucket.list_objects(prefix)]
-    for i in range(0, len(keys), 1000):
-        bucket.call(
-            "delete_objects",
-            what=f"DELETE {bucket.url(prefix)}*",
-            Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
-        )
-    return len(keys)
 
 
 def run(sql: str, *, engine: AthenaEngine | None = None) -> pd.DataFrame | QueryInfo:

@@ -18,8 +18,16 @@ import pyarrow.parquet as pq
 
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
 from s3grid.schema import coerce_table
+from s3grid.sqlcheck import check_location
 
-__all__ = ["FlattenResult", "flatten_to_bytes", "flatten_to_table", "list_parts"]
+__all__ = [
+    "FlattenResult",
+    "empty_prefix",
+    "flatten_to_bytes",
+    "flatten_to_table",
+    "list_parts",
+    "staging_prefix",
+]
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,52 @@ def flatten_to_bytes(
         raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
     _check_rows(rows, _expected_rows(bucket, parts), prefix)
     return sink.getvalue(), FlattenResult(tuple(k for k, _ in parts), tuple(skipped), rows)
+
+
+def staging_prefix(cfg: Any, prefix: str | None = None) -> str:
+    """The staging folder for part files, checked safe to empty.
+
+    Default ``staging/<stem>_next.parquet/``. Refused: no trailing ``/``, unsafe
+    characters, a prefix that holds the master, or one inside the master's folder
+    (which Athena reads as the master table).
+
+    Raises:
+        ValidationError: the prefix is unsafe.
+    """
+    prefix = prefix or f"staging/{cfg.stem}_next.parquet/"
+    check_location(f"s3://{cfg.bucket}/{prefix}")
+    if cfg.master_key.startswith(prefix) or prefix.rstrip("/") == cfg.master_key:
+        raise ValidationError(
+            f"The staging prefix {prefix!r} contains the master {cfg.master_key!r}; "
+            "emptying it would delete the master. Choose another prefix."
+        )
+    folder = posixpath.dirname(cfg.master_key)
+    if folder and prefix.startswith(folder + "/"):
+        raise ValidationError(
+            f"The staging prefix {prefix!r} is inside the master's folder, which Athena "
+            "reads as the master table. Choose a prefix outside it."
+        )
+    return prefix
+
+
+def empty_prefix(bucket: Any, prefix: str) -> int:
+    """Delete every object under ``prefix`` (a staging folder); returns how many.
+
+    Callers check first that the prefix cannot hold the master.
+
+    Raises:
+        ValidationError: the prefix does not end with ``/``.
+    """
+    if not prefix.endswith("/"):
+        raise ValidationError(f"Prefix {prefix!r} must end with '/' (a folder of part files).")
+    keys = [o["Key"] for o in bucket.list_objects(prefix)]
+    for i in range(0, len(keys), 1000):
+        bucket.call(
+            "delete_objects",
+            what=f"DELETE {bucket.url(prefix)}*",
+            Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+        )
+    return len(keys)
 
 
 def _check_rows(written: int, expected: int, prefix: str) -> None:

@@ -18,7 +18,6 @@ from s3grid.athena import (
     AthenaEngine,
     QueryInfo,
     _columns,
-    _empty_prefix,
     _qualified,
     merge_sql,
     run,
@@ -26,7 +25,7 @@ from s3grid.athena import (
     unload_sql,
 )
 from s3grid.errors import ValidationError
-from s3grid.flatten import flatten_to_table
+from s3grid.flatten import empty_prefix, flatten_to_table
 from s3grid.sqlcheck import check_identifier, check_location, check_one_statement
 from s3grid.store import MasterStore, SaveResult
 
@@ -167,7 +166,7 @@ class IcebergTable:
         base = store.load()
         prefix = prefix or self.engine.target_prefix(store.cfg)
         location = check_location(f"s3://{store.cfg.bucket}/{prefix}")
-        _empty_prefix(store.bucket, prefix)
+        empty_prefix(store.bucket, prefix)
         self.engine.execute(unload_sql(f"SELECT * FROM {self.table}", location=location))
         table, _ = flatten_to_table(store.bucket, prefix, schema=base.schema)
         return store.save(table, base=base, note=note, source="sql")

@@ -169,7 +169,7 @@ def test_non_empty_target_fails_like_athena(
 ) -> None:
     import s3grid.athena
 
-    monkeypatch.setattr(s3grid.athena, "_empty_prefix", lambda *_: 0)
+    monkeypatch.setattr(s3grid.athena, "empty_prefix", lambda *_: 0)
     s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale", Body=b"old")
     master = master_store.load()
     with pytest.raises(AthenaQueryError, match="HIVE_PATH_ALREADY_EXISTS") as info:

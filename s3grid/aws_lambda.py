@@ -1,0 +1,104 @@
+"""AWS Lambda: promote staged Athena output (part files) into the master, safely.
+
+Triggers: an EventBridge schedule, an "Athena Query State Change" event, or an S3 event
+for the marker object (default ``_SUCCESS``) written when the query is done. The
+handler flattens the staging prefix, promotes it through the locked save
+(``source="automation"``, the query id in the note when known), and empties staging
+only after the save succeeded. A conflict, an empty prefix or an error is reported in
+the result; nothing is overwritten and staging is left as it was.
+
+Environment: the ``S3_*`` variables of :class:`S3GridConfig`, plus
+``S3GRID_STAGING_PREFIX`` (default ``staging/<stem>_next.parquet/``) and
+``S3GRID_TRIGGER_MARKER`` (default ``_SUCCESS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+from s3grid.config import S3GridConfig
+from s3grid.errors import ConflictError, S3GridError, ValidationError
+from s3grid.flatten import empty_prefix, flatten_to_table, staging_prefix
+from s3grid.store import MasterStore
+
+__all__ = ["handler"]
+
+log = logging.getLogger(__name__)
+
+
+def _trigger(event: Mapping[str, Any], prefix: str, marker: str) -> tuple[str, str | None, str]:
+    """``(kind, query_id, why_ignored)``; ``why_ignored`` is empty when the event acts."""
+    detail_type = event.get("detail-type", "")
+    if detail_type == "Athena Query State Change":
+        detail = event.get("detail", {})
+        qid = detail.get("queryExecutionId")
+        state = detail.get("currentState")
+        if state != "SUCCEEDED":
+            return "athena", qid, f"query {qid} is {state}, not SUCCEEDED"
+        return "athena", qid, ""
+    if detail_type == "Scheduled Event" or event.get("source") == "aws.events":
+        return "schedule", None, ""
+    records = event.get("Records") or []
+    if records and "s3" in records[0]:
+        key = records[0]["s3"]["object"]["key"]
+        if not key.startswith(prefix):
+            return "s3", None, f"{key} is not under the staging prefix {prefix}"
+        if posixpath.basename(key) != marker:
+            return "s3", None, f"{key} is a part, not the marker {marker}: waiting for it"
+        return "s3", None, ""
+    return "unknown", None, "unrecognised event"
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point (``s3grid.aws_lambda.handler``); returns a JSON-able summary."""
+    cfg = S3GridConfig.from_env()
+    prefix = staging_prefix(cfg, os.environ.get("S3GRID_STAGING_PREFIX"))
+    marker = os.environ.get("S3GRID_TRIGGER_MARKER", "_SUCCESS")
+    kind, query_id, ignored = _trigger(event, prefix, marker)
+    summary: dict[str, Any] = {
+        "trigger": kind,
+        "query_id": query_id,
+        "prefix": prefix,
+        "master": cfg.uri,
+    }
+    if ignored:
+        return {**summary, "status": "ignored", "reason": ignored}
+    store = MasterStore(cfg)
+    try:
+        base = store.load()
+        table, info = flatten_to_table(store.bucket, prefix, schema=base.schema)
+        note = f"automation: promoted {prefix} ({len(info.parts)} parts)"
+        if query_id:
+            note += f" from Athena query {query_id}"
+        res = store.save(table, base=base, note=note, source="automation")
+    except ConflictError as exc:
+        log.warning("conflict, staging kept: %s", exc)
+        return {
+            **summary,
+            "status": "conflict",
+            "reason": str(exc),
+            "current_version": exc.current_version,
+        }
+    except ValidationError as exc:
+        status = "empty" if "No part files" in str(exc) else "invalid"
+        return {**summary, "status": status, "reason": str(exc)}
+    except S3GridError as exc:
+        log.error("promotion failed, staging kept: %s", exc)
+        return {**summary, "status": "error", "reason": str(exc)}
+    removed = empty_prefix(store.bucket, prefix)  # only now: the master holds the data
+    return {
+        **summary,
+        "status": "promoted",
+        "rows": info.rows,
+        "parts": len(info.parts),
+        "prev_version": res.prev_version,
+        "new_version": res.new_version,
+        "snapshot_key": res.snapshot_key,
+        "audit_key": res.audit_key,
+        "staging_objects_removed": removed,
+        "incomplete": res.incomplete,
+    }

@@ -1,0 +1,114 @@
+"""The Lambda handler, invoked in-process with sample events against the local endpoint."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.aws_lambda import handler
+from tests.conftest import all_objects, keys_under
+
+STAGING = "staging/master_next.parquet/"
+SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+
+def athena_event(state: str, qid: str = "q-123") -> dict[str, Any]:
+    return {
+        "source": "aws.athena",
+        "detail-type": "Athena Query State Change",
+        "detail": {"currentState": state, "queryExecutionId": qid},
+    }
+
+
+def s3_event(key: str) -> dict[str, Any]:
+    return {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": key}}}]}
+
+
+@pytest.fixture
+def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3_BUCKET", cfg.bucket)
+    monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
+
+
+def stage(master_store: MasterStore, s3: Any, bucket: str, value: float) -> pa.Table:
+    """Athena-like output: the master with one edit, as two bigint part files."""
+    df = master_store.load().to_pandas()
+    df.loc[0, "volume_filtered"] = value
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, part in enumerate((table.slice(0, 25), table.slice(25))):
+        buf = io.BytesIO()
+        pq.write_table(part, buf)
+        s3.put_object(Bucket=bucket, Key=f"{STAGING}20240501_{i:05d}", Body=buf.getvalue())
+    return table
+
+
+@pytest.mark.parametrize(
+    "event", [SCHEDULE, athena_event("SUCCEEDED"), s3_event(f"{STAGING}_SUCCESS")]
+)
+def test_promotes_then_empties_staging(
+    env: None, master_store: MasterStore, s3: Any, bucket: str, event: dict[str, Any]
+) -> None:
+    stage(master_store, s3, bucket, 42.0)
+    s3.put_object(Bucket=bucket, Key=f"{STAGING}_SUCCESS", Body=b"")
+    out = handler(event, None)
+    assert out["status"] == "promoted", out
+    assert out["rows"] == 50
+    assert master_store.load().version_id == out["new_version"]
+    assert master_store.load().to_pandas().loc[0, "volume_filtered"] == 42.0
+    last = master_store.audit_log().iloc[-1]
+    assert last["source"] == "automation"
+    if event.get("detail-type") == "Athena Query State Change":
+        assert "q-123" in last["note"]
+    assert keys_under(s3, bucket, STAGING) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (athena_event("FAILED"), "is FAILED"),
+        (s3_event(f"{STAGING}20240501_00000"), "waiting for it"),
+        (s3_event("elsewhere/_SUCCESS"), "not under the staging prefix"),
+        ({"hello": "world"}, "unrecognised"),
+    ],
+)
+def test_ignored_events_change_nothing(
+    env: None, master_store: MasterStore, s3: Any, bucket: str, event: dict[str, Any], reason: str
+) -> None:
+    stage(master_store, s3, bucket, 1.0)
+    before = all_objects(s3, bucket)
+    out = handler(event, None)
+    assert out["status"] == "ignored"
+    assert reason in out["reason"]
+    assert all_objects(s3, bucket) == before
+
+
+def test_empty_prefix_reported(env: None, master_store: MasterStore, s3: Any, bucket: str) -> None:
+    before = all_objects(s3, bucket)
+    out = handler(SCHEDULE, None)
+    assert out["status"] == "empty"
+    assert all_objects(s3, bucket) == before
+
+
+def test_conflict_reported_and_staging_intact(
+    env: None, master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage(master_store, s3, bucket, 7.0)
+    stale = master_store.load()
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[1, "volume_filtered"] = 99.0
+    master_store.save(df, base=m, note="grid save meanwhile")
+    current = master_store.load()
+    monkeypatch.setattr(MasterStore, "load", lambda self: stale)  # the handler's view is stale
+    staged = keys_under(s3, bucket, STAGING)
+    out = handler(SCHEDULE, None)
+    monkeypatch.undo()
+    assert out["status"] == "conflict"
+    assert out["current_version"] == current.version_id
+    assert keys_under(s3, bucket, STAGING) == staged
+    assert master_store.load().etag == current.etag
