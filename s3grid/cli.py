@@ -218,6 +218,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_iam_policy(args: argparse.Namespace) -> int:
+    from s3grid.iam import iam_policy
+
+    cfg = config_from_args(args)
+    _print_json(
+        iam_policy(
+            cfg,
+            staging_prefix=args.staging_prefix,
+            athena=args.athena,
+            region=args.region,
+            account=args.account,
+        )
+    )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from s3grid.demo import run_demo  # heavy (JupyterLab, moto): only when asked
 
@@ -324,6 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=15, help="saves to keep (default 15)")
     p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = add(
+        "iam-policy",
+        cmd_iam_policy,
+        "Print a least-privilege IAM policy (JSON) for this master's bucket layout.",
+        "s3grid iam-policy --bucket my-lab --athena > s3grid-policy.json",
+    )
+    p.add_argument("--athena", action="store_true", help="add Athena, Glue and results")
+    p.add_argument("--staging-prefix", help="part-file staging folder (flatten/Lambda)")
+    p.add_argument("--region", default="*", help="region for Athena/Glue ARNs")
+    p.add_argument("--account", default="*", help="account id for Athena/Glue ARNs")
 
     p = add(
         "reconcile",
