@@ -157,7 +157,9 @@ def cmd_flatten(args: argparse.Namespace) -> int:
     if existing is not None:
         # The output is a master: promote through the locked save (snapshot + audit).
         base = store.load()
-        table, info = flatten_to_table(store.bucket, prefix, schema=base.schema)
+        table, info = flatten_to_table(
+            store.bucket, prefix, schema=base.schema, progress=not args.json
+        )
         note = args.note or f"flatten {prefix} ({len(info.parts)} parts)"
         res = store.save(table, base=base, note=note, source="sql")
         summary: dict[str, Any] = {
@@ -168,7 +170,7 @@ def cmd_flatten(args: argparse.Namespace) -> int:
             **asdict(res),
         }
     else:
-        body, info = flatten_to_bytes(store.bucket, prefix)
+        body, info = flatten_to_bytes(store.bucket, prefix, progress=not args.json)
         store.bucket.put(output_key, body, IfNoneMatch="*")
         summary = {
             "promoted": False,

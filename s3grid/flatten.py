@@ -103,9 +103,16 @@ def list_parts(bucket: Any, prefix: str) -> tuple[list[tuple[str, int]], list[st
 
 
 def _batches(
-    bucket: Any, parts: list[tuple[str, int]], schema: pa.Schema | None
+    bucket: Any, parts: list[tuple[str, int]], schema: pa.Schema | None, progress: bool = False
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
+    from tqdm.auto import tqdm
+
+    total = sum(size for _, size in parts)
+    bar = tqdm(
+        total=total, unit="B", unit_scale=True, desc="flatten", disable=not progress, leave=False
+    )
     for key, size in parts:
+        bar.update(size)
         try:
             pf = pq.ParquetFile(_RangedObject(bucket, key, size))
         except (pa.ArrowInvalid, OSError) as exc:
@@ -123,7 +130,7 @@ def _expected_rows(bucket: Any, parts: list[tuple[str, int]]) -> int:
 
 
 def flatten_to_table(
-    bucket: Any, prefix: str, *, schema: pa.Schema | None = None
+    bucket: Any, prefix: str, *, schema: pa.Schema | None = None, progress: bool = False
 ) -> tuple[pa.Table, FlattenResult]:
     """Read all parts under ``prefix`` into one table (cast to ``schema`` if given).
 
@@ -137,7 +144,7 @@ def flatten_to_table(
             f"No part files under {bucket.url(prefix)} (skipped {len(skipped)}); "
             "did the query write its output there?"
         )
-    batches = [b for _, b in _batches(bucket, parts, schema)]
+    batches = [b for _, b in _batches(bucket, parts, schema, progress)]
     if not batches:
         raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
     table = pa.Table.from_batches(batches)
@@ -146,7 +153,12 @@ def flatten_to_table(
 
 
 def flatten_to_bytes(
-    bucket: Any, prefix: str, *, schema: pa.Schema | None = None, row_group_size: int = 1 << 20
+    bucket: Any,
+    prefix: str,
+    *,
+    schema: pa.Schema | None = None,
+    row_group_size: int = 1 << 20,
+    progress: bool = False,
 ) -> tuple[bytes, FlattenResult]:
     """Stream all parts under ``prefix`` into one Parquet file's bytes (snappy).
 
@@ -166,7 +178,7 @@ def flatten_to_bytes(
     writer: pq.ParquetWriter | None = None
     rows = 0
     try:
-        for key, batch in _batches(bucket, parts, schema):
+        for key, batch in _batches(bucket, parts, schema, progress):
             if writer is None:
                 writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
             elif batch.schema != writer.schema:

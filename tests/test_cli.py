@@ -179,12 +179,23 @@ def test_flatten_promotes_over_master_and_refuses_empty(
     assert flat.num_rows == 50
 
 
-@pytest.mark.parametrize("command", ["demo", "init", "audit", "restore", "reconcile",
-                                     "flatten", "prune", "iam-policy"])
+@pytest.mark.parametrize(
+    "command", ["demo", "init", "audit", "restore", "reconcile", "flatten", "prune", "iam-policy"]
+)
 def test_every_subcommand_has_config_flags_and_an_example(command: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "s3grid", command, "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    for flag in ("--bucket", "--master-key", "--snapshot-prefix", "--audit-prefix",
-                 "--endpoint-url", "--profile"):
+    out = subprocess.run(
+        [sys.executable, "-m", "s3grid", command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--bucket",
+        "--master-key",
+        "--snapshot-prefix",
+        "--audit-prefix",
+        "--endpoint-url",
+        "--profile",
+    ):
         assert flag in out
     assert f"example:\n  s3grid {command}" in out
