@@ -83,8 +83,12 @@ class EditSession:
             raise ValidationError(f"Read-only column(s) {unknown} are not in the master.")
         self.base = to_pandas(master.table)
         self.base.index = pd.RangeIndex(len(self.base), name=ROW_ID)
-        self.df = self.base.copy()
+        # Copy-on-write (pandas 3): only the columns that get edited are ever copied.
+        self.df = self.base.copy(deep=False)
         self._next_id = len(self.base)
+        self._added: set[int] = set()
+        self._deleted: set[int] = set()
+        self._dups: dict[Key, list[int]] | None = None  # cached; keys change rarely
         self._undo: list[_Op] = []
         self._redo: list[_Op] = []
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
@@ -99,17 +103,17 @@ class EditSession:
     @property
     def added_ids(self) -> list[int]:
         """Row ids of rows added in this session and still present."""
-        return [int(i) for i in self.df.index[self.df.index >= len(self.base)]]
+        return sorted(self._added)
 
     @property
     def deleted_ids(self) -> list[int]:
         """Row ids of loaded rows deleted in this session."""
-        return [int(i) for i in self.base.index.difference(self.df.index)]
+        return sorted(self._deleted)
 
     @property
     def pending(self) -> int:
         """How many changes are pending: edited cells + added rows + deleted rows."""
-        return len(self._dirty) + len(self.added_ids) + len(self.deleted_ids)
+        return len(self._live_dirty()) + len(self._added) + len(self._deleted)
 
     @property
     def can_undo(self) -> bool:
@@ -121,9 +125,14 @@ class EditSession:
         """Whether there is an undone edit to redo."""
         return bool(self._redo)
 
+    def _live_dirty(self) -> dict[tuple[int, str], Any]:
+        if not self._deleted:
+            return self._dirty
+        return {k: v for k, v in self._dirty.items() if k[0] not in self._deleted}
+
     def edited_ids(self) -> set[int]:
         """Ids of loaded rows with an edited cell (added rows count as new instead)."""
-        return {rid for rid, _ in self._dirty}
+        return {rid for rid, _ in self._live_dirty()}
 
     def value(self, row_id: int, column: str) -> Any:
         """The current value of one cell, as a plain Python value (None for missing)."""
@@ -140,7 +149,7 @@ class EditSession:
         """The pending changes: edited cells (old -> new), added and deleted rows."""
         cells = tuple(
             CellChange(self.key_of(rid), col, old, self.value(rid, col))
-            for (rid, col), old in sorted(self._dirty.items(), key=lambda kv: kv[0])
+            for (rid, col), old in sorted(self._live_dirty().items(), key=lambda kv: kv[0])
         )
         added = tuple(self.key_of(rid) for rid in self.added_ids)
         deleted = tuple(
@@ -152,7 +161,16 @@ class EditSession:
         return TableDiff(self.key_columns, cells, added, deleted)
 
     def duplicates(self) -> dict[Key, list[int]]:
-        """Key values held by more than one row, with those rows' ids (vectorised)."""
+        """Key values held by more than one row, with those rows' ids.
+
+        One vectorised pass (no Python object per row), cached until a key cell, a row
+        addition or a deletion changes the keys.
+        """
+        if self._dups is None:
+            self._dups = self._find_duplicates()
+        return self._dups
+
+    def _find_duplicates(self) -> dict[Key, list[int]]:
         if not self.key_columns:
             return {}
         keys = self.df[list(self.key_columns)]
@@ -298,27 +316,42 @@ class EditSession:
 
     def revert_all(self) -> None:
         """Drop every pending edit and the undo history."""
-        self.df = self.base.copy()
+        self.df = self.base.copy(deep=False)
         self._dirty.clear()
+        self._added.clear()
+        self._deleted.clear()
+        self._dups = None
         self._undo.clear()
         self._redo.clear()
 
     def _apply(self, op: _Op) -> None:
+        n_base = len(self.base)
         if isinstance(op, _SetCell):
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
-            if op.row_id < len(self.base):
+            if op.column in self.key_columns:
+                self._dups = None
+            if op.row_id < n_base:
                 key = (op.row_id, op.column)
                 original = self._dirty.pop(key, op.old)
                 if not values_equal(original, op.new):
                     self._dirty[key] = original
-        elif isinstance(op, _AddRows):
+            return
+        self._dups = None
+        if isinstance(op, _AddRows):
             self.df = pd.concat([self.df, op.rows.astype(self.df.dtypes.to_dict())])
             self.df = self.df.sort_index()
+            for rid in map(int, op.rows.index):
+                if rid >= n_base:
+                    self._added.add(rid)
+                else:  # undoing a deletion
+                    self._deleted.discard(rid)
         else:
             self.df = self.df.drop(index=op.rows.index)
-            for rid in op.rows.index:
-                for col in self.columns:
-                    self._dirty.pop((int(rid), col), None)
+            for rid in map(int, op.rows.index):
+                if rid >= n_base:
+                    self._added.discard(rid)
+                else:  # its cell edits stay recorded, for an undo of the deletion
+                    self._deleted.add(rid)
 
     # ---------------------------------------------------------------- rebasing
 
@@ -351,6 +384,8 @@ class EditSession:
         ids[new] = np.arange(len(base), len(base) + int(new.sum()))
         target.index = pd.Index(ids, name=ROW_ID)
         session._next_id = len(base) + int(new.sum())
+        session._added = {int(i) for i in ids[new]}
+        session._deleted = set(range(len(base))) - {int(i) for i in ids[~new]}
         session.df = target.astype(base.dtypes.to_dict()).sort_index()
         kept = target.index[~new]
         for col in session.columns:

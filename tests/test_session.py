@@ -1,0 +1,101 @@
+"""EditSession: the pending-edit state behind the editor, at any size."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from s3grid.errors import SchemaError, ValidationError
+from s3grid.sample import sample_master
+from s3grid.session import EditSession
+from s3grid.store import Master
+
+
+@pytest.fixture
+def session() -> EditSession:
+    m = Master(table=sample_master(30), version_id="v0", etag='"e0"', key="data/master.parquet")
+    return EditSession(m, key_columns=("tow", "net"), read_only_columns=["vessel"])
+
+
+def test_edit_leaves_the_loaded_version_untouched(session: EditSession) -> None:
+    before = session.base.loc[3, "volume_filtered"]
+    session.set_cell(3, "volume_filtered", "9.5")
+    assert session.value(3, "volume_filtered") == 9.5
+    assert session.base.loc[3, "volume_filtered"] == before  # copy-on-write, not shared
+    assert session.master.table.column("volume_filtered")[3].as_py() == before
+
+
+def test_undo_of_delete_restores_the_rows_edits(session: EditSession) -> None:
+    session.set_cell(3, "volume_filtered", 1.0)
+    session.delete_rows([3])
+    assert session.pending == 1
+    assert session.changes().cells == ()
+    assert session.changes().deleted == ((1, 3),)
+    session.undo()
+    assert session.pending == 1
+    assert [(c.key, c.column, c.new) for c in session.changes().cells] == [
+        ((1, 3), "volume_filtered", 1.0)
+    ]
+    session.undo()
+    assert session.pending == 0
+
+
+def test_added_rows_and_deletions_are_tracked(session: EditSession) -> None:
+    rid = session.add_row({"tow": 99, "net": 0})
+    session.delete_rows([0, rid])
+    assert session.added_ids == []
+    assert session.deleted_ids == [0]
+    session.undo()
+    assert session.added_ids == [rid]
+    assert session.deleted_ids == []
+    assert session.to_table().num_rows == 31
+
+
+def test_duplicates_cached_and_refreshed_on_key_edits(session: EditSession) -> None:
+    assert session.duplicates() == {}
+    session.set_cell(1, "net", 0)  # (1, 1) -> (1, 0): a duplicate
+    assert session.duplicates() == {(1, 0): [0, 1]}
+    session.set_cell(1, "volume_filtered", 5.0)  # not a key: cache stays valid
+    assert session.duplicates() == {(1, 0): [0, 1]}
+    session.undo()
+    session.undo()
+    assert session.duplicates() == {}
+    session.add_row({"tow": 1, "net": 2})
+    assert list(session.duplicates()) == [(1, 2)]
+
+
+def test_refusals(session: EditSession) -> None:
+    with pytest.raises(SchemaError, match="Row 2, column 'tow'"):
+        session.set_cell(2, "tow", "x")
+    with pytest.raises(ValidationError, match="read-only"):
+        session.set_cell(2, "vessel", "R/V Other")
+    with pytest.raises(ValidationError, match="No column"):
+        session.set_cell(2, "nope", 1)
+    with pytest.raises(ValidationError, match="not in the table"):
+        session.set_cell(999, "net", 1)
+    assert session.pending == 0
+
+
+def test_window_pages_filter_and_sort(session: EditSession) -> None:
+    w = session.window(query="net == 0", sort_by="tow", ascending=False, page=1, page_size=4)
+    assert w.matching_rows == 6
+    assert w.pages == 2
+    assert list(w.frame["tow"]) == [2, 1]
+    assert list(w.frame.index) == [5, 0]  # row ids, not positions
+
+
+def test_large_master_window_and_duplicates_are_vectorised() -> None:
+    big = sample_master(1_000_000)
+    s = EditSession(
+        Master(table=big, version_id="v", etag='"e"', key="k"), key_columns=("tow", "net")
+    )
+    w = s.window(query="tow == 180000 and net == 0", page_size=10)
+    (rid,) = w.frame.index
+    s.set_cell(int(rid), "volume_filtered", 1.5)
+    assert s.duplicates() == {}
+    assert s.pending == 1
+    out = s.to_table()
+    assert out.num_rows == 1_000_000
+    assert out.schema == big.schema
+    assert out.column("volume_filtered")[int(rid)].as_py() == 1.5
+    assert isinstance(out, pa.Table)
