@@ -140,6 +140,7 @@ def bulk_edit(
         note=note,
         source="sql",
         allow_schema_change=allow_schema_change,
+        changes=preview.diff.counts if preview.table.schema == preview.base.schema else None,
     )
 
 

@@ -564,7 +564,9 @@ class Editor(w.VBox):  # type: ignore[misc]
             return False
         try:
             table = s.to_table()
-            res = self.store.save(table, base=s.master, note=self.note.value)
+            res = self.store.save(
+                table, base=s.master, note=self.note.value, changes=s.changes().counts
+            )
         except ConflictError as exc:
             try:
                 theirs = self.store.load()

@@ -601,6 +601,7 @@ class MasterStore:
         note: str,
         source: str = "editor",
         allow_schema_change: bool = False,
+        changes: ChangeCounts | None = None,
     ) -> SaveResult:
         """Save new content over ``base`` with the locked pipeline.
 
@@ -613,6 +614,8 @@ class MasterStore:
             note: a note for the audit (any Unicode, newlines allowed).
             source: who is saving: ``editor``, ``sql``, ``restore``, ``automation``...
             allow_schema_change: accept a change of columns on purpose.
+            changes: the change counts for the audit, when the caller knows them
+                (skips diffing the whole table against ``base``).
 
         Raises:
             SchemaError: a column or value does not fit the master's schema.
@@ -627,7 +630,9 @@ class MasterStore:
         table = coerce_table(data, base.schema, allow_schema_change=allow_schema_change)
         self.validate(table)
         keys = self.key_columns_for(table.schema)
-        if table.schema == base.schema:
+        if changes is not None:
+            pass  # the caller already knows (the editor's session, a bulk-edit preview)
+        elif table.schema == base.schema:
             changes = diff_tables(base.table, table, keys).counts
         else:  # a deliberate schema change: count rows, cells are not comparable
             changes = ChangeCounts(

@@ -177,3 +177,34 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
     assert final.loc[2, "volume_filtered"] == 22.5  # mine, merged automatically
     assert final.loc[5, "min_depth"] == 7  # theirs, kept
     assert list(e2e_store.audit_log()["note"])[-2] == "colleague's fix"
+
+
+@pytest.fixture
+def big_store(endpoint: str) -> MasterStore:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=E2E_BUCKET)
+    s3.put_bucket_versioning(Bucket=E2E_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
+    store.create(sample_master(1_000_000), note="1M rows")
+    return store
+
+
+def test_edit_row_900000_of_1m_through_a_filter(
+    page: Any, lab: Lab, big_store: MasterStore
+) -> None:
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    assert "1,000,000 rows" in editor.locator(".s3grid-status").inner_text()
+    target = big_store.load().to_pandas().iloc[900_000]
+    box = editor.locator("input[placeholder^='filter']")
+    box.fill(f"tow == {target['tow']} and net == {target['net']}")
+    box.press("Enter")
+    page.locator(".s3grid-editor .widget-label", has_text="1 matching rows").wait_for()
+    type_in_cell(page, editor, 0, VOLUME, "900.5")
+    wait_message(page, editor, "Row 900000: volume_filtered = 900.5")
+    editor.locator("input[placeholder^='What did you change']").fill("row 900,000")
+    click_button(editor, "Save")
+    wait_message(page, editor, "Saved version")
+    saved = big_store.load().to_pandas()
+    assert saved.loc[900_000, "volume_filtered"] == 900.5
+    assert len(saved) == 1_000_000
+    assert big_store.audit_log().iloc[-1]["cells_changed"] == 1
