@@ -9,6 +9,7 @@ translates botocore errors into :mod:`s3grid.errors`. The compare-and-swap on th
 from __future__ import annotations
 
 import getpass
+import io
 import logging
 import random
 import time
@@ -262,6 +263,36 @@ class ExpectEtag:
 
 # ------------------------------------------------------------------- S3 chokepoint
 
+MAX_SINGLE_PUT = 5 * 1024**3
+PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+class _ProgressReader(io.BytesIO):
+    """The body of a PUT that reports how far the upload got.
+
+    botocore reads the body once for the checksum and again to send it; the bar shows
+    the furthest position reached, so it never counts twice.
+    """
+
+    def __init__(self, data: bytes, bar: Any) -> None:
+        super().__init__(data)
+        self._bar = bar
+        self._furthest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        pos = self.tell()
+        if pos > self._furthest:
+            self._bar.update(pos - self._furthest)
+            self._furthest = pos
+        return chunk
+
 
 class S3Bucket:
     """The one chokepoint for S3 calls: retries with backoff, errors translated.
@@ -316,7 +347,10 @@ class S3Bucket:
         """
         kwargs.setdefault("Bucket", self.name)
         attempts = self.cfg.max_attempts if retry else 1
+        body = kwargs.get("Body")
         for attempt in range(1, attempts + 1):
+            if hasattr(body, "seek"):
+                body.seek(0)  # a retry must send the whole body again
             try:
                 return getattr(self._client, op)(**kwargs)
             except (ClientError, BotoCoreError) as exc:
@@ -333,8 +367,20 @@ class S3Bucket:
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         what = f"GET {self.url(key, version_id)}"
         resp = self.call("get_object", what=what, Key=key, **extra)
+        size = int(resp.get("ContentLength") or 0)
         try:
-            body = resp["Body"].read()
+            if size < PROGRESS_BYTES:
+                body = resp["Body"].read()
+            else:  # large: read in chunks into one preallocated buffer, with progress
+                buf = bytearray(size)
+                view = memoryview(buf)
+                pos = 0
+                with _progress(size, f"load {key}") as bar:
+                    for chunk in resp["Body"].iter_chunks(8 << 20):
+                        view[pos : pos + len(chunk)] = chunk
+                        pos += len(chunk)
+                        bar.update(len(chunk))
+                body = bytes(view[:pos]) if pos != size else bytes(buf)
         except (BotoCoreError, OSError) as exc:
             raise translate(exc, what=what) from exc
         return body, resp
@@ -350,12 +396,38 @@ class S3Bucket:
             return None
 
     def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
-        """PUT an object (pass ``IfNoneMatch="*"`` etc. through ``kwargs``)."""
-        return dict(
-            self.call(
-                "put_object", what=f"PUT {self.url(key)}", retry=retry, Key=key, Body=body, **kwargs
+        """PUT an object in one request (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
+
+        One request keeps the conditional write atomic (boto3's managed multipart
+        transfer does not take ``IfMatch``); S3 allows up to 5 GB that way.
+
+        Raises:
+            ValidationError: the body is over 5 GB.
+        """
+        if len(body) > MAX_SINGLE_PUT:
+            raise ValidationError(
+                f"{self.url(key)}: {len(body) / 1e9:.1f} GB is over S3's 5 GB single-PUT "
+                "limit, which the conditional save needs. Split the table or archive rows."
             )
-        )
+        payload: Any = body
+        bar = None
+        if len(body) >= PROGRESS_BYTES:
+            bar = _progress(len(body), f"save {key}")
+            payload = _ProgressReader(body, bar)
+        try:
+            return dict(
+                self.call(
+                    "put_object",
+                    what=f"PUT {self.url(key)}",
+                    retry=retry,
+                    Key=key,
+                    Body=payload,
+                    **kwargs,
+                )
+            )
+        finally:
+            if bar is not None:
+                bar.close()
 
     def copy(self, src_key: str, src_version: str | None, dst_key: str, **kwargs: Any) -> None:
         """Server-side copy of exactly one version (no second upload of the bytes)."""
@@ -567,7 +639,13 @@ class MasterStore:
         keys = list(self.key_columns_for(table.schema))
         if not keys:
             return
-        frame = table.select(keys).to_pandas()
+        sub = table.select(keys)
+        if not any(sub.column(k).null_count for k in keys):
+            # The common case, in Arrow: as many distinct keys as rows means no duplicates.
+            distinct = sub.group_by(keys).aggregate([]).num_rows
+            if distinct == table.num_rows:
+                return
+        frame = sub.to_pandas()  # something is wrong: find the rows to name
         null_rows = frame.isna().any(axis=1).to_numpy()
         if null_rows.any():
             rows = [int(i) for i in null_rows.nonzero()[0][:10]]

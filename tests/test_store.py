@@ -389,3 +389,32 @@ def test_save_ids_sort_by_time_within_a_second() -> None:
     late = new_save_id(datetime(2024, 5, 1, 12, 0, 0, 999_000, tzinfo=UTC))
     assert early < late
     assert len(early) == 16
+
+
+def test_large_transfers_stream_with_progress(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3grid.store
+
+    monkeypatch.setattr(s3grid.store, "PROGRESS_BYTES", 1)  # every transfer is "large"
+    m = master_store.load()
+    df = edit_volume(m.to_pandas(), 2, 2.75)
+    res = master_store.save(df, base=m, note="chunked")
+    again = master_store.load()
+    assert again.version_id == res.new_version
+    assert again.to_pandas().loc[2, "volume_filtered"] == 2.75
+    body, _ = master_store.bucket.get(res.snapshot_key)
+    assert body == master_store.bucket.get(master_store.cfg.master_key)[0]
+
+
+def test_over_single_put_limit_refused(
+    master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3grid.store
+
+    monkeypatch.setattr(s3grid.store, "MAX_SINGLE_PUT", 1000)
+    m = master_store.load()
+    before = all_objects(s3, bucket)
+    with pytest.raises(ValidationError, match="5 GB single-PUT"):
+        master_store.save(m.to_pandas(), base=m, note="too big")
+    assert all_objects(s3, bucket) == before
