@@ -95,6 +95,7 @@ class AuditRecord:
     changes: dict[str, int] = field(default_factory=dict)
     aws_identity: str | None = None
     original_source: str | None = None
+    lost_update_of: list[str] | None = None
 
     def to_line(self) -> bytes:
         """The record as one newline-terminated line of UTF-8 JSON.
@@ -148,6 +149,7 @@ def records_to_frame(records: Iterable[tuple[str, AuditRecord]]) -> pd.DataFrame
         row = asdict(rec)
         changes = row.pop("changes") or {}
         row.pop("original_source", None)
+        row.pop("lost_update_of", None)
         row.update({k: changes.get(k) for k in ("cells_changed", "rows_added", "rows_deleted")})
         row["audit_key"] = key
         rows.append(row)

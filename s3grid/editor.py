@@ -26,7 +26,7 @@ from s3grid.diff import (
     three_way_merge,
     values_equal,
 )
-from s3grid.errors import ConflictError, S3GridError, StoreUnavailableError
+from s3grid.errors import ConflictError, LostUpdateError, S3GridError, StoreUnavailableError
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import Master, MasterStore
 
@@ -128,7 +128,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.session: EditSession | None = None
         self.page = 0
         self.merge: MergeResult | None = None
-        self._merge_inputs: tuple[Master, Master, Any] | None = None
+        # (base, theirs, mine, onto): the merged result becomes pending edits on `onto`
+        self._merge_inputs: tuple[Master, Master, Any, Master] | None = None
         self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
@@ -581,6 +582,21 @@ class Editor(w.VBox):  # type: ignore[misc]
                 reason=f"Conflict: saved by {who} (note: {exc.current_note!r})",
             )
             return False
+        except LostUpdateError as exc:
+            # Ours committed over a colleague's version that the store failed to protect:
+            # merge their lost changes onto ours, as pending edits to review and save.
+            res = exc.result
+            saved = Master(
+                table=table, version_id=res.new_version, etag=res.new_etag, key=s.master.key
+            )
+            try:
+                lost = self.store.read_version(exc.overwritten[0])
+            except S3GridError as load_exc:
+                self._say(f"{exc}\nCould not load the overwritten version: {load_exc}", "error")
+                return False
+            self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
+            self._start_merge(s.master, lost, table, onto=saved, reason=str(exc))
+            return False
         except StoreUnavailableError as exc:
             self._say(
                 f"{exc}\nEvery pending edit is kept; click Save again when S3 is back.", "error"
@@ -606,11 +622,13 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     # ---------------------------------------------------------------- merging
 
-    def _start_merge(self, base: Master, theirs: Master, mine: Any, *, reason: str) -> None:
+    def _start_merge(
+        self, base: Master, theirs: Master, mine: Any, *, reason: str, onto: Master | None = None
+    ) -> None:
         keys = self.session.key_columns if self.session else ()
         result = three_way_merge(base.table, theirs.table, mine, keys)
         theirs_diff = diff_tables(base.table, theirs.table, keys).counts
-        self._merge_inputs = (base, theirs, mine)
+        self._merge_inputs = (base, theirs, mine, onto or theirs)
         self.merge = result
         summary = (
             f"{reason}. They changed {theirs_diff.cells_changed} cell(s), added "
@@ -658,16 +676,16 @@ class Editor(w.VBox):  # type: ignore[misc]
         """Apply the merge with the chosen resolutions; the result is pending on theirs."""
         if self._merge_inputs is None:
             return
-        base, theirs, mine = self._merge_inputs
+        base, theirs, mine, onto = self._merge_inputs
         keys = self.session.key_columns if self.session else ()
         picks = {cid: b.value for cid, b in self._choices.items()}
         result = three_way_merge(base.table, theirs.table, mine, keys, picks)
         self._hide_conflict()
         self.page = 0
-        self._set_session(self._new_session(theirs, result.table))
+        self._set_session(self._new_session(onto, result.table))
         n_mine = sum(1 for v in picks.values() if v == MINE)
         self._say(
-            f"Merged onto version {theirs.version_id}: {result.auto_merged} automatic, "
+            f"Merged onto version {onto.version_id}: {result.auto_merged} automatic, "
             f"{n_mine} conflict(s) kept as mine. Review the changes and Save.",
             "warn",
         )

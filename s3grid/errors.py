@@ -23,6 +23,7 @@ __all__ = [
     "AccessDeniedError",
     "ConfigError",
     "ConflictError",
+    "LostUpdateError",
     "MasterFormatError",
     "MasterNotFoundError",
     "S3GridError",
@@ -128,6 +129,21 @@ class ConflictError(S3GridError):
         self.saved_by = saved_by
         self.saved_at = saved_at
         self.current_note = current_note
+
+
+class LostUpdateError(S3GridError):
+    """The save committed, but over a version other than its base: a lost update.
+
+    Stores without atomic conditional writes can let two conditional PUTs both succeed.
+    ``overwritten`` names the version(s) that were replaced without being seen; their
+    changes are not in the master now. ``result`` is the committed save (its snapshot and
+    audit exist, the audit records the overwritten versions). Merge them back.
+    """
+
+    def __init__(self, message: str, *, overwritten: tuple[str, ...], result: Any) -> None:
+        super().__init__(message)
+        self.overwritten = overwritten
+        self.result = result
 
 
 # Error codes S3 (and S3-compatible stores) return for conditions worth a retry.

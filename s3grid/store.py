@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -36,6 +36,7 @@ from s3grid.diff import ChangeCounts, default_key_columns, diff_tables
 from s3grid.errors import (
     ConfigError,
     ConflictError,
+    LostUpdateError,
     MasterNotFoundError,
     S3GridError,
     StoreUnavailableError,
@@ -347,10 +348,10 @@ class S3Bucket:
         """
         kwargs.setdefault("Bucket", self.name)
         attempts = self.cfg.max_attempts if retry else 1
-        body = kwargs.get("Body")
+        rewind = getattr(kwargs.get("Body"), "seek", None)
         for attempt in range(1, attempts + 1):
-            if hasattr(body, "seek"):
-                body.seek(0)  # a retry must send the whole body again
+            if rewind is not None:
+                rewind(0)  # a retry must send the whole body again
             try:
                 return getattr(self._client, op)(**kwargs)
             except (ClientError, BotoCoreError) as exc:
@@ -827,9 +828,14 @@ class MasterStore:
         snap_key = audit_mod.snapshot_key(self.cfg, meta.saved_at, meta.save_id)
         akey = audit_mod.audit_key(self.cfg, meta.saved_at, meta.save_id)
         incomplete = None
+        overwritten: tuple[str, ...] = ()
         try:
+            overwritten = self._overwritten_versions(version_id, expect)
             self._write_snapshot(version_id, snap_key)  # step 4
-            self._write_audit(akey, self._audit_record(meta, version_id, etag, snap_key))  # 5
+            record = self._audit_record(meta, version_id, etag, snap_key)
+            if overwritten:
+                record = replace(record, lost_update_of=list(overwritten))
+            self._write_audit(akey, record)  # step 5
         except S3GridError as exc:
             # The save is committed; only its paper trail is missing. Reporting failure
             # here would make the user retry a save that already happened.
@@ -838,7 +844,7 @@ class MasterStore:
                 "Run `s3grid reconcile` (or store.reconcile()) to repair."
             )
             warnings.warn(incomplete, RuntimeWarning, stacklevel=3)
-        return SaveResult(
+        result = SaveResult(
             prev_version=expect.version_id,
             new_version=version_id,
             new_etag=etag,
@@ -853,6 +859,39 @@ class MasterStore:
             rows_deleted=changes.rows_deleted,
             incomplete=incomplete,
         )
+        if overwritten:
+            raise LostUpdateError(
+                f"LOST UPDATE: the save committed version {version_id} of {self.cfg.uri} over "
+                f"version(s) {', '.join(overwritten)} instead of your base {expect.version_id}: "
+                "this store let two conditional writes through. Their changes are not in the "
+                "master now; merge them back (the editor offers it) and save again.",
+                overwritten=overwritten,
+                result=result,
+            )
+        return result
+
+    def _overwritten_versions(self, version_id: str, expect: ExpectEtag) -> tuple[str, ...]:
+        """Versions between ours and our base: non-empty only if a write slipped past the lock.
+
+        S3 lists a key's versions newest first; the one just before ours must be the base.
+        """
+        if expect.version_id is None or version_id == "null":
+            return ()  # a first save, or an unversioned bucket: nothing to compare
+        page = self.bucket.call(
+            "list_object_versions",
+            what=f"LIST VERSIONS {self.bucket.url(self.cfg.master_key)}",
+            Prefix=self.cfg.master_key,
+            MaxKeys=100,
+        )
+        ids = [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == self.cfg.master_key]
+        if version_id not in ids:
+            return ()
+        older = ids[ids.index(version_id) + 1 :]
+        if not older or older[0] == expect.version_id:
+            return ()
+        if expect.version_id in older:
+            return tuple(older[: older.index(expect.version_id)])
+        return (older[0],)
 
     def _head_master(self) -> dict[str, Any] | None:
         return self.bucket.head(self.cfg.master_key)

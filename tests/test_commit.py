@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from s3grid import ConflictError, MasterStore, S3GridConfig, StoreUnavailableError
+from s3grid import (
+    ConflictError,
+    LostUpdateError,
+    MasterStore,
+    S3GridConfig,
+    StoreUnavailableError,
+)
 from tests.conftest import all_objects
 
 
@@ -111,3 +118,35 @@ def test_racing_savers_one_winner_per_round(
     assert all(prev == new for prev, new in chain)
     snapshots = [k for k, _ in all_objects(s3, bucket) if k.startswith("snapshots/")]
     assert len(snapshots) == rounds + 1
+
+
+def without_lock(store: MasterStore) -> None:
+    """A store without atomic conditional writes: the master PUT ignores IfMatch."""
+    client = store.bucket.client
+    real = client.put_object
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"] == store.cfg.master_key:
+            kwargs.pop("IfMatch", None)
+        return real(**kwargs)
+
+    client.put_object = put_object
+
+
+def test_lost_update_is_detected_named_and_audited(
+    master_store: MasterStore, cfg: S3GridConfig
+) -> None:
+    a, b = MasterStore(cfg), MasterStore(cfg)
+    without_lock(b)
+    ma, mb = a.load(), b.load()
+    first = a.save(ma.to_pandas(), base=ma, note="A")
+    with pytest.raises(LostUpdateError) as info:
+        b.save(mb.to_pandas(), base=mb, note="B, blind")
+    err = info.value
+    assert err.overwritten == (first.new_version,)
+    assert first.new_version in str(err)
+    assert "LOST UPDATE" in str(err)
+    assert b.load().version_id == err.result.new_version  # it did commit
+    raw = master_store.bucket.get(err.result.audit_key)[0]
+    assert json.loads(raw)["lost_update_of"] == [first.new_version]
+    assert master_store.reconcile() == []  # snapshot and audit were written

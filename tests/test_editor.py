@@ -334,3 +334,29 @@ def test_retarget_to_master_without_key_columns_is_reported(
     assert editor.session is not None
     assert editor.session.columns[0] == "vessel"  # still on the old master, nothing lost
     assert editor.store.cfg.master_key == "data/master.parquet"
+
+
+def test_lost_update_offers_the_merge(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    from tests.test_commit import without_lock
+
+    without_lock(editor.store)
+    fe.type_into(1, "volume_filtered", 11.0)
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    df = m.to_pandas()
+    df.loc[5, "max_depth"] = 555  # the colleague's change the store fails to protect
+    colleague = other.save(df, base=m, note="colleague")
+    assert editor.save() is False
+    assert "LOST UPDATE" in msg(editor)
+    assert colleague.new_version in msg(editor)
+    s = editor.session
+    assert s is not None
+    assert s.value(5, "max_depth") == 555  # their lost change, back as a pending edit
+    assert s.value(1, "volume_filtered") == 11.0
+    assert s.pending == 1
+    assert editor.save() is True
+    final = master_store.load().to_pandas()
+    assert final.loc[5, "max_depth"] == 555
+    assert final.loc[1, "volume_filtered"] == 11.0
