@@ -1,0 +1,284 @@
+"""The bad-input catalogue: each case names what is wrong, raises its own type, writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from botocore.stub import Stubber
+
+from s3grid import (
+    AccessDeniedError,
+    MasterFormatError,
+    MasterNotFoundError,
+    MasterStore,
+    SchemaError,
+    ValidationError,
+    bulk_edit,
+)
+from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl
+from s3grid.sqlcheck import check_location
+from tests.conftest import all_objects
+from tests.test_athena import FakeAthena
+from tests.test_bulk import SEED_SQL
+
+Case = Callable[[MasterStore, Any, str], Any]
+
+
+def put_master(s3: Any, bucket: str, body: bytes, key: str = "data/master.parquet") -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def edited(store: MasterStore, change: Callable[[pd.DataFrame], Any]) -> Any:
+    m = store.load()
+    df = m.to_pandas()
+    out = change(df)
+    return store.save(df if out is None else out, base=m, note="bad input")
+
+
+def truncate_master(s3: Any, bucket: str) -> None:
+    body = s3.get_object(Bucket=bucket, Key="data/master.parquet")["Body"].read()
+    put_master(s3, bucket, body[: len(body) // 2])
+
+
+def access_denied(store: MasterStore, s3: Any, bucket: str) -> Any:
+    # moto's server does not enforce bucket policies; S3 answers a denied GET like this.
+    def deny(**_: Any) -> Any:
+        return SimpleNamespace(status_code=403, headers={}), {
+            "Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
+
+    store.bucket.client.meta.events.register("before-call.s3.GetObject", deny)
+    return store.load()
+
+
+def ctas_target_not_empty(store: MasterStore, s3: Any, bucket: str) -> Any:
+    engine = AthenaEngine(
+        work_group="primary",
+        s3_staging_dir=f"s3://{bucket}/results/",
+        database="lab",
+        region="us-east-1",
+        progress=False,
+        poll_interval=0.01,
+        endpoint_url=store.cfg.endpoint_url,
+    )
+    FakeAthena(engine, store, s3)
+    import s3grid.athena
+
+    real = s3grid.athena.empty_prefix
+    s3grid.athena.empty_prefix = lambda *_: 0  # as if emptying had been skipped
+    try:
+        return bulk_edit(store, SEED_SQL, engine=engine, note="x")
+    finally:
+        s3grid.athena.empty_prefix = real
+
+
+def failed_athena_query(store: MasterStore, s3: Any, bucket: str) -> Any:
+    engine = AthenaEngine(
+        work_group="primary",
+        database="lab",
+        region="us-east-1",
+        progress=False,
+        poll_interval=0.01,
+        endpoint_url=store.cfg.endpoint_url,
+    )
+    with Stubber(engine.connection.client) as stub:
+        stub.add_response("start_query_execution", {"QueryExecutionId": "q-9"})
+        stub.add_response(
+            "get_query_execution",
+            {
+                "QueryExecution": {
+                    "QueryExecutionId": "q-9",
+                    "Query": "CREATE TABLE ...",
+                    "Status": {"State": "FAILED", "StateChangeReason": "HIVE_BAD_DATA: oops"},
+                }
+            },
+        )
+        return bulk_edit(store, SEED_SQL, engine=engine, note="x")
+
+
+def unicode_column_for_athena(store: MasterStore, s3: Any, bucket: str) -> Any:
+    schema = pa.schema([("tow", pa.int32()), ("température", pa.float64())])
+    return external_table_ddl(schema, "work_master_parquet", location=f"s3://{bucket}/data/")
+
+
+CASES: dict[str, tuple[Case, type[Exception], str]] = {
+    # the object
+    "non-parquet master": (lambda st, s3, b: st.load(), MasterFormatError, "magic bytes"),
+    "truncated parquet": (lambda st, s3, b: st.load(), MasterFormatError, "not a valid Parquet"),
+    "empty object": (lambda st, s3, b: st.load(), MasterFormatError, "is empty"),
+    "csv ragged rows": (
+        lambda st, s3, b: MasterStore(
+            st.cfg.with_(master_key="data/m.csv", file_format="csv")
+        ).load(),
+        MasterFormatError,
+        "CSV",
+    ),
+    "missing bucket": (
+        lambda st, s3, b: MasterStore(st.cfg.with_(bucket="no-such-bkt")).load(),
+        MasterNotFoundError,
+        "no-such-bkt",
+    ),
+    "missing key": (
+        lambda st, s3, b: MasterStore(st.cfg.with_(master_key="data/x.parquet")).load(),
+        MasterNotFoundError,
+        "data/x.parquet",
+    ),
+    "access denied": (access_denied, AccessDeniedError, "access denied"),
+    # the values
+    "wrong type in a cell": (
+        lambda st, s3, b: edited(
+            st, lambda df: df.astype(object).assign(min_depth=["deep"] * len(df))
+        ),
+        SchemaError,
+        "'deep'",
+    ),
+    "int32 overflow": (
+        lambda st, s3, b: edited(st, lambda df: df.astype(object).assign(tow=[2**31] * len(df))),
+        SchemaError,
+        "out of range",
+    ),
+    "nan in a key": (
+        lambda st, s3, b: edited(
+            st, lambda df: df.assign(net=df["net"].astype("float").where(df.index != 3, np.nan))
+        ),
+        ValidationError,
+        "must not be empty",
+    ),
+    "inf in an int column": (
+        lambda st, s3, b: edited(
+            st,
+            lambda df: df.assign(
+                max_depth=df["max_depth"].astype(float).where(df.index != 2, np.inf)
+            ),
+        ),
+        SchemaError,
+        "infinity",
+    ),
+    "huge note": (
+        lambda st, s3, b: st.save(st.load().table, base=st.load(), note="x" * 5000),
+        ValidationError,
+        "5000 characters",
+    ),
+    "control characters in note": (
+        lambda st, s3, b: st.save(st.load().table, base=st.load(), note="ok\x1b[31m"),
+        ValidationError,
+        "U+001B",
+    ),
+    "duplicate keys": (
+        lambda st, s3, b: edited(st, lambda df: df.assign(net=df["net"].where(df.index != 1, 0))),
+        ValidationError,
+        "Duplicate key",
+    ),
+    "unicode column name for athena": (unicode_column_for_athena, ValidationError, "température"),
+    "not a table": (
+        lambda st, s3, b: st.save([1, 2], base=st.load(), note="x"),  # type: ignore
+        SchemaError,
+        "DataFrame or a pyarrow Table",
+    ),
+    "empty table": (
+        lambda st, s3, b: st.save(st.load().table.slice(0, 0), base=st.load(), note="x"),
+        ValidationError,
+        "0 rows",
+    ),
+    # schema changes
+    "added column": (
+        lambda st, s3, b: edited(st, lambda df: df.assign(extra=1)),
+        SchemaError,
+        "Columns added: ['extra']",
+    ),
+    "dropped column": (
+        lambda st, s3, b: edited(st, lambda df: df.drop(columns="is_day")),
+        SchemaError,
+        "Columns dropped: ['is_day']",
+    ),
+    "renamed column": (
+        lambda st, s3, b: edited(st, lambda df: df.rename(columns={"net": "net_no"})),
+        SchemaError,
+        "missing ['net']",
+    ),
+    "reordered columns": (
+        lambda st, s3, b: edited(st, lambda df: df[df.columns[::-1]]),
+        SchemaError,
+        "reordered",
+    ),
+    # the SQL
+    "sql syntax error": (
+        lambda st, s3, b: bulk_edit(st, "SELECT FROM WHERE", note="x"),
+        ValidationError,
+        "does not parse",
+    ),
+    "schema-breaking select": (
+        lambda st, s3, b: bulk_edit(st, "SELECT tow, net FROM work_master_parquet", note="x"),
+        SchemaError,
+        "does not fit the master",
+    ),
+    "empty result": (
+        lambda st, s3, b: bulk_edit(st, "SELECT * FROM work_master_parquet WHERE 1 = 0", note="x"),
+        ValidationError,
+        "no rows",
+    ),
+    "non-empty ctas target": (ctas_target_not_empty, AthenaQueryError, "HIVE_PATH_ALREADY"),
+    "target is the master's prefix": (
+        lambda st, s3, b: bulk_edit(
+            st, SEED_SQL, note="x", engine=AthenaEngine(output_prefix="data/", progress=False)
+        ),
+        ValidationError,
+        "contains the master",
+    ),
+    "failed athena query": (failed_athena_query, AthenaQueryError, "HIVE_BAD_DATA"),
+    # injection
+    "quote in table name": (
+        lambda st, s3, b: bulk_edit(st, "SELECT 1", note="x", table_name="t'; DROP TABLE x; --"),
+        ValidationError,
+        "Invalid table name",
+    ),
+    "semicolon in location": (
+        lambda st, s3, b: check_location(f"s3://{b}/a;b/"),
+        ValidationError,
+        "Invalid S3 location",
+    ),
+    "second statement in sql": (
+        lambda st, s3, b: bulk_edit(
+            st, "SELECT * FROM work_master_parquet; DELETE FROM x", note="x"
+        ),
+        ValidationError,
+        "one statement",
+    ),
+}
+
+
+# Cases that need a bad object in the bucket first; that write is the setup, not the case.
+SETUP: dict[str, Callable[[Any, str], Any]] = {
+    "non-parquet master": lambda s3, b: put_master(s3, b, b"tow,net\n1,0\n"),
+    "truncated parquet": truncate_master,
+    "empty object": lambda s3, b: put_master(s3, b, b""),
+    "csv ragged rows": lambda s3, b: put_master(s3, b, b"tow,net\n1,0\n2\n", "data/m.csv"),
+    "non-empty ctas target": lambda s3, b: s3.put_object(
+        Bucket=b, Key="staging/master_next.parquet/left-over", Body=b"x"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_refused_cleanly(
+    name: str, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    case, error, message = CASES[name]
+    if name in SETUP:
+        SETUP[name](s3, bucket)
+    before = all_objects(s3, bucket)
+    with pytest.raises(error) as info:
+        case(master_store, s3, bucket)
+    assert message.lower() in str(info.value).lower(), str(info.value)
+    assert all_objects(s3, bucket) == before  # zero objects written
+
+
+def test_catalogue_has_at_least_25_cases() -> None:
+    assert len(CASES) >= 25
