@@ -150,3 +150,30 @@ def test_lost_update_is_detected_named_and_audited(
     raw = master_store.bucket.get(err.result.audit_key)[0]
     assert json.loads(raw)["lost_update_of"] == [first.new_version]
     assert master_store.reconcile() == []  # snapshot and audit were written
+
+
+@pytest.mark.parametrize("step", ["snapshot", "audit"])
+def test_endpoint_dies_after_commit_then_repaired(
+    master_store: MasterStore, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 8.5
+    target = "_write_snapshot" if step == "snapshot" else "_write_audit"
+
+    def down(*_: Any, **__: Any) -> None:
+        raise StoreUnavailableError("S3 is unreachable (connection refused)")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(MasterStore, target, down)
+        with pytest.warns(RuntimeWarning, match="reconcile"):
+            res = master_store.save(df, base=m, note=f"dies at {step}")
+    assert res.incomplete is not None
+    assert f"Saved as version {res.new_version}" in res.incomplete
+    assert master_store.load().version_id == res.new_version  # committed, and said so
+    repairs = master_store.reconcile()
+    assert [r.version_id for r in repairs] == [res.new_version]
+    assert master_store.reconcile() == []
+    # the next save works as usual once the endpoint is back
+    m2 = master_store.load()
+    assert master_store.save(m2.to_pandas(), base=m2, note="after").incomplete is None

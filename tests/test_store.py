@@ -418,3 +418,21 @@ def test_over_single_put_limit_refused(
     with pytest.raises(ValidationError, match="5 GB single-PUT"):
         master_store.save(m.to_pandas(), base=m, note="too big")
     assert all_objects(s3, bucket) == before
+
+
+def test_audits_never_contain_credentials(
+    master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN")
+    store = MasterStore(master_store.cfg)
+    m = store.load()
+    res = store.save(edit_volume(m.to_pandas(), 0, 3.0), base=m, note="n")
+    for key in (res.audit_key,):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        assert secret not in body
+        assert "EXAMPLETOKEN" not in body
+        assert "testing" not in body  # the access key id either
+    head = s3.head_object(Bucket=bucket, Key="data/master.parquet")
+    assert secret not in json.dumps(head["Metadata"])
