@@ -82,7 +82,7 @@ def test_racing_savers_one_winner_per_round(
     master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str
 ) -> None:
     writers = [MasterStore(cfg) for _ in range(8)]
-    rounds = 25
+    rounds = 100
     for r in range(rounds):
         base = writers[0].load()
         barrier = threading.Barrier(len(writers))

@@ -59,6 +59,7 @@ def test_03_review_audits_diffs_and_restores(
     out = outputs(nb)
     assert "ChangeCounts(cells_changed=1, rows_added=0, rows_deleted=0)" in out
     assert "restored snapshots/master_" in out
+    assert "testing" not in out  # no credentials printed
     log = store.audit_log()
     assert list(log["source"]) == ["init", "editor", "restore"]
     assert store.load().table.equals(m.table)
@@ -76,6 +77,7 @@ def test_02_bulk_edit_sql_applies_the_seed_recipe(
     out = outputs(nb)
     assert SEED_SQL.strip() in nb.cells[1].source
     assert "ChangeCounts(cells_changed=7, rows_added=0, rows_deleted=1)" in out
+    assert "testing" not in out  # no credentials printed
     assert 'CREATE TABLE "lab"."work_master_parquet_s3grid_next"' in out
     after = store.load().to_pandas()
     pd.testing.assert_frame_equal(after, expected_seed_result(base.to_pandas()))
