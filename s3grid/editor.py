@@ -529,6 +529,13 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._refresh_status()
             return
         if s is not None and s.pending and latest.etag != s.master.etag:
+            if s.duplicates():  # rows are matched by key in the merge: keys must be unique
+                self._say(
+                    "The master changed, and your edits hold duplicate keys: fix them, "
+                    "then Reload to merge. Your edits are kept.",
+                    "warn",
+                )
+                return
             self._start_merge(s.master, latest, s.to_table(), reason="Reloaded")
             return
         if s is not None and s.pending:

@@ -360,3 +360,17 @@ def test_lost_update_offers_the_merge(
     final = master_store.load().to_pandas()
     assert final.loc[5, "max_depth"] == 555
     assert final.loc[1, "volume_filtered"] == 11.0
+
+
+def test_reload_with_duplicate_keys_keeps_edits(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    fe.type_into(1, "net", 0)  # duplicate of row 0's key
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    other.save(m.to_pandas(), base=m, note="someone else")
+    editor.reload()
+    assert "duplicate keys" in msg(editor)
+    assert editor.session is not None
+    assert editor.session.pending == 1
+    assert editor.session.master.version_id == m.version_id  # not rebased yet
