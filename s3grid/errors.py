@@ -230,6 +230,10 @@ def _translate(exc: BaseException, *, what: str) -> S3GridError:
                 f"{what}: access denied ({code or status}); check the IAM policy "
                 "(`s3grid` README lists the minimum permissions) and your AWS profile."
             )
+        if code == "ConditionalRequestConflict" or status == 409:
+            # S3: a concurrent conditional write to the same key is in flight; the store
+            # re-reads the master and retries if it has not moved on.
+            return ConflictError(f"{what}: concurrent conditional write in progress (409).")
         if code == "PreconditionFailed" or status == 412:
             return ConflictError(f"{what}: precondition failed; the object changed.")
         if code == "InvalidBucketName":

@@ -177,3 +177,32 @@ def test_endpoint_dies_after_commit_then_repaired(
     # the next save works as usual once the endpoint is back
     m2 = master_store.load()
     assert master_store.save(m2.to_pandas(), base=m2, note="after").incomplete is None
+
+
+def test_409_concurrent_write_is_retried_when_master_unchanged(
+    master_store: MasterStore,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    client = master_store.bucket.client
+    real = client.put_object
+    calls: list[int] = []
+
+    def put_object(**kwargs: Any) -> Any:
+        if kwargs["Key"] == master_store.cfg.master_key and not calls:
+            calls.append(409)
+            raise ClientError(
+                {
+                    "Error": {"Code": "ConditionalRequestConflict", "Message": "x"},
+                    "ResponseMetadata": {"HTTPStatusCode": 409},
+                },
+                "PutObject",
+            )
+        return real(**kwargs)
+
+    client.put_object = put_object
+    m = master_store.load()
+    res = master_store.save(m.to_pandas(), base=m, note="after a 409")
+    assert calls == [409]
+    assert master_store.load().version_id == res.new_version
+    assert len(master_store.versions()) == 2
