@@ -19,14 +19,19 @@ ROW_HEIGHT = 20
 HEADER_HEIGHT = 20
 
 
-@pytest.fixture
-def e2e_store(endpoint: str) -> MasterStore:
+def seed_e2e_bucket(endpoint: str, rows: int, note: str) -> MasterStore:
+    """The bucket the running JupyterLab's kernels read (S3_BUCKET), with a new master."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=E2E_BUCKET)
     s3.put_bucket_versioning(Bucket=E2E_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
-    store.create(sample_master(200), note="e2e seed")
+    store.create(sample_master(rows), note=note)
     return store
+
+
+@pytest.fixture
+def e2e_store(endpoint: str) -> MasterStore:
+    return seed_e2e_bucket(endpoint, 200, "e2e seed")
 
 
 def run_notebook(page: Any, lab: Lab, name: str) -> Any:
@@ -181,12 +186,7 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
 
 @pytest.fixture
 def big_store(endpoint: str) -> MasterStore:
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    s3.create_bucket(Bucket=E2E_BUCKET)
-    s3.put_bucket_versioning(Bucket=E2E_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-    store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
-    store.create(sample_master(1_000_000), note="1M rows")
-    return store
+    return seed_e2e_bucket(endpoint, 1_000_000, "1M rows")
 
 
 def test_edit_row_900000_of_1m_through_a_filter(
