@@ -103,8 +103,13 @@ def list_parts(bucket: Any, prefix: str) -> tuple[list[tuple[str, int]], list[st
 
 
 def _batches(
-    bucket: Any, parts: list[tuple[str, int]], schema: pa.Schema | None, progress: bool = False
+    bucket: Any,
+    parts: list[tuple[str, int]],
+    schema: pa.Schema | None,
+    expected: list[int],
+    progress: bool = False,
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """Row groups of every part; appends each part's footer row count to ``expected``."""
     from tqdm.auto import tqdm
 
     total = sum(size for _, size in parts)
@@ -117,16 +122,13 @@ def _batches(
             pf = pq.ParquetFile(_RangedObject(bucket, key, size))
         except (pa.ArrowInvalid, OSError) as exc:
             raise MasterFormatError(f"Part {bucket.url(key)} is not Parquet: {exc}") from exc
+        expected.append(pf.metadata.num_rows)
         for i in range(pf.num_row_groups):
             table = pf.read_row_group(i)
             if schema is not None:
                 table = coerce_table(table, schema)  # bigint -> int32 etc., refusing loss
             for batch in table.to_batches():
                 yield key, batch
-
-
-def _expected_rows(bucket: Any, parts: list[tuple[str, int]]) -> int:
-    return sum(pq.ParquetFile(_RangedObject(bucket, k, s)).metadata.num_rows for k, s in parts)
 
 
 def flatten_to_table(
@@ -144,11 +146,12 @@ def flatten_to_table(
             f"No part files under {bucket.url(prefix)} (skipped {len(skipped)}); "
             "did the query write its output there?"
         )
-    batches = [b for _, b in _batches(bucket, parts, schema, progress)]
+    expected: list[int] = []
+    batches = [b for _, b in _batches(bucket, parts, schema, expected, progress)]
     if not batches:
         raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
     table = pa.Table.from_batches(batches)
-    _check_rows(table.num_rows, _expected_rows(bucket, parts), prefix)
+    _check_rows(table.num_rows, sum(expected), prefix)
     return table, FlattenResult(tuple(k for k, _ in parts), tuple(skipped), table.num_rows)
 
 
@@ -175,10 +178,11 @@ def flatten_to_bytes(
             "did the query write its output there?"
         )
     sink = io.BytesIO()
+    expected: list[int] = []
     writer: pq.ParquetWriter | None = None
     rows = 0
     try:
-        for key, batch in _batches(bucket, parts, schema, progress):
+        for key, batch in _batches(bucket, parts, schema, expected, progress):
             if writer is None:
                 writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
             elif batch.schema != writer.schema:
@@ -193,7 +197,7 @@ def flatten_to_bytes(
             writer.close()
     if writer is None:
         raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
-    _check_rows(rows, _expected_rows(bucket, parts), prefix)
+    _check_rows(rows, sum(expected), prefix)
     return sink.getvalue(), FlattenResult(tuple(k for k, _ in parts), tuple(skipped), rows)
 
 

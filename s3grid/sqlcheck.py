@@ -16,7 +16,6 @@ __all__ = [
     "check_location",
     "check_one_statement",
     "check_single_select",
-    "quote_ident",
 ]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -43,11 +42,6 @@ def check_identifier(name: str, *, what: str = "identifier") -> str:
             f"Invalid {what} {name!r}: use letters, digits and _ only (start with a letter)."
         )
     return name
-
-
-def quote_ident(name: str) -> str:
-    """A checked identifier, double-quoted for Trino/Athena DML."""
-    return f'"{check_identifier(name)}"'
 
 
 def check_location(uri: str, *, prefix: bool = True) -> str:

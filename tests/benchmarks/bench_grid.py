@@ -16,6 +16,7 @@ import re
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -78,7 +79,10 @@ def main() -> None:
 
     from s3grid import MasterStore, S3GridConfig
     from s3grid.demo import lab_command, start_local_s3
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
     from s3grid.sample import sample_master
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
     server, endpoint = start_local_s3()
     s3 = boto3.client("s3", endpoint_url=endpoint)
@@ -115,17 +119,9 @@ def main() -> None:
         results[rows] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium",
+                executable_path=CHROMIUM,
                 headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--enable-precise-memory-info",
-                ],
+                args=[*CHROMIUM_ARGS, "--enable-precise-memory-info"],
             )
             for name, col in (("plain", 8), ("editor", 9)):  # volume_filtered
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})

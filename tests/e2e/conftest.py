@@ -20,6 +20,17 @@ from s3grid.demo import lab_command
 
 CHROMIUM = os.environ.get("S3GRID_CHROMIUM", "/usr/bin/chromium")
 E2E_BUCKET = "s3grid-e2e"
+# Debian's Chromium, never Playwright's download; without the networking flags it keeps
+# trying to reach Google's hosts from a machine that has no route to them.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -92,15 +103,7 @@ def browser() -> Iterator[Any]:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-dev-shm-usage",
-            ],
+            args=CHROMIUM_ARGS,
         )
         yield b
         b.close()
