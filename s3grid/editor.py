@@ -27,6 +27,7 @@ from s3grid.diff import (
     values_equal,
 )
 from s3grid.errors import ConflictError, LostUpdateError, S3GridError, StoreUnavailableError
+from s3grid.gridpatch import GridPatch
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import Master, MasterStore
 
@@ -61,11 +62,18 @@ def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
         index=frame.index,
         dtype=object,
     )
+    out.insert(0, STATUS, _row_status(session, [int(rid) for rid in out.index]))
+    out.index.name = ROW_ID
+    return out
+
+
+def _row_status(session: EditSession, row_ids: Sequence[int]) -> list[str]:
+    """The ⚑ column: "dup key", "new", "edited" or "" for each row id."""
     dup_ids = {rid for ids in session.duplicates().values() for rid in ids}
     added = set(session.added_ids)
     edited = session.edited_ids()
     status = []
-    for rid in out.index:
+    for rid in row_ids:
         if rid in dup_ids:
             status.append("dup key")
         elif rid in added:
@@ -74,9 +82,7 @@ def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
             status.append("edited")
         else:
             status.append("")
-    out.insert(0, STATUS, status)
-    out.index.name = ROW_ID
-    return out
+    return status
 
 
 class _CheckedGrid(DataGrid):  # type: ignore[misc]
@@ -133,6 +139,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
+        self._shown_status: list[str] = []  # the ⚑ column as the browser shows it
         self.last_save: str = ""
 
         cfg = store.cfg
@@ -178,6 +185,8 @@ class Editor(w.VBox):  # type: ignore[misc]
             layout=w.Layout(height="420px"),
             on_edit=self._on_grid_edit,
         )
+        # makes an edit repaint one cell instead of the whole grid (see gridpatch.py)
+        self.grid_patch = GridPatch(self.grid)
 
         self.reload_button.on_click(lambda _: self.reload())
         self.save_button.on_click(lambda _: self.save())
@@ -222,6 +231,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                 self.conflict_panel,
                 self.changes_panel,
                 self.grid,
+                self.grid_patch,
             ]
         )
         self.add_class("s3grid-editor")
@@ -293,7 +303,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.page = win.page
         self._window_ids = [int(i) for i in win.frame.index]
         self._echoed.clear()
-        self.grid.data = _display_frame(win.frame, s)
+        shown = _display_frame(win.frame, s)
+        self._shown_status = shown[STATUS].tolist()
+        self.grid.data = shown
         self.grid.renderers = self._renderers(s)
         self.page_label.value = (
             f"page {win.page + 1}/{win.pages} · {win.matching_rows:,} matching rows"
@@ -407,18 +419,27 @@ class Editor(w.VBox):  # type: ignore[misc]
         shown = cell_text(stored)
         if grid_row is not None and (not accepted or shown != value):
             # The browser must show what the kernel stored ("012" -> "12", a refused
-            # value -> the old one), never what was typed. Each value the kernel sets
-            # makes ipydatagrid's front-end rebuild its whole data model, so send one
-            # only when the text differs.
+            # value -> the old one), never what was typed. Without the front-end patch
+            # each value the kernel sets rebuilds the browser's whole data model, so send
+            # one only when the text differs.
             self._echo(grid_row, column, shown)
         if accepted and column in self.key_columns:
             self._refresh_grid()  # duplicate flags may have changed
-        # The ⚑ "edited" flag is not pushed now: every value the kernel sets costs the
-        # browser a full grid rebuild and repaint (~350 ms at 1600x420 px without a
-        # GPU). It shows at the next refresh; the status line counts pending edits now.
+        elif accepted and grid_row is not None and self.grid_patch.patched:
+            self._show_row_status(grid_row, row_id)
+        # Without the front-end patch every value the kernel sets costs the browser a
+        # full grid rebuild and repaint (~350 ms at 1600x420 px without a GPU), so the ⚑
+        # flag waits for the next refresh; the status line counts pending edits now.
         self._refresh_status()
         self._refresh_changes()
         return accepted
+
+    def _show_row_status(self, grid_row: int, row_id: int) -> None:
+        assert self.session is not None
+        (status,) = _row_status(self.session, [row_id])
+        if grid_row < len(self._shown_status) and self._shown_status[grid_row] != status:
+            self._shown_status[grid_row] = status
+            self._echo(grid_row, STATUS, status)
 
     def _echo(self, grid_row: int, column: str, value: Any) -> None:
         self._echoed[(grid_row, column)] = value

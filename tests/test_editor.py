@@ -111,6 +111,29 @@ def test_echo_only_when_needed(editor: Editor, fe: FrontEnd) -> None:
     assert "<b>2</b> pending" in editor.status.value
 
 
+def test_status_flag_follows_the_edit_once_the_browser_is_patched(
+    editor: Editor, fe: FrontEnd
+) -> None:
+    assert editor.grid_patch.grid_id == editor.grid.model_id
+    assert editor.grid_patch in editor.children
+    fe.type_into(2, "min_depth", "75")
+    assert fe.sent == []  # unpatched browser: the flag waits for the next refresh
+    editor.grid_patch.patched = True  # what gridpatch.js reports once applied
+    fe.type_into(3, "min_depth", "76")
+    echo = fe.last_echo(STATUS)
+    assert (echo["row"], echo["value"]) == (3, "edited")
+    assert fe.shown(3, STATUS) == "edited"
+    fe.bounce()  # the browser reports the flag back as an edit: ignored
+    assert "cannot be edited" not in msg(editor)
+    fe.type_into(3, "max_depth", "90")  # already flagged: nothing more to send
+    assert fe.sent == []
+    assert editor.session is not None
+    loaded = editor.session.base
+    fe.type_into(3, "min_depth", cell_text(loaded.at[3, "min_depth"]))
+    fe.type_into(3, "max_depth", cell_text(loaded.at[3, "max_depth"]))
+    assert fe.last_echo(STATUS)["value"] == ""  # back to the loaded values: flag cleared
+
+
 def test_front_end_bounce_of_echo_is_not_an_edit(editor: Editor, fe: FrontEnd) -> None:
     fe.type_into(2, "min_depth", "075")  # stored as 75: echoed, then bounced back
     message = editor.message.value

@@ -65,6 +65,8 @@ def measure(page: Any, base: str, token: str, name: str, col: int) -> dict[str, 
     editor.fill("123.5")
     editor.press("Enter")
     page.wait_for_timeout(3000)
+    if name == "editor":  # the edit reached the kernel, and was accepted
+        page.locator(".s3grid-message", has_text="volume_filtered = 123.5").wait_for()
     blocked = page.evaluate("() => window.__blocked")
     return {"painted_ms": painted_ms, "heap_mb": heap, "blocked_ms": blocked}
 

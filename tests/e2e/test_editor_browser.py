@@ -89,6 +89,18 @@ def shown_in_cell(page: Any, editor: Any, grid_row: int, grid_col: int) -> str:
     return value
 
 
+def wait_shown(page: Any, editor: Any, grid_row: int, grid_col: int, text: str) -> None:
+    """Wait (up to ~10 s) until the browser holds ``text`` in a cell."""
+    seen = ""
+    for _ in range(20):
+        seen = shown_in_cell(page, editor, grid_row, grid_col)
+        if seen == text:
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"cell ({grid_row}, {grid_col}) shows {seen!r}, expected {text!r}")
+
+
+STATUS = 0
 VOLUME = 1 + 8  # grid columns: the status column, then the master columns
 TOW = 1 + 2
 
@@ -118,6 +130,11 @@ def test_edit_float_cell_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -
     editor = run_notebook(page, lab, "01_edit_master.ipynb")
     type_in_cell(page, editor, 0, VOLUME, "123.5")
     wait_message(page, editor, "Row 0: volume_filtered = 123.5")
+    # The ⚑ flag follows the edit at once only where gridpatch.js runs in the browser: the
+    # kernel pushes it after the browser has reported the patch applied.
+    wait_shown(page, editor, 0, STATUS, "edited")
+    assert shown_in_cell(page, editor, 0, VOLUME) == "123.5"
+    assert shown_in_cell(page, editor, 1, STATUS) == ""
     editor.locator("input[placeholder^='What did you change']").fill("e2e: fix volume ✓")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")

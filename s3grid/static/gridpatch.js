@@ -1,0 +1,55 @@
+// s3grid: one front-end adjustment to ipydatagrid 1.4, applied per grid.
+//
+// Why: every cell edit (typed in the browser, or set by the kernel) reaches
+// ViewBasedJSONModel.updateCellValue, which writes the value and then rebuilds the
+// current view from the whole dataset (`this.currentView = createView(...)`). That
+// emits 'model-reset': the grid re-measures and repaints every visible cell, and the
+// model re-sends the visible row indices to the kernel. Without a GPU this blocks the
+// browser for ~350 ms per edit whatever the size of the data.
+//
+// The rebuild only matters when a front-end sort or filter is active (the edit can move
+// or hide the row). With none, the view shares the dataset's column arrays, so the new
+// value is already visible and the 'cells-changed' that setData emits next repaints
+// just that cell. So: skip the rebuild when no front-end transform is active, and keep
+// ipydatagrid's own behaviour otherwise.
+
+function patchDataModel(dataModel) {
+  if (!dataModel || dataModel.__s3gridPatched) {
+    return;
+  }
+  const original = dataModel.updateCellValue;
+  if (typeof original !== "function" || !dataModel._transformState) {
+    return; // not the ipydatagrid this was written for: leave it alone
+  }
+  dataModel.updateCellValue = function (options) {
+    const transforms = this._transformState.activeTransforms;
+    if (options.region !== "body" || transforms.length > 0) {
+      return original.call(this, options);
+    }
+    const columnName = this.metadata("body", 0, options.column)["name"];
+    this._dataset.data[columnName][options.row] = options.value;
+    // the kernel hears of the edit exactly as before ('cell-edit-event' -> 'cell-changed')
+    this.dataSync.emit({
+      type: "cell-edit-event",
+      column: columnName,
+      columnIndex: options.column,
+      row: options.row,
+      region: options.region,
+      value: options.value,
+    });
+  };
+  dataModel.__s3gridPatched = true;
+}
+
+export default {
+  async initialize({ model }) {
+    const grid = await model.widget_manager.get_model(model.get("grid_id"));
+    // ipydatagrid builds a new data model whenever the kernel sends a new window
+    const onDataModel = () => patchDataModel(grid.data_model);
+    onDataModel();
+    grid.on("data-model-changed", onDataModel);
+    model.set("patched", true);
+    model.save_changes();
+    return () => grid.off("data-model-changed", onDataModel);
+  },
+};
