@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from s3grid.schema import to_pandas
 
@@ -22,6 +23,7 @@ __all__ = [
     "MergeConflict",
     "MergeResult",
     "TableDiff",
+    "count_changes",
     "default_key_columns",
     "diff_tables",
     "equal_mask",
@@ -167,6 +169,55 @@ def diff_tables(
                 )
             )
     return TableDiff(keys, tuple(cells), added, deleted)
+
+
+def count_changes(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ()) -> ChangeCounts:
+    """``diff_tables(old, new, key_columns).counts``, computed in Arrow.
+
+    A save only needs the counts for its audit; this never builds pandas frames or
+    Python objects per row, so it stays cheap in time and memory at 10M rows. The two
+    tables must have the same schema; keys must be unique and non-null (``validate``).
+    """
+    keys = list(key_columns)
+    if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
+        keys = []
+    common = min(old.num_rows, new.num_rows)
+    o_idx: pa.Array | pa.ChunkedArray | None = None
+    n_idx: pa.Array | pa.ChunkedArray | None = None
+    if keys and old.select(keys).slice(0, common).equals(new.select(keys).slice(0, common)):
+        # The usual save: same rows in the same order, maybe some appended or cut at the
+        # end (keys are unique, so the rest are added/deleted). Compare in place: no join,
+        # and no copy of any column.
+        added, deleted = new.num_rows - common, old.num_rows - common
+    elif keys:
+        o_pos, n_pos = "__s3grid_old_row", "__s3grid_new_row"
+        left = old.select(keys).append_column(o_pos, pa.array(np.arange(old.num_rows)))
+        right = new.select(keys).append_column(n_pos, pa.array(np.arange(new.num_rows)))
+        matched = left.join(right, keys=keys, join_type="inner").select([o_pos, n_pos])
+        o_idx, n_idx = matched.column(o_pos), matched.column(n_pos)
+        added, deleted = new.num_rows - len(matched), old.num_rows - len(matched)
+    else:
+        added, deleted = new.num_rows - common, old.num_rows - common
+    cells = 0
+    for column in new.column_names:
+        if column in keys or column not in old.column_names:
+            continue
+        a, b = old.column(column), new.column(column)
+        if o_idx is None or n_idx is None:
+            a, b = a.slice(0, common), b.slice(0, common)
+        else:
+            a, b = a.take(o_idx), b.take(n_idx)
+        cells += int(pc.sum(pc.invert(_same(a, b))).as_py() or 0)
+    return ChangeCounts(cells, added, deleted)
+
+
+def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Null-aware equality, as :func:`equal_mask`: missing equals missing (NaN included)."""
+    a_missing, b_missing = pc.is_null(a, nan_is_null=True), pc.is_null(b, nan_is_null=True)
+    equal = pc.fill_null(pc.equal(a, b), False)
+    both_missing = pc.and_(a_missing, b_missing)
+    neither_missing = pc.invert(pc.or_(a_missing, b_missing))
+    return pc.or_(both_missing, pc.and_(equal, neither_missing))
 
 
 def _as_key(value: Any) -> Key:

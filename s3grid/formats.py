@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -17,14 +19,16 @@ SAVE_ID_METADATA = b"s3grid.save_id"
 
 def encode_table(table: pa.Table, file_format: str, *, save_id: str) -> bytes:
     """Serialise a master table (Parquet with snappy, or CSV with a header)."""
-    sink = pa.BufferOutputStream()
+    # A BytesIO hands its buffer over in getvalue(); an Arrow buffer would need a copy to
+    # become bytes (a second copy of the body in memory while it uploads).
+    sink = io.BytesIO()
     if file_format == "csv":
         pacsv.write_csv(table, sink)
     else:
         metadata = dict(table.schema.metadata or {})
         metadata[SAVE_ID_METADATA] = save_id.encode()
         pq.write_table(table.replace_schema_metadata(metadata), sink, compression="snappy")
-    return bytes(sink.getvalue())
+    return sink.getvalue()
 
 
 def decode_table(body: bytes, file_format: str, *, where: str) -> pa.Table:

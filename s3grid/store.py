@@ -26,13 +26,14 @@ from urllib.parse import quote, unquote
 import boto3
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from s3grid import audit as audit_mod
 from s3grid.audit import AuditRecord, format_timestamp, parse_timestamp
 from s3grid.config import S3GridConfig
-from s3grid.diff import ChangeCounts, default_key_columns, diff_tables
+from s3grid.diff import ChangeCounts, count_changes, default_key_columns
 from s3grid.errors import (
     ConfigError,
     ConflictError,
@@ -381,7 +382,9 @@ class S3Bucket:
                         view[pos : pos + len(chunk)] = chunk
                         pos += len(chunk)
                         bar.update(len(chunk))
-                body = bytes(view[:pos]) if pos != size else bytes(buf)
+                # a full read hands over the buffer as is (a short one fails to decode;
+                # bytes(buf) would hold a second copy of a large master)
+                body = buf if pos == size else bytes(view[:pos])
         except (BotoCoreError, OSError) as exc:
             raise translate(exc, what=what) from exc
         return body, resp
@@ -524,6 +527,27 @@ def check_note(note: str) -> str:
     return note
 
 
+def _keys_unique(keys: pa.Table) -> bool | None:
+    """True when no two rows share a key (None: cannot tell here, e.g. float keys).
+
+    Sort the keys, then compare each row with the next: in Arrow, and lighter than a hash
+    group-by (which held ~60 MB for 1M rows of two int32 keys; this holds the order).
+    """
+    if any(pa.types.is_floating(t) for t in keys.schema.types):
+        return None  # NaN != NaN would hide duplicates; the pandas check handles them
+    if keys.num_rows < 2:
+        return True
+    ordered = keys.take(
+        pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
+    )
+    same: Any = None
+    for name in ordered.column_names:
+        column = ordered.column(name)
+        equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+        same = equal if same is None else pc.and_(same, equal)
+    return not pc.any(same).as_py()
+
+
 class MasterStore:
     """The master table in S3, with locked saves, snapshots, audits and repairs.
 
@@ -641,11 +665,8 @@ class MasterStore:
         if not keys:
             return
         sub = table.select(keys)
-        if not any(sub.column(k).null_count for k in keys):
-            # The common case, in Arrow: as many distinct keys as rows means no duplicates.
-            distinct = sub.group_by(keys).aggregate([]).num_rows
-            if distinct == table.num_rows:
-                return
+        if not any(sub.column(k).null_count for k in keys) and _keys_unique(sub):
+            return
         frame = sub.to_pandas()  # something is wrong: find the rows to name
         null_rows = frame.isna().any(axis=1).to_numpy()
         if null_rows.any():
@@ -707,24 +728,26 @@ class MasterStore:
         if source not in audit_mod.SOURCES:
             raise ValidationError(f"Unknown source {source!r}; use one of {audit_mod.SOURCES}.")
         table = coerce_table(data, base.schema, allow_schema_change=allow_schema_change)
-        self.validate(table)
-        keys = self.key_columns_for(table.schema)
-        if changes is not None:
-            pass  # the caller already knows (the editor's session, a bulk-edit preview)
-        elif table.schema == base.schema:
-            changes = diff_tables(base.table, table, keys).counts
-        else:  # a deliberate schema change: count rows, cells are not comparable
-            changes = ChangeCounts(
+
+        def check_and_count() -> ChangeCounts:
+            self.validate(table)
+            if changes is not None:
+                return changes  # the caller already knows (the editor, a bulk-edit preview)
+            if table.schema == base.schema:
+                return count_changes(base.table, table, self.key_columns_for(table.schema))
+            # a deliberate schema change: count rows, cells are not comparable
+            return ChangeCounts(
                 0,
                 max(0, table.num_rows - base.table.num_rows),
                 max(0, base.table.num_rows - table.num_rows),
             )
+
         return self._locked_save(
             table,
             expect=ExpectEtag(base.etag, base.version_id),
             note=note,
             source=source,
-            changes=changes,
+            prepare=check_and_count,
         )
 
     def create(
@@ -756,7 +779,7 @@ class MasterStore:
             expect=expect,
             note=note,
             source=source,
-            changes=ChangeCounts(0, table.num_rows, 0),
+            prepare=lambda: ChangeCounts(0, table.num_rows, 0),  # validated above
         )
 
     def restore(
@@ -808,11 +831,19 @@ class MasterStore:
         expect: ExpectEtag,
         note: str,
         source: str,
-        changes: ChangeCounts,
+        prepare: Callable[[], ChangeCounts],
     ) -> SaveResult:
+        """Steps 2-5 of the save. ``prepare`` validates and counts the changes; it runs
+        while the body encodes (both are Arrow work that releases the GIL), and nothing
+        is sent unless it returns."""
         saved_at = datetime.now(UTC)
+        save_id = new_save_id(saved_at)
+        with ThreadPoolExecutor(1, thread_name_prefix="s3grid-encode") as pool:
+            encoding = pool.submit(encode_table, table, self.cfg.file_format, save_id=save_id)
+            changes = prepare()  # on error the pool still waits for the encoder: no leak
+            body = encoding.result()
         meta = SaveMetadata(
-            save_id=new_save_id(saved_at),
+            save_id=save_id,
             saved_at=saved_at,
             user=_current_user(),
             source=source,
@@ -823,15 +854,20 @@ class MasterStore:
             column_count=table.num_columns,
             changes=changes,
         )
-        body = encode_table(table, self.cfg.file_format, save_id=meta.save_id)
         version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
         snap_key = audit_mod.snapshot_key(self.cfg, meta.saved_at, meta.save_id)
         akey = audit_mod.audit_key(self.cfg, meta.saved_at, meta.save_id)
         incomplete = None
         overwritten: tuple[str, ...] = ()
         try:
-            overwritten = self._overwritten_versions(version_id, expect)
-            self._write_snapshot(version_id, snap_key)  # step 4
+            # The lost-update check and the snapshot copy are independent reads of the
+            # committed version: run them side by side (a copy of a large master takes a
+            # while even server-side). The audit needs the check's answer.
+            with ThreadPoolExecutor(2, thread_name_prefix="s3grid-after-commit") as pool:
+                checking = pool.submit(self._overwritten_versions, version_id, expect)
+                copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
+                overwritten = checking.result()
+                copying.result()
             record = self._audit_record(meta, version_id, etag, snap_key)
             if overwritten:
                 record = replace(record, lost_update_of=list(overwritten))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 import pandas as pd
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from s3grid.diff import MINE, diff_tables, three_way_merge
+from s3grid.diff import MINE, count_changes, diff_tables, three_way_merge
 
 SCHEMA = pa.schema(
     [("tow", pa.int32()), ("net", pa.int32()), ("v", pa.float64()), ("s", pa.string())]
@@ -84,3 +89,55 @@ def test_merge_conflicts_default_theirs_and_resolve_mine() -> None:
     assert (1, 1) not in got.index
     assert got.loc[(2, 1), "v"] == 1.0
     assert got.loc[(3, 0), "s"] == "y"
+
+
+ROWS = st.lists(
+    st.tuples(
+        st.integers(0, 5),
+        st.integers(0, 3),
+        st.one_of(st.none(), st.just(math.nan), st.sampled_from([0.0, 1.5, -2.0])),
+        st.one_of(st.none(), st.sampled_from(["a", "b", ""])),
+    ),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda r: (r[0], r[1]),
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(old=ROWS, new=ROWS, keyed=st.booleans())
+def test_count_changes_agrees_with_the_full_diff(
+    old: list[tuple[int, int, float | None, str | None]],
+    new: list[tuple[int, int, float | None, str | None]],
+    keyed: bool,
+) -> None:
+    # the save's Arrow-only counting must give the audit the same numbers as the diff
+    keys = ("tow", "net") if keyed else ()
+    a, b = table(old), table(new)
+    assert count_changes(a, b, keys) == diff_tables(a, b, keys).counts
+
+
+def test_count_changes_null_aware_for_timestamps_and_bools() -> None:
+    schema = pa.schema([("k", pa.int32()), ("t", pa.timestamp("us")), ("b", pa.bool_())])
+    t0 = datetime(2024, 5, 1, 12)
+    old = pa.table([[1, 2, 3], [t0, None, t0], [True, None, False]], schema=schema)
+    new = pa.table([[3, 2, 4], [None, None, t0], [False, False, True]], schema=schema)
+    # row 3: t -> null; row 2: b null -> False; row 1 deleted, row 4 added
+    counts = count_changes(old, new, ("k",))
+    assert counts.as_dict() == {"cells_changed": 2, "rows_added": 1, "rows_deleted": 1}
+    assert counts == diff_tables(old, new, ("k",)).counts
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(old=ROWS, other=ROWS, cut=st.integers(0, 3))
+def test_count_changes_same_order_path_agrees(
+    old: list[tuple[int, int, float | None, str | None]],
+    other: list[tuple[int, int, float | None, str | None]],
+    cut: int,
+) -> None:
+    # same keys in the same order (the usual save): values taken from `other`, and the
+    # last `cut` rows dropped -- the in-place comparison must match the diff too
+    new = [(k[0], k[1], o[2], o[3]) for k, o in zip(old, other + old, strict=False)]
+    new = new[: max(1, len(new) - cut)]
+    for a, b in ((table(old), table(new)), (table(new), table(old))):
+        assert count_changes(a, b, ("tow", "net")) == diff_tables(a, b, ("tow", "net")).counts
