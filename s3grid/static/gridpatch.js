@@ -15,11 +15,17 @@
 
 function patchDataModel(dataModel) {
   if (!dataModel || dataModel.__s3gridPatched) {
-    return;
+    return Boolean(dataModel);
   }
   const original = dataModel.updateCellValue;
-  if (typeof original !== "function" || !dataModel._transformState) {
-    return; // not the ipydatagrid this was written for: leave it alone
+  const expected =
+    typeof original === "function" &&
+    typeof dataModel.metadata === "function" &&
+    dataModel._transformState &&
+    dataModel._dataset &&
+    dataModel.dataSync;
+  if (!expected) {
+    return false; // not the ipydatagrid this was written for: leave it alone
   }
   dataModel.updateCellValue = function (options) {
     const transforms = this._transformState.activeTransforms;
@@ -39,6 +45,7 @@ function patchDataModel(dataModel) {
     });
   };
   dataModel.__s3gridPatched = true;
+  return true;
 }
 
 export default {
@@ -46,9 +53,9 @@ export default {
     const grid = await model.widget_manager.get_model(model.get("grid_id"));
     // ipydatagrid builds a new data model whenever the kernel sends a new window
     const onDataModel = () => patchDataModel(grid.data_model);
-    onDataModel();
     grid.on("data-model-changed", onDataModel);
-    model.set("patched", true);
+    // tell the kernel: it then pushes the ⚑ flag with each edit (one cell's repaint)
+    model.set("patched", onDataModel());
     model.save_changes();
     return () => grid.off("data-model-changed", onDataModel);
   },
