@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3grid.diff import MINE, count_changes, diff_tables, three_way_merge
+from s3grid.diff import MINE, count_changes, diff_tables, keys_unique, three_way_merge
 
 SCHEMA = pa.schema(
     [("tow", pa.int32()), ("net", pa.int32()), ("v", pa.float64()), ("s", pa.string())]
@@ -141,3 +141,13 @@ def test_count_changes_same_order_path_agrees(
     new = new[: max(1, len(new) - cut)]
     for a, b in ((table(old), table(new)), (table(new), table(old))):
         assert count_changes(a, b, ("tow", "net")) == diff_tables(a, b, ("tow", "net")).counts
+
+
+def test_keys_unique_sorts_and_compares_neighbours() -> None:
+    pairs = pa.table({"tow": [2, 1, 2, 1], "net": [0, 1, 1, 0]})
+    assert keys_unique(pairs) is True
+    # (1, 0) twice, far apart in file order: found after sorting
+    assert keys_unique(pa.table({"tow": [1, 2, 3, 1], "net": [0, 5, 5, 0]})) is False
+    assert keys_unique(pa.table({"tow": [1, 2, 1], "net": [0, 0, 1]})) is True
+    assert keys_unique(pa.table({"id": ["b", "a", "b"]})) is False
+    assert keys_unique(pa.table({"x": [1.0, float("nan")]})) is None  # left to pandas

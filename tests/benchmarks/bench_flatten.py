@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
+
+from _measure import PeakRss  # a sibling: run as a script
 
 BUCKET = "bench-flatten"
 PREFIX = "staging/next/"
@@ -32,7 +32,7 @@ def child(mode: str, endpoint: str) -> None:
     from s3grid.sample import SAMPLE_SCHEMA
 
     store = MasterStore(S3GridConfig(bucket=BUCKET, endpoint_url=endpoint))
-    sampler = RssSampler()
+    sampler = PeakRss()
     t0 = time.perf_counter()
     if mode == "s3grid":
         body, info = flatten_to_bytes(store.bucket, PREFIX, schema=SAMPLE_SCHEMA)
@@ -55,35 +55,6 @@ def child(mode: str, endpoint: str) -> None:
             {"mode": mode, "seconds": seconds, "rows": rows, "bytes": len(body), "peak_mb": peak_mb}
         )
     )
-
-
-class RssSampler:
-    """Peak resident memory above the level when it started, sampled every 2 ms.
-
-    ru_maxrss cannot be used: the imports already set a higher high-water mark.
-    """
-
-    def __init__(self) -> None:
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self.base = self.peak = self._rss()
-        self._running = True
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page
-
-    def _run(self) -> None:
-        while self._running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.002)
-
-    def stop(self) -> float:
-        self._running = False
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-        return (self.peak - self.base) / 1e6
 
 
 def main() -> None:

@@ -19,56 +19,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
-
-class PeakRss:
-    """Peak resident memory of this process, sampled every 2 ms."""
-
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.base = self.peak = self.rss()
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def run(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.002)
-
-    def stop(self) -> float:
-        self.running = False
-        self.thread.join()
-        return (max(self.peak, self.rss()) - self.base) / 1e6
-
-
-def start_moto_process() -> tuple[subprocess.Popen[bytes], str]:
-    """moto's S3 server in a child process on 127.0.0.1; returns it and its endpoint."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}"
+from _measure import PeakRss, start_moto_process  # a sibling: run as a script
 
 
 def best(fn: Any, repeat: int) -> float:
