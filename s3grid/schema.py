@@ -149,6 +149,10 @@ def _numbers(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pd.Series:
 
 
 def _coerce_int(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
+    if s.dtype == _NULLABLE_PANDAS.get(field.type):
+        # Already this exact type (Int32 for int32): nothing to check, and Arrow can take
+        # the values as they are (only the null bitmap is new).
+        return pa.array(s.array, type=field.type)
     num = _numbers(s, nulls, field)
     np_type = np.dtype(field.type.to_pandas_dtype())
     info = np.iinfo(np_type)
@@ -174,6 +178,10 @@ def _coerce_int(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
 
 
 def _coerce_float(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
+    if s.dtype == np.float64 and field.type == pa.float64():
+        # Already float64, where NaN is the only missing marker: Arrow takes the values
+        # as they are (a copy per column would cost the whole column again at save time).
+        return pa.array(s.to_numpy(), type=pa.float64(), from_pandas=True)
     num = _numbers(s, nulls, field)
     data = num.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
     arr = pa.array(np.where(nulls, 0.0, data), type=pa.float64(), mask=nulls)
