@@ -4,7 +4,8 @@ ipydatagrid 1.4 answers every cell edit, typed or set from the kernel, by rebuil
 current view and repainting every visible cell (see ``static/gridpatch.js`` for the
 trace). That is the browser freeze after each edit. :class:`GridPatch` is an invisible
 anywidget that, in the browser, skips that rebuild for its grid while no front-end sort or
-filter is active, which is always the case in the editor: it sorts and filters in the kernel.
+filter is active. The editor sorts and filters in the kernel; if someone also uses the
+grid's own column menu, ipydatagrid's original code runs for those edits.
 """
 
 from __future__ import annotations
