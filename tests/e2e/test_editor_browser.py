@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import boto3
+import nbformat
 import pytest
 
 from s3grid import MasterStore, S3GridConfig
@@ -103,6 +104,8 @@ def wait_shown(page: Any, editor: Any, grid_row: int, grid_col: int, text: str) 
 STATUS = 0
 VOLUME = 1 + 8  # grid columns: the status column, then the master columns
 TOW = 1 + 2
+NET = 1 + 3
+MIN_DEPTH = 1 + 6
 
 
 def objects(store: MasterStore, prefix: str) -> list[str]:
@@ -199,6 +202,38 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
     assert final.loc[2, "volume_filtered"] == 22.5  # mine, merged automatically
     assert final.loc[5, "min_depth"] == 7  # theirs, kept
     assert list(e2e_store.audit_log()["note"])[-2] == "colleague's fix"
+
+
+def test_edit_under_the_grids_own_sort_uses_ipydatagrid_path(
+    page: Any, lab: Lab, e2e_store: MasterStore
+) -> None:
+    # gridpatch.js steps aside while a front-end sort is active (the edit may move the
+    # row): ipydatagrid's own code then maps the sorted view row back to the right row.
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("from s3grid import Editor\neditor = Editor.from_env()\neditor"),
+        nbformat.v4.new_code_cell(
+            "editor.grid.transform([{'type': 'sort', 'column': 'min_depth', 'desc': True}])"
+        ),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)"}
+    nbformat.write(nb, lab.root / "sorted_in_browser.ipynb")
+    editor = run_notebook(page, lab, "sorted_in_browser.ipynb")
+    page.wait_for_timeout(1000)  # the sort arrives after the grid is drawn
+    loaded = e2e_store.load().to_pandas()
+    deepest = loaded["min_depth"].astype(str).max()  # the grid sorts its text
+    assert shown_in_cell(page, editor, 0, MIN_DEPTH) == deepest  # view row 0: the deepest
+    tow, net = int(shown_in_cell(page, editor, 0, TOW)), int(shown_in_cell(page, editor, 0, NET))
+    row = int(loaded.index[(loaded["tow"] == tow) & (loaded["net"] == net)][0])
+    assert row != 0  # the sort moved it: the view row and the row differ
+    type_in_cell(page, editor, 0, VOLUME, "77.5")
+    wait_message(page, editor, f"Row {row}: volume_filtered = 77.5")
+    assert shown_in_cell(page, editor, 0, VOLUME) == "77.5"
+    click_button(editor, "Save")
+    wait_message(page, editor, "Saved version")
+    saved = e2e_store.load().to_pandas()
+    assert saved.loc[row, "volume_filtered"] == 77.5
+    assert e2e_store.audit_log().iloc[-1]["cells_changed"] == 1
 
 
 @pytest.fixture
