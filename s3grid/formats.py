@@ -47,10 +47,7 @@ def decode_table(body: bytes, file_format: str, *, where: str) -> pa.Table:
         if file_format == "csv":
             table = pacsv.read_csv(pa.BufferReader(body))
         else:
-            # One chunk per row group (read_table cuts 128Ki-row batches): a one-chunk
-            # numeric column converts to pandas without a copy, so the master's Arrow
-            # table and its DataFrame share that memory.
-            table = pq.ParquetFile(pa.BufferReader(body)).read()
+            table = pq.read_table(pa.BufferReader(body))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         hint = ""
         if file_format != "csv" and body[:4] != b"PAR1":
