@@ -219,10 +219,9 @@ def test_edit_under_the_grids_own_sort_uses_ipydatagrid_path(
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)"}
     nbformat.write(nb, lab.root / "sorted_in_browser.ipynb")
     editor = run_notebook(page, lab, "sorted_in_browser.ipynb")
-    page.wait_for_timeout(1000)  # the sort arrives after the grid is drawn
     loaded = e2e_store.load().to_pandas()
     deepest = loaded["min_depth"].astype(str).max()  # the grid sorts its text
-    assert shown_in_cell(page, editor, 0, MIN_DEPTH) == deepest  # view row 0: the deepest
+    wait_shown(page, editor, 0, MIN_DEPTH, deepest)  # the sort arrives after the first paint
     tow, net = int(shown_in_cell(page, editor, 0, TOW)), int(shown_in_cell(page, editor, 0, NET))
     row = int(loaded.index[(loaded["tow"] == tow) & (loaded["net"] == net)][0])
     assert row != 0  # the sort moved it: the view row and the row differ
