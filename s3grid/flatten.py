@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
+from s3grid.formats import PARQUET_WRITE_OPTIONS
 from s3grid.schema import coerce_table
 from s3grid.sqlcheck import check_location
 
@@ -184,7 +185,7 @@ def flatten_to_bytes(
     try:
         for key, batch in _batches(bucket, parts, schema, expected, progress):
             if writer is None:
-                writer = pq.ParquetWriter(sink, batch.schema, compression="snappy")
+                writer = pq.ParquetWriter(sink, batch.schema, **PARQUET_WRITE_OPTIONS)
             elif batch.schema != writer.schema:
                 raise SchemaError(
                     f"Part {bucket.url(key)} has schema {batch.schema} but earlier parts have "
