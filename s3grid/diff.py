@@ -231,14 +231,14 @@ def keys_unique(keys: pa.Table) -> bool | None:
         return None  # NaN != NaN would hide duplicates; the pandas check handles them
     if keys.num_rows < 2:
         return True
-    ordered = keys.take(
-        pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
-    )
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
     same: Any = None
-    for name in ordered.column_names:
-        column = ordered.column(name)
+    # One key column in sorted order at a time: the peak is one column, not all of them.
+    for name in keys.column_names:
+        column = keys.column(name).take(order)
         equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
         same = equal if same is None else pc.and_(same, equal)
+        del column
     return not pc.any(same).as_py()
 
 

@@ -258,7 +258,12 @@ class Editor(w.VBox):  # type: ignore[misc]
         )
 
     def _new_session(
-        self, master: Master, content: Any = None, store: MasterStore | None = None
+        self,
+        master: Master,
+        content: Any = None,
+        store: MasterStore | None = None,
+        *,
+        keys_verified: bool = False,
     ) -> EditSession:
         keys = (
             self._key_columns_arg
@@ -268,7 +273,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         # Read-only columns are per master: a re-targeted editor may not have them.
         read_only = [c for c in self.read_only_columns if c in master.schema.names]
         if content is None:
-            return EditSession(master, key_columns=keys, read_only_columns=read_only)
+            return EditSession(
+                master, key_columns=keys, read_only_columns=read_only, keys_verified=keys_verified
+            )
         return EditSession.from_content(
             master, content, key_columns=keys, read_only_columns=read_only
         )
@@ -637,7 +644,10 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
         self.note.value = ""
         self._hide_conflict()
-        self._set_session(self._new_session(saved))
+        # The store refused duplicate keys in exactly this table: when it checked the same
+        # key columns as the editor, there is no need to look again.
+        verified = s.key_columns == tuple(self.store.key_columns_for(saved.schema))
+        self._set_session(self._new_session(saved, keys_verified=verified))
         msg = (
             f"Saved version {res.new_version}: {res.cells_changed} cell(s) changed, "
             f"{res.rows_added} added, {res.rows_deleted} deleted. Snapshot {res.snapshot_key}."

@@ -21,6 +21,7 @@ __all__ = [
     "coerce_series",
     "coerce_table",
     "coerce_value",
+    "contiguous",
     "describe_type",
     "strip_metadata",
     "to_pandas",
@@ -42,14 +43,36 @@ _NULLABLE_PANDAS: dict[pa.DataType, Any] = {
 }
 
 
-def to_pandas(table: pa.Table) -> pd.DataFrame:
+def to_pandas(table: pa.Table, *, share_buffers: bool = False) -> pd.DataFrame:
     """Convert a master table to pandas without losing its types.
 
     Integer and bool columns become pandas' nullable dtypes (``Int32``, ``boolean``), so a
     null stays a null instead of turning the column into float or object.
+
+    ``share_buffers=True`` keeps each column a block of its own, so float and timestamp
+    columns without nulls are views of the table's memory instead of copies. Those views
+    are read-only: only for a frame that is never written in place, and whose shallow
+    copies pandas' copy-on-write protects (the edit session's base).
     """
-    frame: pd.DataFrame = table.to_pandas(types_mapper=_NULLABLE_PANDAS.get)
+    frame: pd.DataFrame = table.to_pandas(
+        types_mapper=_NULLABLE_PANDAS.get, split_blocks=share_buffers
+    )
     return frame
+
+
+def contiguous(table: pa.Table) -> pa.Table:
+    """The table with every column in one chunk; the same table when it already is.
+
+    Columns are joined one at a time, each chunked original let go before the next, so
+    the extra memory is one column (plus the original, for as long as a caller holds it).
+    """
+    if all(col.num_chunks == 1 for col in table.columns):
+        return table
+    schema, columns = table.schema, []
+    for _ in range(table.num_columns):
+        columns.append(table.column(0).combine_chunks())
+        table = table.remove_column(0)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def strip_metadata(schema: pa.Schema) -> pa.Schema:

@@ -10,16 +10,24 @@ edit land on the wrong row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from s3grid.diff import CellChange, Key, TableDiff, equal_mask, py_value, values_equal
+from s3grid.diff import (
+    CellChange,
+    Key,
+    TableDiff,
+    equal_mask,
+    keys_unique,
+    py_value,
+    values_equal,
+)
 from s3grid.errors import ValidationError
-from s3grid.schema import coerce_series, coerce_table, coerce_value, to_pandas
+from s3grid.schema import coerce_series, coerce_table, coerce_value, contiguous, to_pandas
 from s3grid.store import Master
 
 __all__ = ["ROW_ID", "EditSession", "Window"]
@@ -65,6 +73,8 @@ class EditSession:
         master: the loaded version (the base of every edit).
         key_columns: columns that must stay unique (may be empty).
         read_only_columns: columns that cannot be edited.
+        keys_verified: the master's keys are known to be unique (it is the table a save
+            just validated), so the first duplicate check is skipped.
     """
 
     def __init__(
@@ -73,22 +83,27 @@ class EditSession:
         *,
         key_columns: Sequence[str] = (),
         read_only_columns: Iterable[str] = (),
+        keys_verified: bool = False,
     ) -> None:
-        self.master = master
+        # One chunk per column, so that the pandas base below can share the table's memory.
+        self.master = replace(master, table=contiguous(master.table))
         self.schema: pa.Schema = master.schema
         self.key_columns = tuple(key_columns)
         self.read_only_columns = frozenset(read_only_columns)
         unknown = sorted(self.read_only_columns - set(self.schema.names))
         if unknown:
             raise ValidationError(f"Read-only column(s) {unknown} are not in the master.")
-        self.base = to_pandas(master.table)
+        # The base shares the table's memory where Arrow allows (a 10M-row master is
+        # held once, not twice). It is never written: edits go to ``df``, a shallow copy,
+        # and pandas' copy-on-write copies just the column an edit touches.
+        self.base = to_pandas(master.table, share_buffers=True)
         self.base.index = pd.RangeIndex(len(self.base), name=ROW_ID)
-        # Copy-on-write (pandas 3): only the columns that get edited are ever copied.
         self.df = self.base.copy(deep=False)
         self._next_id = len(self.base)
         self._added: set[int] = set()
         self._deleted: set[int] = set()
-        self._dups: dict[Key, list[int]] | None = None  # cached; keys change rarely
+        # cached; keys change rarely. A full check over 1M rows holds ~60 MB for a moment.
+        self._dups: dict[Key, list[int]] | None = {} if keys_verified else None
         self._undo: list[_Op] = []
         self._redo: list[_Op] = []
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
@@ -174,6 +189,12 @@ class EditSession:
         if not self.key_columns:
             return {}
         keys = self.df[list(self.key_columns)]
+        # The common answer, "none", from a sort in Arrow: lighter than pandas' hashing
+        # of every key column (~60 MB at 1M rows, kept by the allocator). Empty keys and
+        # float keys (None from keys_unique) take the pandas path below.
+        no_empty = not keys.isna().to_numpy().any()
+        if no_empty and keys_unique(pa.Table.from_pandas(keys, preserve_index=False)):
+            return {}
         mask = keys.duplicated(keep=False).to_numpy()
         if not mask.any():
             return {}

@@ -269,6 +269,22 @@ def test_save_then_continue(editor: Editor, fe: FrontEnd, master_store: MasterSt
     assert editor.save() is True  # the next save uses the new ETag
 
 
+def test_after_a_save_a_new_duplicate_key_is_still_caught(
+    editor: Editor, fe: FrontEnd, s3: Any, bucket: str
+) -> None:
+    # the session opened on the saved table skips its first duplicate check (the store
+    # just validated those keys): a later key edit must still be checked
+    fe.type_into(3, "volume_filtered", 42.5)
+    editor.note.value = "first"
+    assert editor.save() is True
+    before = all_objects(s3, bucket)
+    fe.type_into(1, "net", 0)  # row 1 is (tow 1, net 1): now (1, 0) twice
+    assert "1 duplicate key" in editor.status.value
+    assert editor.save() is False
+    assert "'tow': 1, 'net': 0" in msg(editor)
+    assert all_objects(s3, bucket) == before
+
+
 def test_conflict_merge_three_ways(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> None:
     fe.type_into(0, "volume_filtered", 10.0)  # conflicts with theirs
     fe.type_into(1, "volume_filtered", 11.0)  # only mine

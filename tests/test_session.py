@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3grid.errors import SchemaError, ValidationError
 from s3grid.sample import sample_master
@@ -23,6 +26,36 @@ def test_edit_leaves_the_loaded_version_untouched(session: EditSession) -> None:
     assert session.value(3, "volume_filtered") == 9.5
     assert session.base.loc[3, "volume_filtered"] == before  # copy-on-write, not shared
     assert session.master.table.column("volume_filtered")[3].as_py() == before
+
+
+def test_base_shares_the_tables_memory_and_every_column_still_edits() -> None:
+    table = sample_master(50)
+    m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
+    session = EditSession(m, key_columns=("tow", "net"))
+    # lat_decimal (float, no nulls) is a view of the Arrow buffer, not a second copy
+    arrow_address = table.column("lat_decimal").chunk(0).buffers()[1].address
+    assert session.base["lat_decimal"].to_numpy().ctypes.data == arrow_address
+    before = table.to_pylist()
+    # The shared columns are read-only memory: an edit of any type must copy on write.
+    edits = {
+        "lat_decimal": 1.25,
+        "time_start_gmt": None,
+        "time_start_local": "2021-05-01 10:00",
+        "volume_filtered": None,
+        "tow": 99,
+        "is_day": True,
+        "cruise": "X",
+    }
+    for column, value in edits.items():
+        session.set_cell(7, column, value)
+    assert session.value(7, "lat_decimal") == 1.25
+    assert session.value(7, "time_start_gmt") is None
+    assert session.pending == len(edits)
+    assert table.to_pylist() == before  # the loaded version is untouched
+    assert session.base.loc[7, "lat_decimal"] == before[7]["lat_decimal"]
+    session.undo()
+    session.revert_all()
+    assert session.to_table().equals(table)
 
 
 def test_undo_of_delete_restores_the_rows_edits(session: EditSession) -> None:
@@ -99,3 +132,30 @@ def test_large_master_window_and_duplicates_are_vectorised() -> None:
     assert out.schema == big.schema
     assert out.column("volume_filtered")[int(rid)].as_py() == 1.5
     assert isinstance(out, pa.Table)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", None]), st.one_of(st.none(), st.integers(0, 2))),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_duplicates_match_pandas_on_any_keys(rows: list[tuple[str | None, int | None]]) -> None:
+    # the Arrow fast path may only ever answer "none"; empty keys go to pandas
+    table = pa.table(
+        {
+            "name": pa.array([r[0] for r in rows], pa.string()),
+            "n": pa.array([r[1] for r in rows], pa.int32()),
+        }
+    )
+    m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
+    found = EditSession(m, key_columns=("name", "n")).duplicates()
+    frame = table.to_pandas()
+    dup = frame[frame.duplicated(keep=False)]
+    expected = {
+        tuple(None if pd.isna(v) else v for v in key): sorted(ids)
+        for key, ids in dup.groupby(["name", "n"], dropna=False).groups.items()
+    }
+    assert {k: sorted(v) for k, v in found.items()} == expected
