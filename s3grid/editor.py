@@ -8,7 +8,8 @@ only wires widgets to them and keeps the browser showing exactly what the kernel
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as w
@@ -175,6 +176,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         # A fixed height: a message appearing must not shift the grid (a re-layout
         # repaints the whole canvas).
         self.message = w.HTML(layout=w.Layout(min_height="3.2em"))
+        # Transfer progress bars of a large master land here, in sight, instead of in
+        # the log console where output from a button's callback goes.
+        self.progress = w.Output()
         self.changes_panel = w.HTML(layout=w.Layout(display="none"))
         self.conflict_panel = w.VBox(layout=w.Layout(display="none"))
         self.conflict_panel.add_class("s3grid-conflicts")
@@ -228,6 +232,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                 ),
                 self.status,
                 self.message,
+                self.progress,
                 self.conflict_panel,
                 self.changes_panel,
                 self.grid,
@@ -249,6 +254,24 @@ class Editor(w.VBox):  # type: ignore[misc]
     def key_columns(self) -> tuple[str, ...]:
         """The key columns in use."""
         return self.session.key_columns if self.session else ()
+
+    @contextmanager
+    def _busy(self, doing: str) -> Iterator[None]:
+        """Say what is running and lock Save/Reload until it ends (a 10M-row save takes
+        seconds: the user sees it started, and a second click cannot queue a second
+        save). The message sent first reaches the browser before the work starts."""
+        buttons = (self.save_button, self.reload_button)
+        before = [b.disabled for b in buttons]
+        for b in buttons:
+            b.disabled = True
+        self._say(f"{doing}…")
+        try:
+            with self.progress:
+                yield
+        finally:
+            self.progress.clear_output()
+            for b, disabled in zip(buttons, before, strict=True):
+                b.disabled = disabled
 
     def _say(self, text: str, kind: str = "info") -> None:
         colors = {"info": "#1a5e20", "error": "#b00020", "warn": "#8a5300"}
@@ -551,7 +574,8 @@ class Editor(w.VBox):  # type: ignore[misc]
                 self._say(str(exc), "error")
                 return
         try:
-            latest = store.load()
+            with self._busy(f"Loading {store.cfg.uri}"):
+                latest = store.load()
         except S3GridError as exc:
             self._say(f"Could not load: {exc}", "error")
             self._refresh_status()
@@ -598,6 +622,10 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._say(f"Save blocked: duplicate keys: {listing}. Fix them, then Save.", "error")
             self._refresh_grid()
             return False
+        with self._busy(f"Saving {len(s.df):,} rows to {self.store.cfg.uri}"):
+            return self._save(s)
+
+    def _save(self, s: EditSession) -> bool:
         try:
             table = s.to_table()
             res = self.store.save(

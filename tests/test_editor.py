@@ -269,6 +269,25 @@ def test_save_then_continue(editor: Editor, fe: FrontEnd, master_store: MasterSt
     assert editor.save() is True  # the next save uses the new ETag
 
 
+def test_save_says_it_is_running_and_locks_save_until_done(editor: Editor, fe: FrontEnd) -> None:
+    seen: list[tuple[str, bool, bool]] = []
+
+    def record(_: Any) -> None:
+        seen.append(
+            (editor.message.value, editor.save_button.disabled, editor.reload_button.disabled)
+        )
+
+    editor.message.observe(record, "value")
+    fe.type_into(3, "volume_filtered", 42.5)
+    seen.clear()
+    assert editor.save() is True
+    # first "Saving 50 rows…" with both buttons locked, then the outcome with them free
+    assert "Saving 50 rows to s3://" in seen[0][0]
+    assert seen[0][1:] == (True, True)
+    assert "Saved version" in seen[-1][0]
+    assert (editor.save_button.disabled, editor.reload_button.disabled) == (False, False)
+
+
 def test_after_a_save_a_new_duplicate_key_is_still_caught(
     editor: Editor, fe: FrontEnd, s3: Any, bucket: str
 ) -> None:

@@ -235,6 +235,48 @@ def test_edit_under_the_grids_own_sort_uses_ipydatagrid_path(
     assert e2e_store.audit_log().iloc[-1]["cells_changed"] == 1
 
 
+# Records, in the browser, what the editor showed at any moment during a save.
+WATCH_EDITOR = """() => {
+  const ed = document.querySelector('.s3grid-editor');
+  window.__seen = {bar: false, saving: false, locked: false};
+  new MutationObserver(() => {
+    const seen = window.__seen;
+    seen.bar ||= !!ed.querySelector('.widget-hprogress, progress');
+    seen.saving ||= (ed.querySelector('.s3grid-message') || {}).innerText?.includes('Saving');
+    const save = [...ed.querySelectorAll('button')].find(b => b.innerText.trim() === 'Save');
+    seen.locked ||= !!(save && save.disabled);
+  }).observe(ed, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+
+def test_save_shows_its_progress_in_the_editor(page: Any, lab: Lab, e2e_store: MasterStore) -> None:
+    # Transfers of a large master show a progress bar; make every transfer "large" here.
+    # From a button's callback the bar must land in the editor, not in the log console.
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import s3grid.store\n"
+            "s3grid.store.PROGRESS_BYTES = 1\n"
+            "from s3grid import Editor\n"
+            "editor = Editor.from_env()\n"
+            "editor"
+        ),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)"}
+    nbformat.write(nb, lab.root / "progress.ipynb")
+    editor = run_notebook(page, lab, "progress.ipynb")
+    type_in_cell(page, editor, 0, VOLUME, "5.5")
+    wait_message(page, editor, "Row 0: volume_filtered = 5.5")
+    page.evaluate(WATCH_EDITOR)
+    click_button(editor, "Save")
+    wait_message(page, editor, "Saved version")
+    seen = page.evaluate("() => window.__seen")
+    assert seen == {"bar": True, "saving": True, "locked": True}
+    assert editor.locator(".widget-hprogress").count() == 0  # gone once done
+    assert editor.locator("button", has_text="Save").first.is_enabled()
+    assert e2e_store.load().to_pandas().loc[0, "volume_filtered"] == 5.5
+
+
 @pytest.fixture
 def big_store(endpoint: str) -> MasterStore:
     return seed_e2e_bucket(endpoint, 1_000_000, "1M rows")
