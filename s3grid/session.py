@@ -192,8 +192,7 @@ class EditSession:
         # The common answer, "none", from a sort in Arrow: lighter than pandas' hashing
         # of every key column (~60 MB at 1M rows, kept by the allocator). Empty keys and
         # float keys (None from keys_unique) take the pandas path below.
-        no_empty = not keys.isna().to_numpy().any()
-        if no_empty and keys_unique(pa.Table.from_pandas(keys, preserve_index=False)):
+        if not keys.isna().to_numpy().any() and _unique_in_arrow(keys):
             return {}
         mask = keys.duplicated(keep=False).to_numpy()
         if not mask.any():
@@ -416,6 +415,14 @@ class EditSession:
             for rid in kept[changed]:
                 session._dirty[(int(rid), col)] = py_value(base.at[rid, col])
         return session
+
+
+def _unique_in_arrow(keys: pd.DataFrame) -> bool:
+    """True if no two rows share a key; False also when Arrow cannot tell (let pandas)."""
+    try:
+        return keys_unique(pa.Table.from_pandas(keys, preserve_index=False)) is True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False  # e.g. a key type Arrow cannot sort: the pandas check decides
 
 
 def _inverse(op: _Op) -> _Op:

@@ -11,7 +11,7 @@ import pytest
 
 from s3grid.errors import SchemaError
 from s3grid.sample import SAMPLE_SCHEMA, sample_master
-from s3grid.schema import coerce_table, coerce_value, to_pandas
+from s3grid.schema import coerce_table, coerce_value, contiguous, to_pandas
 
 
 def test_sample_round_trip_every_seed_type() -> None:
@@ -147,3 +147,19 @@ def test_index_named_as_columns_is_restored() -> None:
     df = to_pandas(sample_master(5)).set_index(["tow", "net"])
     out = coerce_table(df, SAMPLE_SCHEMA)
     assert out.column_names == SAMPLE_SCHEMA.names
+
+
+def test_contiguous_joins_chunks_and_keeps_content() -> None:
+    one = pa.table({"a": [1, 2], "s": ["x", None]})
+    two = pa.table({"a": [3], "s": ["z"]})
+    chunked = pa.concat_tables([one, two])
+    assert chunked.column("a").num_chunks == 2
+    joined = contiguous(chunked)
+    assert [col.num_chunks for col in joined.columns] == [1, 1]
+    assert joined.equals(chunked)
+    assert joined.schema == chunked.schema
+    assert contiguous(joined) is joined  # already one chunk: untouched
+    no_chunks = pa.table({"a": pa.chunked_array([], type=pa.int32())})
+    empty = contiguous(no_chunks)
+    assert empty.num_rows == 0 and empty.column("a").num_chunks == 1
+    assert empty.schema.field("a").type == pa.int32()
