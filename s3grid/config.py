@@ -40,6 +40,9 @@ class S3GridConfig:
         key_columns: columns that identify a row; ``None`` means ``("tow", "net")`` when
             both exist, else no key (``S3GRID_KEY_COLUMNS``, comma-separated).
         max_attempts: attempts per S3 request for transient failures.
+        multipart_bytes: a master body larger than this is uploaded in parts, in
+            parallel, and committed by a conditional ``CompleteMultipartUpload``; up to
+            it, by one conditional PUT (at most 5 GiB, S3's single-PUT limit).
         connect_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for a response.
         athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
@@ -58,6 +61,7 @@ class S3GridConfig:
     region: str | None = None
     key_columns: tuple[str, ...] | None = None
     max_attempts: int = 4
+    multipart_bytes: int = 256 * 1024**2
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     athena_work_group: str | None = None
@@ -91,6 +95,11 @@ class S3GridConfig:
             set_(self, "key_columns", tuple(self.key_columns))
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1.")
+        if not 0 < self.multipart_bytes <= 5 * 1024**3:
+            raise ConfigError(
+                f"multipart_bytes={self.multipart_bytes} must be above 0 and at most 5 GiB "
+                "(the largest body S3 takes in one PUT)."
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> S3GridConfig:

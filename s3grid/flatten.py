@@ -20,6 +20,7 @@ from s3grid.errors import MasterFormatError, SchemaError, ValidationError
 from s3grid.formats import PARQUET_WRITE_OPTIONS
 from s3grid.schema import coerce_table
 from s3grid.sqlcheck import check_location
+from s3grid.store import SeekableReader
 
 __all__ = [
     "FlattenResult",
@@ -40,7 +41,7 @@ class FlattenResult:
     rows: int
 
 
-class _RangedObject(io.RawIOBase):
+class _RangedObject(SeekableReader):
     """A seekable read-only file over one S3 object, read with ranged GETs.
 
     pyarrow's Parquet reader reads the footer, then one column chunk at a time; only
@@ -48,40 +49,18 @@ class _RangedObject(io.RawIOBase):
     """
 
     def __init__(self, bucket: Any, key: str, size: int) -> None:
+        super().__init__(size)
         self._bucket = bucket
         self._key = key
-        self._size = size
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self._size - self._pos)
-        if n <= 0:
-            return 0
-        end = self._pos + n - 1
+    def _read_range(self, start: int, n: int) -> Any:
         resp = self._bucket.call(
             "get_object",
             what=f"GET {self._bucket.url(self._key)}",
             Key=self._key,
-            Range=f"bytes={self._pos}-{end}",
+            Range=f"bytes={start}-{start + n - 1}",
         )
-        data = resp["Body"].read()
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        return resp["Body"].read()
 
 
 def list_parts(bucket: Any, prefix: str) -> tuple[list[tuple[str, int]], list[str]]:

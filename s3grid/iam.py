@@ -44,7 +44,13 @@ def iam_policy(
             "Sid": "Master",
             "Effect": "Allow",
             # PutObject with IfMatch/IfNoneMatch is the lock; no DeleteObject on the master.
-            "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            # AbortMultipartUpload: a large save that fails or conflicts cleans up its parts.
+            "Action": [
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+            ],
             "Resource": [f"{b}/{cfg.master_key}"],
         },
         {

@@ -264,8 +264,13 @@ class ExpectEtag:
 
 # ------------------------------------------------------------------- S3 chokepoint
 
+# S3's limit for one PUT and for one CopyObject. The save's snapshot is a server-side
+# copy, so this is the largest master a save can write (Parquet of ~150M rows of 13
+# columns); over it a copy would need a multipart copy, with other ETags.
 MAX_SINGLE_PUT = 5 * 1024**3
 PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
+PART_BYTES = 16 * 1024**2  # multipart part size (S3: at least 5 MiB, at most 10,000 parts)
+PART_THREADS = 4  # parts in flight at once: S3 gives each connection its own bandwidth
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -293,6 +298,60 @@ class _ProgressReader(io.BytesIO):
             self._bar.update(pos - self._furthest)
             self._furthest = pos
         return chunk
+
+
+class SeekableReader(io.RawIOBase):
+    """A read-only, seekable file of ``size`` bytes; subclasses say how to read a range.
+
+    botocore rewinds a body to resend it; pyarrow seeks to a Parquet footer, then to
+    each column chunk.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+        self._pos = 0
+
+    def _read_range(self, start: int, n: int) -> Any:
+        """Up to ``n`` bytes from ``start`` (bytes-like)."""
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._read_range(self._pos, n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class _PartReader(SeekableReader):
+    """One part of a body, read in place: no copy of the part while it uploads."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__(len(view))
+        self._view = view
+
+    def _read_range(self, start: int, n: int) -> Any:
+        return self._view[start : start + n]
 
 
 class S3Bucket:
@@ -399,19 +458,23 @@ class S3Bucket:
             return None
 
     def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
-        """PUT an object in one request (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
+        """PUT an object (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
 
-        One request keeps the conditional write atomic (boto3's managed multipart
-        transfer does not take ``IfMatch``); S3 allows up to 5 GB that way.
+        Up to ``cfg.multipart_bytes``, one request; above, a multipart upload whose
+        complete carries the condition (boto3's managed transfer does not take
+        ``IfMatch``). Either way the object appears, or not, in one atomic step.
 
         Raises:
-            ValidationError: the body is over 5 GB.
+            ValidationError: the body is over 5 GiB.
         """
         if len(body) > MAX_SINGLE_PUT:
             raise ValidationError(
-                f"{self.url(key)}: {len(body) / 1e9:.1f} GB is over S3's 5 GB single-PUT "
-                "limit, which the conditional save needs. Split the table or archive rows."
+                f"{self.url(key)}: {len(body) / 1e9:.1f} GB is over 5 GB, the most S3 takes "
+                "in one PUT or copies in one CopyObject (the save's snapshot). Split the "
+                "table or archive rows."
             )
+        if len(body) > self.cfg.multipart_bytes:
+            return self._put_in_parts(key, body, retry=retry, **kwargs)
         payload: Any = body
         bar = None
         if len(body) >= PROGRESS_BYTES:
@@ -428,6 +491,67 @@ class S3Bucket:
                     **kwargs,
                 )
             )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _put_in_parts(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
+        """A multipart upload: parts in parallel, then one conditional complete.
+
+        Nothing is visible until the complete, which S3 checks against ``IfMatch`` /
+        ``IfNoneMatch`` like a PUT. Parts are safe to resend; the complete is sent as
+        ``retry`` says. Any failure before the complete aborts the upload (S3 would
+        otherwise bill the orphaned parts).
+        """
+        conditions = {k: kwargs.pop(k) for k in ("IfMatch", "IfNoneMatch") if k in kwargs}
+        url = self.url(key)
+        upload_id = self.call(
+            "create_multipart_upload", what=f"START UPLOAD {url}", Key=key, **kwargs
+        )["UploadId"]
+        view = memoryview(body)
+        size = max(PART_BYTES, -(-len(body) // 10_000))
+        bounds = [(i + 1, start) for i, start in enumerate(range(0, len(body), size))]
+        bar = _progress(len(body), f"save {key}") if len(body) >= PROGRESS_BYTES else None
+
+        def send(number: int, start: int) -> dict[str, Any]:
+            part = view[start : start + size]
+            resp = self.call(
+                "upload_part",
+                what=f"UPLOAD PART {number}/{len(bounds)} of {url}",
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=_PartReader(part),
+            )
+            if bar is not None:
+                bar.update(len(part))
+            return {"PartNumber": number, "ETag": resp["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(PART_THREADS, thread_name_prefix="s3grid-part") as pool:
+                parts = list(pool.map(lambda b: send(*b), bounds))
+            return dict(
+                self.call(
+                    "complete_multipart_upload",
+                    what=f"COMPLETE UPLOAD {url}",
+                    retry=retry,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **conditions,
+                )
+            )
+        except BaseException:
+            try:  # harmless after a complete that did land: the upload id is gone then
+                self.call(
+                    "abort_multipart_upload",
+                    what=f"ABORT UPLOAD {url}",
+                    Key=key,
+                    UploadId=upload_id,
+                )
+            except S3GridError as exc:
+                log.warning("Could not abort upload %s of %s: %s", upload_id, url, exc)
+            raise
         finally:
             if bar is not None:
                 bar.close()

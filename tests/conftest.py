@@ -33,9 +33,43 @@ _ENV_TO_CLEAR = (
 )
 
 
+def _complete_honours_if_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto check ``If-Match`` on CompleteMultipartUpload, as S3 does.
+
+    moto 5.2.5 checks only ``If-None-Match`` there and would let a stale multipart save
+    overwrite the master. S3 answers 412 PreconditionFailed (404 if the key is gone);
+    this adds exactly that, before moto's own handling. It emulates the service; the
+    client side (that the complete carries ``IfMatch``) is asserted separately.
+    """
+    from moto.s3.exceptions import MissingKey, PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    original = S3Response._key_response_post
+
+    def post(
+        self: Any, request: Any, body: bytes, bucket_name: str, query: Any, key_name: str
+    ) -> Any:
+        if_match = self.headers.get("If-Match")
+        if query.get("uploadId") and if_match:
+            current = self.backend.get_object(bucket_name, key_name)
+            if current is None:
+                raise MissingKey(key=key_name)
+            if current.etag.strip('"') != if_match.strip('"'):
+                raise PreconditionFailed("If-Match")
+        return original(self, request, body, bucket_name, query, key_name)
+
+    monkeypatch.setattr(S3Response, "_key_response_post", post)
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """One moto S3 server on 127.0.0.1 for the whole session."""
+    with pytest.MonkeyPatch.context() as patch:
+        _complete_honours_if_match(patch)
+        yield from _serve_moto()
+
+
+def _serve_moto() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

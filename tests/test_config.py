@@ -80,3 +80,9 @@ def test_import_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("S3_BUCKET", raising=False)
     importlib.reload(s3grid.config)  # must not raise without S3_BUCKET
+
+
+@pytest.mark.parametrize("value", [0, 5 * 1024**3 + 1])
+def test_multipart_threshold_outside_what_s3_takes_is_refused(value: int) -> None:
+    with pytest.raises(ConfigError, match="multipart_bytes"):
+        S3GridConfig(bucket="b", multipart_bytes=value)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from s3grid import MasterStore, S3GridConfig
+from s3grid import ConflictError, MasterStore, S3GridConfig
 from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
@@ -22,8 +22,10 @@ def actions_of(op: str, kw: dict[str, Any], bucket: str) -> list[tuple[str, str]
     read = "s3:GetObjectVersion" if kw.get("VersionId") else "s3:GetObject"
     if op in ("get_object", "head_object"):
         return [(read, obj)]
-    if op == "put_object":
+    if op in ("put_object", "create_multipart_upload", "upload_part", "complete_multipart_upload"):
         return [("s3:PutObject", obj)]
+    if op == "abort_multipart_upload":
+        return [("s3:AbortMultipartUpload", obj)]
     if op == "copy_object":
         src = kw["CopySource"]
         src_read = "s3:GetObjectVersion" if src.get("VersionId") else "s3:GetObject"
@@ -81,6 +83,11 @@ def test_policy_covers_exactly_what_commands_do(
         df = m.to_pandas()
         df.loc[0, "volume_filtered"] = float(i)
         store.save(df, base=m, note=f"edit {i}")
+    in_parts = MasterStore(cfg.with_(multipart_bytes=1024))  # a large master's save
+    m = in_parts.load()
+    in_parts.save(m.table, base=m, note="in parts")
+    with pytest.raises(ConflictError):  # a stale one: the upload is aborted
+        in_parts.save(m.table, base=m, note="stale, in parts")
     first = store.versions()[-1].version_id
     snap = store.audit_log().iloc[0]["snapshot_key"]
     assert main(["audit", "--json"]) == 0

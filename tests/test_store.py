@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from s3grid import (
     ConflictError,
@@ -20,6 +21,7 @@ from s3grid import (
     StoreUnavailableError,
     ValidationError,
 )
+from s3grid.sample import sample_master
 from s3grid.store import SaveMetadata
 from tests.conftest import all_objects, keys_under
 
@@ -407,6 +409,72 @@ def test_large_transfers_stream_with_progress(
     assert body == master_store.bucket.get(master_store.cfg.master_key)[0]
 
 
+def _in_parts(store: MasterStore) -> MasterStore:
+    """The same master, with every body over 1 KB sent as a multipart upload."""
+    return MasterStore(store.cfg.with_(multipart_bytes=1024))
+
+
+def test_multipart_save_commits_with_a_conditional_complete(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3grid.store
+
+    monkeypatch.setattr(s3grid.store, "PART_BYTES", 5 * 1024**2)  # S3's smallest part
+    monkeypatch.setattr(s3grid.store, "PROGRESS_BYTES", 1)
+    store = _in_parts(master_store)
+    sent: list[dict[str, Any]] = []
+    store.bucket.client.meta.events.register(
+        "provide-client-params.s3.CompleteMultipartUpload",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    big = sample_master(400_000)  # ~13 MB of Parquet: three parts
+    m = store.load()
+    res = store.save(big, base=m, note="in parts")
+    assert [p["IfMatch"] for p in sent] == [m.etag]  # the compare-and-swap is on the complete
+    assert [len(p["MultipartUpload"]["Parts"]) for p in sent] == [3]
+    again = store.load()
+    assert again.version_id == res.new_version
+    assert again.etag.endswith('-3"')  # S3's ETag of a three-part object
+    assert again.table.equals(big)
+    snapshot, _ = store.bucket.get(res.snapshot_key)
+    assert snapshot == store.bucket.get(store.cfg.master_key)[0]
+    assert store.audit_log().iloc[-1]["new_version"] == res.new_version
+    assert (
+        store.bucket.client.list_multipart_uploads(Bucket=store.cfg.bucket).get("Uploads", []) == []
+    )
+
+
+def test_stale_multipart_save_is_a_conflict_and_leaves_nothing(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    store = _in_parts(master_store)
+    base = store.load()
+    theirs = store.save(edit_volume(base.to_pandas(), 1, 1.5), base=base, note="theirs first")
+    before = all_objects(s3, bucket)
+    with pytest.raises(ConflictError):
+        store.save(edit_volume(base.to_pandas(), 2, 2.5), base=base, note="mine, stale")
+    assert all_objects(s3, bucket) == before  # no master version, snapshot or audit
+    assert store.load().version_id == theirs.new_version
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []  # aborted
+
+
+def test_failed_part_aborts_the_upload_and_writes_nothing(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    store = _in_parts(master_store)
+
+    def drop(**_: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+
+    store.bucket.client.meta.events.register("before-send.s3.UploadPart", drop)
+    base = store.load()
+    before = all_objects(s3, bucket)
+    with pytest.raises(StoreUnavailableError, match="edits are kept"):
+        store.save(edit_volume(base.to_pandas(), 2, 2.5), base=base, note="network down")
+    assert all_objects(s3, bucket) == before
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_over_single_put_limit_refused(
     master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -415,7 +483,7 @@ def test_over_single_put_limit_refused(
     monkeypatch.setattr(s3grid.store, "MAX_SINGLE_PUT", 1000)
     m = master_store.load()
     before = all_objects(s3, bucket)
-    with pytest.raises(ValidationError, match="5 GB single-PUT"):
+    with pytest.raises(ValidationError, match="over 5 GB"):
         master_store.save(m.to_pandas(), base=m, note="too big")
     assert all_objects(s3, bucket) == before
 
