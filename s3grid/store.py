@@ -527,9 +527,13 @@ class S3Bucket:
                 bar.update(len(part))
             return {"PartNumber": number, "ETag": resp["ETag"]}
 
+        pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="s3grid-part")
         try:
-            with ThreadPoolExecutor(PART_THREADS, thread_name_prefix="s3grid-part") as pool:
-                parts = list(pool.map(lambda b: send(*b), bounds))
+            try:
+                futures = [pool.submit(send, number, start) for number, start in bounds]
+                parts = [f.result() for f in futures]
+            finally:  # on a failed part, the parts not yet started are not sent at all
+                pool.shutdown(wait=True, cancel_futures=True)
             return dict(
                 self.call(
                     "complete_multipart_upload",
