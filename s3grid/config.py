@@ -42,7 +42,9 @@ class S3GridConfig:
         max_attempts: attempts per S3 request for transient failures.
         multipart_bytes: a master body larger than this is uploaded in parts, in
             parallel, and committed by a conditional ``CompleteMultipartUpload``; up to
-            it, by one conditional PUT (at most 5 GiB, S3's single-PUT limit).
+            it, by one conditional PUT (at most 5 GiB, S3's single-PUT limit). ``None``:
+            256 MiB on AWS; on a custom endpoint always one PUT, as S3-compatible stores
+            (moto among them) do not all honour ``If-Match`` on the complete.
         connect_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for a response.
         athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
@@ -61,7 +63,7 @@ class S3GridConfig:
     region: str | None = None
     key_columns: tuple[str, ...] | None = None
     max_attempts: int = 4
-    multipart_bytes: int = 256 * 1024**2
+    multipart_bytes: int | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     athena_work_group: str | None = None
@@ -95,7 +97,7 @@ class S3GridConfig:
             set_(self, "key_columns", tuple(self.key_columns))
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1.")
-        if not 0 < self.multipart_bytes <= 5 * 1024**3:
+        if self.multipart_bytes is not None and not 0 < self.multipart_bytes <= 5 * 1024**3:
             raise ConfigError(
                 f"multipart_bytes={self.multipart_bytes} must be above 0 and at most 5 GiB "
                 "(the largest body S3 takes in one PUT)."
@@ -154,6 +156,13 @@ class S3GridConfig:
         """The extension used for snapshots: the master key's, else the file format."""
         _, ext = posixpath.splitext(self.master_key)
         return ext.lstrip(".").lower() or self.file_format
+
+    @property
+    def multipart_threshold(self) -> int:
+        """Bodies larger than this go up in parts (see ``multipart_bytes``)."""
+        if self.multipart_bytes is not None:
+            return self.multipart_bytes
+        return 256 * 1024**2 if self.endpoint_url is None else 5 * 1024**3
 
     @property
     def uri(self) -> str:

@@ -460,7 +460,7 @@ class S3Bucket:
     def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
         """PUT an object (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
 
-        Up to ``cfg.multipart_bytes``, one request; above, a multipart upload whose
+        Up to ``cfg.multipart_threshold``, one request; above, a multipart upload whose
         complete carries the condition (boto3's managed transfer does not take
         ``IfMatch``). Either way the object appears, or not, in one atomic step.
 
@@ -473,7 +473,7 @@ class S3Bucket:
                 "in one PUT or copies in one CopyObject (the save's snapshot). Split the "
                 "table or archive rows."
             )
-        if len(body) > self.cfg.multipart_bytes:
+        if len(body) > self.cfg.multipart_threshold:
             return self._put_in_parts(key, body, retry=retry, **kwargs)
         payload: Any = body
         bar = None

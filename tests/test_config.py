@@ -86,3 +86,10 @@ def test_import_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_multipart_threshold_outside_what_s3_takes_is_refused(value: int) -> None:
     with pytest.raises(ConfigError, match="multipart_bytes"):
         S3GridConfig(bucket="b", multipart_bytes=value)
+
+
+def test_multipart_by_default_only_on_aws() -> None:
+    assert S3GridConfig(bucket="b").multipart_threshold == 256 * 1024**2
+    local = S3GridConfig(bucket="b", endpoint_url="http://127.0.0.1:9000")
+    assert local.multipart_threshold == 5 * 1024**3  # one conditional PUT up to S3's limit
+    assert local.with_(multipart_bytes=1024).multipart_threshold == 1024
