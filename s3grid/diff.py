@@ -136,10 +136,103 @@ def diff_tables(
     Returns:
         The changed cells of rows present in both, and the keys of added and deleted rows.
         Without key columns a "key" is the 1-tuple of the row position.
+
+    Rows are matched and compared in Arrow; Python objects are made only for what
+    changed, so a diff of two 10M-row versions costs a join and a compare per column.
     """
     keys = tuple(key_columns)
     if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
         keys = ()
+    if any(old.column(k).null_count or new.column(k).null_count for k in keys):
+        return _diff_in_pandas(old, new, keys)  # an Arrow join never matches empty keys
+    rows = _match_rows(old, new, keys)
+    cells: list[CellChange] = []
+    for column in (c for c in new.column_names if c in old.column_names and c not in keys):
+        a, b = rows.pair(old.column(column), new.column(column))
+        try:
+            same = _same(a, b).to_numpy(zero_copy_only=False)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            return _diff_in_pandas(old, new, keys)  # e.g. a column whose type changed
+        changed = np.flatnonzero(~same)
+        if not len(changed):
+            continue
+        where = _keys_at(old, keys, rows.old_positions(changed))
+        before = a.take(pa.array(changed)).to_pylist()
+        after = b.take(pa.array(changed)).to_pylist()
+        cells.extend(
+            CellChange(k, str(column), py_value(o), py_value(n))
+            for k, o, n in zip(where, before, after, strict=True)
+        )
+    added = tuple(_keys_at(new, keys, rows.added))
+    deleted = tuple(_keys_at(old, keys, rows.deleted))
+    return TableDiff(keys, tuple(cells), added, deleted)
+
+
+@dataclass(frozen=True)
+class _MatchedRows:
+    """Which rows of two versions are the same row: old/new positions, pairwise.
+
+    ``None`` positions mean the first ``common`` rows match in place (no copy needed).
+    ``added``/``deleted`` are positions in the new/old version, in table order.
+    """
+
+    common: int
+    old: np.ndarray | None
+    new: np.ndarray | None
+    added: np.ndarray
+    deleted: np.ndarray
+
+    def pair(self, a: pa.ChunkedArray, b: pa.ChunkedArray) -> tuple[Any, Any]:
+        """The column values of the matched rows, side by side."""
+        if self.old is None or self.new is None:
+            return a.slice(0, self.common), b.slice(0, self.common)
+        return a.take(pa.array(self.old)), b.take(pa.array(self.new))
+
+    def old_positions(self, matched: np.ndarray) -> np.ndarray:
+        """Positions in the old version of the given matched pairs."""
+        return matched if self.old is None else self.old[matched]
+
+
+def _match_rows(old: pa.Table, new: pa.Table, keys: tuple[str, ...]) -> _MatchedRows:
+    common = min(old.num_rows, new.num_rows)
+    in_place = not keys or old.select(keys).slice(0, common).equals(
+        new.select(keys).slice(0, common)
+    )
+    if in_place:  # no keys, or the same rows in the same order with some appended or cut
+        return _MatchedRows(
+            common,
+            None,
+            None,
+            np.arange(common, new.num_rows),
+            np.arange(common, old.num_rows),
+        )
+    o_pos, n_pos = "__s3grid_old_row", "__s3grid_new_row"
+    left = old.select(keys).append_column(o_pos, pa.array(np.arange(old.num_rows)))
+    right = new.select(keys).append_column(n_pos, pa.array(np.arange(new.num_rows)))
+    matched = left.join(right, keys=list(keys), join_type="inner").sort_by(o_pos)
+    o_idx = matched.column(o_pos).to_numpy()
+    n_idx = matched.column(n_pos).to_numpy()
+    unmatched_new = np.ones(new.num_rows, dtype=bool)
+    unmatched_new[n_idx] = False
+    unmatched_old = np.ones(old.num_rows, dtype=bool)
+    unmatched_old[o_idx] = False
+    return _MatchedRows(
+        len(o_idx), o_idx, n_idx, np.flatnonzero(unmatched_new), np.flatnonzero(unmatched_old)
+    )
+
+
+def _keys_at(table: pa.Table, keys: tuple[str, ...], positions: np.ndarray) -> list[Key]:
+    """The keys (or 1-tuples of the positions, without key columns) of some rows."""
+    if not keys:
+        return [(int(p),) for p in positions]
+    taken = pa.array(positions, type=pa.int64())
+    columns = [table.column(k).take(taken).to_pylist() for k in keys]
+    return [tuple(py_value(v) for v in row) for row in zip(*columns, strict=True)]
+
+
+def _diff_in_pandas(old: pa.Table, new: pa.Table, keys: tuple[str, ...]) -> TableDiff:
+    """:func:`diff_tables` through pandas indexes: slower, but matches empty keys and
+    compares columns whose types differ (a schema change)."""
     old_df = to_pandas(old)
     new_df = to_pandas(new)
     if keys:
@@ -302,32 +395,21 @@ def three_way_merge(
         mine: my edited table.
         key_columns: row identity; empty means rows are matched by position.
         resolutions: choices for conflicts.
+
+    The result is *theirs* with my changes written into it in Arrow: only the rows and
+    cells that changed ever become Python objects.
     """
     choose = dict(resolutions or {})
-    keys = tuple(key_columns)
-    d_mine = diff_tables(base, mine, keys)
-    d_theirs = diff_tables(base, theirs, keys)
+    d_mine = diff_tables(base, mine, key_columns)
+    d_theirs = diff_tables(base, theirs, key_columns)
     keys = d_mine.key_columns
-
-    def index(table: pa.Table) -> pd.DataFrame:
-        frame = to_pandas(table)
-        if keys:
-            frame.index = pd.MultiIndex.from_frame(frame[list(keys)]).map(
-                lambda k: tuple(py_value(v) for v in k)
-            )
-        else:
-            frame.index = pd.Index([(i,) for i in range(len(frame))], tupleize_cols=False)
-        return frame
-
-    t = index(theirs)
-    m = index(mine)
-    merged = t.copy()
     theirs_cells = {(c.key, c.column): c for c in d_theirs.cells}
     theirs_rows_changed = {c.key for c in d_theirs.cells}
     theirs_deleted = set(d_theirs.deleted)
     conflicts: list[MergeConflict] = []
     auto = 0
     readd: list[Key] = []
+    writes: dict[Key, dict[str, Any]] = {}  # cells of theirs' rows to overwrite with mine
 
     def pick(conflict: MergeConflict) -> str:
         conflicts.append(conflict)
@@ -342,9 +424,9 @@ def three_way_merge(
         if theirs_cell is not None and not values_equal(theirs_cell.new, c.new):
             conflict = MergeConflict(c.key, c.column, "cell", c.old, theirs_cell.new, c.new)
             if pick(conflict) == MINE:
-                merged.at[c.key, c.column] = c.new
+                writes.setdefault(c.key, {})[c.column] = c.new
             continue
-        merged.at[c.key, c.column] = c.new
+        writes.setdefault(c.key, {})[c.column] = c.new
         auto += 1
     drop: list[Key] = []
     for k in d_mine.deleted:
@@ -356,21 +438,102 @@ def three_way_merge(
             continue
         drop.append(k)
         auto += 1
+    in_theirs = _positions(theirs, keys, [*writes, *drop, *d_mine.added])
+    in_mine = _positions(mine, keys, [*readd, *d_mine.added])
     append: list[Key] = list(dict.fromkeys(readd))
     for k in d_mine.added:
-        if k in merged.index:
-            same = all(values_equal(merged.at[k, col], m.at[k, col]) for col in m.columns)
+        if k in in_theirs:  # both added this key
+            theirs_row = _row(theirs, in_theirs[k])
+            mine_row = _row(mine, in_mine[k])
+            same = all(values_equal(theirs_row.get(col), v) for col, v in mine_row.items())
             if not same and pick(MergeConflict(k, None, "added-both", None, None, None)) == MINE:
-                pos: Any = merged.index.get_loc(k)  # an int: keys are unique
-                merged.iloc[pos] = m.loc[[k]].to_numpy()[0]
+                writes[k] = {col: v for col, v in mine_row.items() if col in theirs_row}
             continue
         append.append(k)
         auto += 1
-    merged = merged.drop(index=[k for k in drop if k in merged.index])
-    if append:
-        rows: list[Any] = [k for k in append if k in m.index]
-        merged = pd.concat([merged, m.loc[rows]])
-    table = pa.Table.from_pandas(
-        merged.reset_index(drop=True), schema=theirs.schema, preserve_index=False
+    merged = _write_cells(
+        theirs, {in_theirs[k]: cells for k, cells in writes.items() if k in in_theirs}
     )
-    return MergeResult(table, tuple(conflicts), auto)
+    if drop:
+        keep = np.ones(theirs.num_rows, dtype=bool)
+        keep[[in_theirs[k] for k in drop if k in in_theirs]] = False
+        merged = merged.filter(pa.array(keep))
+    rows = [in_mine[k] for k in append if k in in_mine]
+    if rows:
+        picked = mine.take(pa.array(rows, type=pa.int64()))
+        # in theirs' columns: a column they added is empty in my rows
+        extra = pa.Table.from_arrays(
+            [
+                picked.column(f.name).cast(f.type)
+                if f.name in picked.column_names
+                else pa.nulls(len(rows), f.type)
+                for f in theirs.schema
+            ],
+            schema=theirs.schema,
+        )
+        merged = pa.concat_tables([merged, extra])
+    return MergeResult(merged, tuple(conflicts), auto)
+
+
+def _positions(table: pa.Table, keys: tuple[str, ...], wanted: Sequence[Key]) -> dict[Key, int]:
+    """Where the rows with the ``wanted`` keys are in ``table`` (absent keys left out).
+
+    A join of the few wanted keys against the table's key columns; keys holding an
+    empty value (which a join never matches) are found by a scan.
+    """
+    wanted = list(dict.fromkeys(wanted))
+    if not keys:
+        return {k: int(k[0]) for k in wanted if 0 <= int(k[0]) < table.num_rows}
+    found: dict[Key, int] = {}
+    plain = [k for k in wanted if all(v is not None for v in k)]
+    if plain:
+        probe = pa.table(
+            {
+                name: pa.array([k[i] for k in plain], type=table.schema.field(name).type)
+                for i, name in enumerate(keys)
+            }
+        ).append_column("__s3grid_probe", pa.array(np.arange(len(plain))))
+        rows = table.select(list(keys)).append_column(
+            "__s3grid_row", pa.array(np.arange(table.num_rows))
+        )
+        hits = rows.join(probe, keys=list(keys), join_type="inner")
+        for i, row in zip(
+            hits.column("__s3grid_probe").to_pylist(),
+            hits.column("__s3grid_row").to_pylist(),
+            strict=True,
+        ):
+            found[plain[i]] = int(row)
+    for k in (k for k in wanted if any(v is None for v in k)):
+        match = np.ones(table.num_rows, dtype=bool)
+        for name, v in zip(keys, k, strict=True):
+            col = table.column(name)
+            hit = pc.is_null(col, nan_is_null=True) if v is None else pc.equal(col, v)
+            match &= pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+        where = np.flatnonzero(match)
+        if len(where):
+            found[k] = int(where[0])
+    return found
+
+
+def _row(table: pa.Table, position: int) -> dict[str, Any]:
+    """One row as plain Python values."""
+    return {k: py_value(v) for k, v in table.slice(position, 1).to_pylist()[0].items()}
+
+
+def _write_cells(table: pa.Table, writes: Mapping[int, Mapping[str, Any]]) -> pa.Table:
+    """``table`` with some cells replaced: ``{row position: {column: value}}``."""
+    by_column: dict[str, dict[int, Any]] = {}
+    for pos, cells in writes.items():
+        for column, value in cells.items():
+            by_column.setdefault(column, {})[pos] = value
+    for column, values in by_column.items():
+        i = table.schema.get_field_index(column)
+        field = table.schema.field(i)
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[list(values)] = True
+        replacements = pa.array([values[p] for p in sorted(values)], type=field.type)
+        updated = pc.replace_with_mask(
+            table.column(i).combine_chunks(), pa.array(mask), replacements
+        )
+        table = table.set_column(i, field, updated)
+    return table

@@ -10,7 +10,14 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3grid.diff import MINE, count_changes, diff_tables, keys_unique, three_way_merge
+from s3grid.diff import (
+    MINE,
+    _diff_in_pandas,
+    count_changes,
+    diff_tables,
+    keys_unique,
+    three_way_merge,
+)
 
 SCHEMA = pa.schema(
     [("tow", pa.int32()), ("net", pa.int32()), ("v", pa.float64()), ("s", pa.string())]
@@ -104,19 +111,6 @@ ROWS = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(old=ROWS, new=ROWS, keyed=st.booleans())
-def test_count_changes_agrees_with_the_full_diff(
-    old: list[tuple[int, int, float | None, str | None]],
-    new: list[tuple[int, int, float | None, str | None]],
-    keyed: bool,
-) -> None:
-    # the save's Arrow-only counting must give the audit the same numbers as the diff
-    keys = ("tow", "net") if keyed else ()
-    a, b = table(old), table(new)
-    assert count_changes(a, b, keys) == diff_tables(a, b, keys).counts
-
-
 def test_count_changes_null_aware_for_timestamps_and_bools() -> None:
     schema = pa.schema([("k", pa.int32()), ("t", pa.timestamp("us")), ("b", pa.bool_())])
     t0 = datetime(2024, 5, 1, 12)
@@ -151,3 +145,63 @@ def test_keys_unique_sorts_and_compares_neighbours() -> None:
     assert keys_unique(pa.table({"tow": [1, 2, 1], "net": [0, 0, 1]})) is True
     assert keys_unique(pa.table({"id": ["b", "a", "b"]})) is False
     assert keys_unique(pa.table({"x": [1.0, float("nan")]})) is None  # left to pandas
+
+
+def _rows_by_key(t: pa.Table) -> dict[tuple[int, int], tuple[object, object]]:
+    """Each row's values by key, NaN and null both as None (as the diff sees them)."""
+    frame = t.to_pandas()
+    return {
+        (int(r.tow), int(r.net)): tuple(None if pd.isna(v) else v for v in (r.v, r.s))
+        for r in frame.itertuples()
+    }
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(old=ROWS, new=ROWS, keyed=st.booleans())
+def test_arrow_diff_and_counts_match_the_pandas_diff(
+    old: list[tuple[int, int, float | None, str | None]],
+    new: list[tuple[int, int, float | None, str | None]],
+    keyed: bool,
+) -> None:
+    # the Arrow join/compare must give exactly the cells, keys and order of the
+    # pandas-index version it replaced (which stays as the fallback for empty keys),
+    # and the save's Arrow-only counting the same numbers for the audit
+    keys = ("tow", "net") if keyed else ()
+    a, b = table(old), table(new)
+    full = diff_tables(a, b, keys)
+    assert full == _diff_in_pandas(a, b, keys)
+    assert count_changes(a, b, keys) == full.counts
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(base=ROWS, other=ROWS)
+def test_merge_with_one_side_unchanged_is_the_other_side(
+    base: list[tuple[int, int, float | None, str | None]],
+    other: list[tuple[int, int, float | None, str | None]],
+) -> None:
+    keys = ("tow", "net")
+    b, o = table(base), table(other)
+    # they saved, I changed nothing: the result is theirs, untouched
+    r = three_way_merge(b, o, b, keys)
+    assert r.conflicts == () and r.auto_merged == 0
+    assert r.table.equals(o)
+    # they changed nothing: every change of mine applies, nothing conflicts
+    r = three_way_merge(b, b, o, keys)
+    assert r.conflicts == ()
+    assert r.auto_merged == diff_tables(b, o, keys).counts.cells_changed + len(
+        diff_tables(b, o, keys).added
+    ) + len(diff_tables(b, o, keys).deleted)
+    assert _rows_by_key(r.table) == _rows_by_key(o)
+    assert r.table.schema == b.schema
+
+
+def test_merge_keeps_my_new_row_with_an_empty_key() -> None:
+    # an Arrow join never matches an empty key: such rows are found by a scan instead
+    theirs = table([(1, 0, 9.0, "a"), (1, 1, 2.0, "b"), (2, 0, 3.0, "c"), (2, 1, None, "d")])
+    mine = pa.concat_tables([BASE, pa.table([[None], [5], [7.5], ["new"]], schema=SCHEMA)])
+    r = three_way_merge(BASE, theirs, mine, ("tow", "net"))
+    assert r.conflicts == ()
+    rows = r.table.to_pylist()
+    assert rows[0]["v"] == 9.0  # theirs
+    assert rows[-1] == {"tow": None, "net": 5, "v": 7.5, "s": "new"}  # mine
+    assert r.table.num_rows == 5
