@@ -403,17 +403,21 @@ class EditSession:
         ids = ids.copy()
         ids[new] = np.arange(len(base), len(base) + int(new.sum()))
         target.index = pd.Index(ids, name=ROW_ID)
+        target = target.astype(base.dtypes.to_dict())
         session._next_id = len(base) + int(new.sum())
         session._added = {int(i) for i in ids[new]}
-        session._deleted = set(range(len(base))) - {int(i) for i in ids[~new]}
-        session.df = target.astype(base.dtypes.to_dict()).sort_index()
-        kept = target.index[~new]
+        # Row ids of the base are its positions: compare by position, in numpy, so that
+        # only deleted rows and changed cells become Python objects (10M rows stay cheap).
+        kept_at = np.flatnonzero(~new)  # positions in the merged content
+        kept_ids = ids[kept_at]  # the same rows' positions in the base
+        present = np.zeros(len(base), dtype=bool)
+        present[kept_ids] = True
+        session._deleted = set(np.flatnonzero(~present).tolist())
         for col in session.columns:
-            old = base.loc[kept, col]
-            cur = session.df.loc[kept, col]
-            changed = ~equal_mask(old, cur)
-            for rid in kept[changed]:
-                session._dirty[(int(rid), col)] = py_value(base.at[rid, col])
+            changed = ~equal_mask(base[col].iloc[kept_ids], target[col].iloc[kept_at])
+            for rid in kept_ids[changed]:
+                session._dirty[(int(rid), col)] = py_value(base.at[int(rid), col])
+        session.df = target.sort_index()
         return session
 
 

@@ -159,3 +159,28 @@ def test_duplicates_match_pandas_on_any_keys(rows: list[tuple[str | None, int | 
         for key, ids in dup.groupby(["name", "n"], dropna=False).groups.items()
     }
     assert {k: sorted(v) for k, v in found.items()} == expected
+
+
+def test_merged_content_becomes_pending_edits_on_the_master() -> None:
+    table = sample_master(30)
+    m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
+    frame = table.to_pandas()
+    frame.loc[5, "volume_filtered"] = 555.5
+    extra = frame.iloc[[0]].assign(tow=99, net=9)
+    content = pd.concat([frame.drop(index=3), extra]).iloc[::-1]  # any order
+    schema = table.schema
+    session = EditSession.from_content(
+        m,
+        pa.Table.from_pandas(content, schema=schema, preserve_index=False),
+        key_columns=("tow", "net"),
+    )
+    assert session.deleted_ids == [3]
+    assert session.added_ids == [30]
+    assert [(c.key, c.column, c.old, c.new) for c in session.changes().cells] == [
+        (session.key_of(5), "volume_filtered", table.column("volume_filtered")[5].as_py(), 555.5)
+    ]
+    assert session.pending == 3
+    expected = pd.concat([frame.drop(index=3), extra]).reset_index(drop=True)
+    assert session.to_table().equals(
+        pa.Table.from_pandas(expected, schema=schema, preserve_index=False)
+    )
