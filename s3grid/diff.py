@@ -145,7 +145,10 @@ def diff_tables(
         keys = ()
     if any(old.column(k).null_count or new.column(k).null_count for k in keys):
         return _diff_in_pandas(old, new, keys)  # an Arrow join never matches empty keys
-    rows = _match_rows(old, new, keys)
+    try:
+        rows = _match_rows(old, new, keys)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return _diff_in_pandas(old, new, keys)  # a key type Arrow's join does not take
     cells: list[CellChange] = []
     for column in (c for c in new.column_names if c in old.column_names and c not in keys):
         a, b = rows.pair(old.column(column), new.column(column))
@@ -478,32 +481,22 @@ def three_way_merge(
 def _positions(table: pa.Table, keys: tuple[str, ...], wanted: Sequence[Key]) -> dict[Key, int]:
     """Where the rows with the ``wanted`` keys are in ``table`` (absent keys left out).
 
-    A join of the few wanted keys against the table's key columns; keys holding an
-    empty value (which a join never matches) are found by a scan.
+    A join of the few wanted keys against the table's key columns. Keys holding an
+    empty value (which a join never matches), or of a type the join does not take, are
+    found by a scan per key.
     """
     wanted = list(dict.fromkeys(wanted))
     if not keys:
         return {k: int(k[0]) for k in wanted if 0 <= int(k[0]) < table.num_rows}
     found: dict[Key, int] = {}
     plain = [k for k in wanted if all(v is not None for v in k)]
+    scan = [k for k in wanted if any(v is None for v in k)]
     if plain:
-        probe = pa.table(
-            {
-                name: pa.array([k[i] for k in plain], type=table.schema.field(name).type)
-                for i, name in enumerate(keys)
-            }
-        ).append_column("__s3grid_probe", pa.array(np.arange(len(plain))))
-        rows = table.select(list(keys)).append_column(
-            "__s3grid_row", pa.array(np.arange(table.num_rows))
-        )
-        hits = rows.join(probe, keys=list(keys), join_type="inner")
-        for i, row in zip(
-            hits.column("__s3grid_probe").to_pylist(),
-            hits.column("__s3grid_row").to_pylist(),
-            strict=True,
-        ):
-            found[plain[i]] = int(row)
-    for k in (k for k in wanted if any(v is None for v in k)):
+        try:
+            found.update(_join_positions(table, keys, plain))
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            scan += plain
+    for k in scan:
         match = np.ones(table.num_rows, dtype=bool)
         for name, v in zip(keys, k, strict=True):
             col = table.column(name)
@@ -513,6 +506,28 @@ def _positions(table: pa.Table, keys: tuple[str, ...], wanted: Sequence[Key]) ->
         if len(where):
             found[k] = int(where[0])
     return found
+
+
+def _join_positions(table: pa.Table, keys: tuple[str, ...], wanted: list[Key]) -> dict[Key, int]:
+    probe = pa.table(
+        {
+            name: pa.array([k[i] for k in wanted], type=table.schema.field(name).type)
+            for i, name in enumerate(keys)
+        }
+    ).append_column("__s3grid_probe", pa.array(np.arange(len(wanted))))
+    rows = table.select(list(keys)).append_column(
+        "__s3grid_row", pa.array(np.arange(table.num_rows))
+    )
+    # the few wanted keys are the join's hash table; the big table streams past it
+    hits = rows.join(probe, keys=list(keys), join_type="inner")
+    return {
+        wanted[i]: int(row)
+        for i, row in zip(
+            hits.column("__s3grid_probe").to_pylist(),
+            hits.column("__s3grid_row").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 def _row(table: pa.Table, position: int) -> dict[str, Any]:

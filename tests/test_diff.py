@@ -205,3 +205,10 @@ def test_merge_keeps_my_new_row_with_an_empty_key() -> None:
     assert rows[0]["v"] == 9.0  # theirs
     assert rows[-1] == {"tow": None, "net": 5, "v": 7.5, "s": "new"}  # mine
     assert r.table.num_rows == 5
+
+
+def test_diff_of_a_column_whose_type_changed_falls_back_to_pandas() -> None:
+    old = pa.table({"k": pa.array([1, 2], pa.int32()), "v": pa.array([1, 2], pa.int32())})
+    new = pa.table({"k": pa.array([2, 1], pa.int32()), "v": pa.array(["2", "x"])})
+    d = diff_tables(old, new, ("k",))  # Arrow cannot compare int32 with string
+    assert [(c.key, c.old, c.new) for c in d.cells] == [((1,), 1, "x"), ((2,), 2, "2")]
