@@ -478,12 +478,32 @@ class Editor(w.VBox):  # type: ignore[misc]
     def undo(self) -> None:
         """Undo the last edit."""
         if self.session and self.session.undo():
-            self._refresh()
+            self._show_step()
 
     def redo(self) -> None:
         """Redo the last undone edit."""
         if self.session and self.session.redo():
+            self._show_step()
+
+    def _show_step(self) -> None:
+        """Show an undo/redo: one cell in view is sent alone, as an edit's echo is (a new
+        window would repaint the whole grid); anything else refreshes the window."""
+        assert self.session is not None
+        cell = self.session.last_step_cell
+        if (
+            cell is None
+            or not self.grid_patch.patched
+            or cell[1] in self.key_columns  # duplicate flags of other rows may change
+            or cell[0] not in self._window_ids
+        ):
             self._refresh()
+            return
+        row_id, column = cell
+        grid_row = self._window_ids.index(row_id)
+        self._echo(grid_row, column, cell_text(self.session.value(row_id, column)))
+        self._show_row_status(grid_row, row_id)
+        self._refresh_status()
+        self._refresh_changes()
 
     def add_row(self, values: dict[str, Any] | None = None) -> int | None:
         """Add a row (shown on the last page); returns its row id."""

@@ -106,6 +106,7 @@ class EditSession:
         self._dups: dict[Key, list[int]] | None = {} if keys_verified else None
         self._undo: list[_Op] = []
         self._redo: list[_Op] = []
+        self._stepped: _Op | None = None  # the op the last undo/redo applied
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
 
     # ----------------------------------------------------------------- queries
@@ -323,6 +324,7 @@ class EditSession:
         op = self._undo.pop()
         self._apply(_inverse(op))
         self._redo.append(op)
+        self._stepped = op
         return True
 
     def redo(self) -> bool:
@@ -332,7 +334,15 @@ class EditSession:
         op = self._redo.pop()
         self._apply(op)
         self._undo.append(op)
+        self._stepped = op
         return True
+
+    @property
+    def last_step_cell(self) -> tuple[int, str] | None:
+        """``(row id, column)`` of the one cell the last undo/redo changed; None when it
+        added or deleted rows (or nothing was undone yet)."""
+        op = self._stepped
+        return (op.row_id, op.column) if isinstance(op, _SetCell) else None
 
     def revert_all(self) -> None:
         """Drop every pending edit and the undo history."""

@@ -134,6 +134,29 @@ def test_status_flag_follows_the_edit_once_the_browser_is_patched(
     assert fe.last_echo(STATUS)["value"] == ""  # back to the loaded values: flag cleared
 
 
+def test_undo_redo_of_a_cell_send_just_that_cell_once_patched(editor: Editor, fe: FrontEnd) -> None:
+    assert editor.session is not None
+    loaded = cell_text(editor.session.base.at[3, "min_depth"])
+    fe.type_into(3, "min_depth", "76")
+    fe.sent.clear()
+    editor.undo()  # unpatched browser: a new window (state updates)
+    assert {d["method"] for d in fe.sent} == {"update"}
+    assert fe.shown(3, "min_depth") == loaded
+    editor.grid_patch.patched = True
+    fe.sent.clear()
+    editor.redo()
+    # patched: the cell and its flag go alone, as custom messages; no new window
+    assert [d["method"] for d in fe.sent] == ["custom", "custom"]
+    assert (fe.last_echo("min_depth")["value"], fe.last_echo(STATUS)["value"]) == ("76", "edited")
+    assert fe.shown(3, "min_depth") == "76" and editor.session.pending == 1
+    editor.undo()
+    assert fe.last_echo("min_depth")["value"] == loaded
+    assert fe.last_echo(STATUS)["value"] == ""
+    assert editor.session.pending == 0 and "<b>0</b> pending" in editor.status.value
+    fe.bounce()  # the browser reports the values back: not edits
+    assert editor.session.pending == 0
+
+
 def test_front_end_bounce_of_echo_is_not_an_edit(editor: Editor, fe: FrontEnd) -> None:
     fe.type_into(2, "min_depth", "075")  # stored as 75: echoed, then bounced back
     message = editor.message.value

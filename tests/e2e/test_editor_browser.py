@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from s3grid import MasterStore, S3GridConfig
+from s3grid.editor import cell_text
 from s3grid.sample import sample_master
 from tests.e2e.conftest import E2E_BUCKET, Lab
 
@@ -138,6 +139,14 @@ def test_edit_float_cell_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -
     wait_shown(page, editor, 0, STATUS, "edited")
     assert shown_in_cell(page, editor, 0, VOLUME) == "123.5"
     assert shown_in_cell(page, editor, 1, STATUS) == ""
+    # Undo and Redo of one cell send just that cell and its flag, like the edit itself.
+    loaded = cell_text(base.to_pandas().loc[0, "volume_filtered"])
+    click_button(editor, "Undo")
+    wait_shown(page, editor, 0, VOLUME, loaded)
+    wait_shown(page, editor, 0, STATUS, "")
+    click_button(editor, "Redo")
+    wait_shown(page, editor, 0, VOLUME, "123.5")
+    wait_shown(page, editor, 0, STATUS, "edited")
     editor.locator("input[placeholder^='What did you change']").fill("e2e: fix volume ✓")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
