@@ -212,3 +212,12 @@ def test_diff_of_a_column_whose_type_changed_falls_back_to_pandas() -> None:
     new = pa.table({"k": pa.array([2, 1], pa.int32()), "v": pa.array(["2", "x"])})
     d = diff_tables(old, new, ("k",))  # Arrow cannot compare int32 with string
     assert [(c.key, c.old, c.new) for c in d.cells] == [((1,), 1, "x"), ((2,), 2, "2")]
+
+
+def test_diff_matches_rows_whose_float_key_is_nan() -> None:
+    schema = pa.schema([("k", pa.float64()), ("v", pa.int32())])
+    old = pa.Table.from_pydict({"k": [1.5, math.nan], "v": [1, 2]}, schema=schema)
+    new = pa.Table.from_pydict({"k": [math.nan, 1.5], "v": [3, 1]}, schema=schema)
+    d = diff_tables(old, new, ("k",))
+    assert (d.added, d.deleted) == ((), ())
+    assert [(c.key, c.old, c.new) for c in d.cells] == [((None,), 2, 3)]
