@@ -143,14 +143,8 @@ def diff_tables(
     keys = tuple(key_columns)
     if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
         keys = ()
-    if any(
-        old.column(k).null_count
-        or new.column(k).null_count
-        or pa.types.is_floating(old.schema.field(k).type)
-        for k in keys
-    ):
-        # An Arrow join never matches an empty (or NaN) key; pandas' index does.
-        return _diff_in_pandas(old, new, keys)
+    if any(old.column(k).null_count or new.column(k).null_count for k in keys):
+        return _diff_in_pandas(old, new, keys)  # an Arrow join never matches empty keys
     try:
         rows = _match_rows(old, new, keys)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):

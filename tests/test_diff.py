@@ -215,6 +215,7 @@ def test_diff_of_a_column_whose_type_changed_falls_back_to_pandas() -> None:
 
 
 def test_diff_matches_rows_whose_float_key_is_nan() -> None:
+    # Arrow's join matches NaN to NaN (unlike null to null), as pandas' index did
     schema = pa.schema([("k", pa.float64()), ("v", pa.int32())])
     old = pa.Table.from_pydict({"k": [1.5, math.nan], "v": [1, 2]}, schema=schema)
     new = pa.Table.from_pydict({"k": [math.nan, 1.5], "v": [3, 1]}, schema=schema)
