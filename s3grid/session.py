@@ -96,7 +96,7 @@ class EditSession:
         # The base shares the table's memory where Arrow allows (a 10M-row master is
         # held once, not twice). It is never written: edits go to ``df``, a shallow copy,
         # and pandas' copy-on-write copies just the column an edit touches.
-        self.base = to_pandas(master.table, share_buffers=True)
+        self.base = to_pandas(self.master.table, share_buffers=True)
         self.base.index = pd.RangeIndex(len(self.base), name=ROW_ID)
         self.df = self.base.copy(deep=False)
         self._next_id = len(self.base)

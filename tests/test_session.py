@@ -29,11 +29,12 @@ def test_edit_leaves_the_loaded_version_untouched(session: EditSession) -> None:
 
 
 def test_base_shares_the_tables_memory_and_every_column_still_edits() -> None:
-    table = sample_master(50)
+    table = pa.concat_tables([sample_master(50).slice(0, 20), sample_master(50).slice(20)])
+    assert table.column("lat_decimal").num_chunks == 2  # as a large master arrives
     m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
     session = EditSession(m, key_columns=("tow", "net"))
-    # lat_decimal (float, no nulls) is a view of the Arrow buffer, not a second copy
-    arrow_address = table.column("lat_decimal").chunk(0).buffers()[1].address
+    # lat_decimal (float, no nulls) is a view of the session's table, not a second copy
+    arrow_address = session.master.table.column("lat_decimal").chunk(0).buffers()[1].address
     assert session.base["lat_decimal"].to_numpy().ctypes.data == arrow_address
     before = table.to_pylist()
     # The shared columns are read-only memory: an edit of any type must copy on write.
