@@ -376,6 +376,7 @@ class MergeResult:
     table: pa.Table
     conflicts: tuple[MergeConflict, ...]
     auto_merged: int
+    theirs_changes: ChangeCounts = ChangeCounts()  # what they changed since the base
 
 
 def three_way_merge(
@@ -475,7 +476,7 @@ def three_way_merge(
             schema=theirs.schema,
         )
         merged = pa.concat_tables([merged, extra])
-    return MergeResult(merged, tuple(conflicts), auto)
+    return MergeResult(merged, tuple(conflicts), auto, d_theirs.counts)
 
 
 def _positions(table: pa.Table, keys: tuple[str, ...], wanted: Sequence[Key]) -> dict[Key, int]:

@@ -22,7 +22,6 @@ from s3grid.diff import (
     THEIRS,
     MergeConflict,
     MergeResult,
-    diff_tables,
     py_value,
     three_way_merge,
     values_equal,
@@ -713,7 +712,7 @@ class Editor(w.VBox):  # type: ignore[misc]
     ) -> None:
         keys = self.session.key_columns if self.session else ()
         result = three_way_merge(base.table, theirs.table, mine, keys)
-        theirs_diff = diff_tables(base.table, theirs.table, keys).counts
+        theirs_diff = result.theirs_changes
         self._merge_inputs = (base, theirs, mine, onto or theirs)
         self.merge = result
         summary = (
@@ -765,7 +764,12 @@ class Editor(w.VBox):  # type: ignore[misc]
         base, theirs, mine, onto = self._merge_inputs
         keys = self.session.key_columns if self.session else ()
         picks = {cid: b.value for cid, b in self._choices.items()}
-        result = three_way_merge(base.table, theirs.table, mine, keys, picks)
+        # Without conflicts there is nothing to pick: the merge already made is the result.
+        result = (
+            self.merge
+            if self.merge is not None and not self.merge.conflicts
+            else three_way_merge(base.table, theirs.table, mine, keys, picks)
+        )
         self._hide_conflict()
         self.page = 0
         self._set_session(self._new_session(onto, result.table))

@@ -61,6 +61,8 @@ def test_merge_non_overlapping_is_automatic() -> None:
     r = three_way_merge(BASE, theirs, mine, ("tow", "net"))
     assert r.conflicts == ()
     assert r.auto_merged == 3  # my cell edit, my delete, my added row
+    # their side, as the editor's summary reports it: v of (1, 0) changed, (5, 0) added
+    assert r.theirs_changes.as_dict() == {"cells_changed": 1, "rows_added": 1, "rows_deleted": 0}
     got = r.table.to_pandas().set_index(["tow", "net"])
     assert got.loc[(1, 0), "v"] == 9.0  # theirs
     assert got.loc[(1, 0), "s"] == "A"  # mine
