@@ -12,7 +12,8 @@ and memory are not the kernel's), best of ``--repeat``:
            table's size, on two paths: ``pandas`` (load, ``to_pandas()``, edit one cell,
            ``save(df)``) and ``editor`` (open an ``Editor``, edit one cell, Save; the editor
            then reopens the saved version). A fresh process, because memory an earlier
-           run freed stays mapped and would flatter the figure.
+           run freed stays mapped and would flatter the figure. ``--arrow-pool jemalloc``
+           measures the same with Arrow's jemalloc allocator (README: Large masters).
   It also prints where save()'s time goes: the commit PUT, the lost-update check (one
   ListObjectVersions) and the snapshot copy, which run side by side.
 """
@@ -87,14 +88,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
+        "--arrow-pool",
+        choices=("mimalloc", "jemalloc", "system"),
+        help="run everything on this Arrow allocator (ARROW_DEFAULT_MEMORY_POOL); "
+        "default: pyarrow's own choice",
+    )
+    parser.add_argument(
         "--rss-child", nargs=2, metavar=("ENDPOINT", "PATH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.rss_child:
         rss_child(*args.rss_child)
         return
+    if args.arrow_pool:
+        # Read once, when Arrow first allocates: set before pyarrow is imported here,
+        # and inherited by the memory runs' fresh processes.
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = args.arrow_pool
 
     import boto3
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from s3grid import MasterStore, S3GridConfig
@@ -164,7 +176,11 @@ def main() -> None:
     t_save, t_steps = timings[-1]
     server.terminate()
     server.wait()
-    print(f"{args.rows:,} rows, Arrow size {arrow_mb:.0f} MB (best of {args.repeat})")
+    pool = pa.default_memory_pool().backend_name
+    print(
+        f"{args.rows:,} rows, Arrow size {arrow_mb:.0f} MB (best of {args.repeat}), "
+        f"Arrow allocator {pool}"
+    )
     print(f"  load: s3grid {t_load:.2f} s vs raw {t_raw_load:.2f} s  -> {t_load / t_raw_load:.2f}x")
     print(
         f"  save: s3grid {t_save:.2f} s vs encode+PUT {t_raw_save:.2f} s  "
