@@ -197,6 +197,90 @@ def test_merge_with_one_side_unchanged_is_the_other_side(
     assert r.table.schema == b.schema
 
 
+Row = tuple[object, object]
+
+
+def _reference_merge(
+    base: dict[tuple[int, int], Row],
+    theirs: dict[tuple[int, int], Row],
+    mine: dict[tuple[int, int], Row],
+    choice: str,
+) -> tuple[dict[tuple[int, int], Row], int, int]:
+    """The merge rules row by row on plain dicts: the merged rows, the number of
+    conflicts, and of my changes applied without one.
+
+    Every conflict is resolved by ``choice``; unresolved, *theirs* stands.
+    """
+    merged, conflicts, auto = dict(theirs), 0, 0
+    for k in sorted(base.keys() | mine.keys()):
+        b, t, m = base.get(k), theirs.get(k), mine.get(k)
+        if m == b:
+            continue  # I did not touch this row
+        if m is None:  # I deleted it
+            if t == b:
+                del merged[k]
+                auto += 1
+            elif t is not None:
+                conflicts += 1  # they edited the row I deleted
+                if choice == MINE:
+                    del merged[k]
+            continue
+        if b is None:  # I added it
+            if t is None:
+                merged[k] = m
+                auto += 1
+            elif t != m:
+                conflicts += 1  # both added it, differently
+                if choice == MINE:
+                    merged[k] = m
+            continue
+        changed = [i for i in range(len(m)) if m[i] != b[i]]
+        if t is None:  # they deleted the row I edited: one conflict per cell
+            conflicts += len(changed)
+            if choice == MINE:
+                merged[k] = m
+            continue
+        row = list(t)
+        for i in changed:
+            if t[i] != b[i] and t[i] != m[i]:
+                conflicts += 1  # we both changed this cell, differently
+                if choice != MINE:
+                    continue
+            else:
+                auto += 1
+            row[i] = m[i]
+        merged[k] = (row[0], row[1])
+    return merged, conflicts, auto
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(base=ROWS, theirs=ROWS, mine=ROWS, choice=st.sampled_from(["theirs", MINE]))
+def test_merge_follows_the_rules_row_by_row(
+    base: list[tuple[int, int, float | None, str | None]],
+    theirs: list[tuple[int, int, float | None, str | None]],
+    mine: list[tuple[int, int, float | None, str | None]],
+    choice: str,
+) -> None:
+    # Never lose an edit, never overwrite a colleague's: each of their changes stands
+    # unless a conflict is resolved "mine"; each of my changes lands unless it conflicts
+    # and is left "theirs". Checked against the rules applied row by row on plain dicts.
+    keys = ("tow", "net")
+    b, t, m = table(base), table(theirs), table(mine)
+    unresolved = three_way_merge(b, t, m, keys)
+    resolved = three_way_merge(b, t, m, keys, {c.id: choice for c in unresolved.conflicts})
+    for r, rule in ((unresolved, "theirs"), (resolved, choice)):
+        expected, conflicts, auto = _reference_merge(
+            _rows_by_key(b), _rows_by_key(t), _rows_by_key(m), rule
+        )
+        assert (len(r.conflicts), r.auto_merged) == (conflicts, auto)
+        assert r.table.num_rows == len(expected)  # no row twice
+        assert _rows_by_key(r.table) == expected
+        assert r.table.schema == t.schema
+        # their rows keep their order; rows only I have follow them
+        order = [k for k in _rows_by_key(r.table) if k in _rows_by_key(t)]
+        assert order == [k for k in _rows_by_key(t) if k in expected]
+
+
 def test_merge_keeps_my_new_row_with_an_empty_key() -> None:
     # an Arrow join never matches an empty key: such rows are found by a scan instead
     theirs = table([(1, 0, 9.0, "a"), (1, 1, 2.0, "b"), (2, 0, 3.0, "c"), (2, 1, None, "d")])
