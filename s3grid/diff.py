@@ -140,9 +140,7 @@ def diff_tables(
     Rows are matched and compared in Arrow; Python objects are made only for what
     changed, so a diff of two 10M-row versions costs a join and a compare per column.
     """
-    keys = tuple(key_columns)
-    if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
-        keys = ()
+    keys = _shared_keys(old, new, key_columns)
     if any(old.column(k).null_count or new.column(k).null_count for k in keys):
         return _diff_in_pandas(old, new, keys)  # an Arrow join never matches empty keys
     try:
@@ -196,7 +194,19 @@ class _MatchedRows:
         return matched if self.old is None else self.old[matched]
 
 
-def _match_rows(old: pa.Table, new: pa.Table, keys: tuple[str, ...]) -> _MatchedRows:
+def _shared_keys(old: pa.Table, new: pa.Table, key_columns: Sequence[str]) -> tuple[str, ...]:
+    """The key columns when both versions have them all; else none (match by position)."""
+    keys = tuple(key_columns)
+    if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
+        return ()
+    return keys
+
+
+def _match_rows(
+    old: pa.Table, new: pa.Table, keys: tuple[str, ...], *, in_old_order: bool = True
+) -> _MatchedRows:
+    """Match the rows of two versions: in place when the keys line up, else by a join
+    (pairs sorted by old position unless ``in_old_order`` is False, as for counting)."""
     common = min(old.num_rows, new.num_rows)
     in_place = not keys or old.select(keys).slice(0, common).equals(
         new.select(keys).slice(0, common)
@@ -212,7 +222,9 @@ def _match_rows(old: pa.Table, new: pa.Table, keys: tuple[str, ...]) -> _Matched
     o_pos, n_pos = "__s3grid_old_row", "__s3grid_new_row"
     left = old.select(keys).append_column(o_pos, pa.array(np.arange(old.num_rows)))
     right = new.select(keys).append_column(n_pos, pa.array(np.arange(new.num_rows)))
-    matched = left.join(right, keys=list(keys), join_type="inner").sort_by(o_pos)
+    matched = left.join(right, keys=list(keys), join_type="inner")
+    if in_old_order:
+        matched = matched.sort_by(o_pos)
     o_idx = matched.column(o_pos).to_numpy()
     n_idx = matched.column(n_pos).to_numpy()
     unmatched_new = np.ones(new.num_rows, dtype=bool)
@@ -274,38 +286,18 @@ def count_changes(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ())
     A save only needs the counts for its audit; this never builds pandas frames or
     Python objects per row, so it stays cheap in time and memory at 10M rows. The two
     tables must have the same schema; keys must be unique and non-null (``validate``).
+    In the usual save (same rows in the same order, maybe some appended or cut at the
+    end) columns are compared in place: no join, and no copy of any column.
     """
-    keys = list(key_columns)
-    if keys and not set(keys) <= (set(old.column_names) & set(new.column_names)):
-        keys = []
-    common = min(old.num_rows, new.num_rows)
-    o_idx: pa.Array | pa.ChunkedArray | None = None
-    n_idx: pa.Array | pa.ChunkedArray | None = None
-    if keys and old.select(keys).slice(0, common).equals(new.select(keys).slice(0, common)):
-        # The usual save: same rows in the same order, maybe some appended or cut at the
-        # end (keys are unique, so the rest are added/deleted). Compare in place: no join,
-        # and no copy of any column.
-        added, deleted = new.num_rows - common, old.num_rows - common
-    elif keys:
-        o_pos, n_pos = "__s3grid_old_row", "__s3grid_new_row"
-        left = old.select(keys).append_column(o_pos, pa.array(np.arange(old.num_rows)))
-        right = new.select(keys).append_column(n_pos, pa.array(np.arange(new.num_rows)))
-        matched = left.join(right, keys=keys, join_type="inner").select([o_pos, n_pos])
-        o_idx, n_idx = matched.column(o_pos), matched.column(n_pos)
-        added, deleted = new.num_rows - len(matched), old.num_rows - len(matched)
-    else:
-        added, deleted = new.num_rows - common, old.num_rows - common
+    keys = _shared_keys(old, new, key_columns)
+    rows = _match_rows(old, new, keys, in_old_order=False)  # counting needs no order
     cells = 0
     for column in new.column_names:
         if column in keys or column not in old.column_names:
             continue
-        a, b = old.column(column), new.column(column)
-        if o_idx is None or n_idx is None:
-            a, b = a.slice(0, common), b.slice(0, common)
-        else:
-            a, b = a.take(o_idx), b.take(n_idx)
+        a, b = rows.pair(old.column(column), new.column(column))
         cells += int(pc.sum(pc.invert(_same(a, b))).as_py() or 0)
-    return ChangeCounts(cells, added, deleted)
+    return ChangeCounts(cells, len(rows.added), len(rows.deleted))
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
