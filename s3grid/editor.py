@@ -99,6 +99,13 @@ class _CheckedGrid(DataGrid):  # type: ignore[misc]
         self.on_msg(self._on_front_end_msg)
         self._on_edit = on_edit
 
+    def keep_shown(self, row: int, column: str, text: str) -> None:
+        """Record a value the browser already shows in the kernel's copy, sending nothing.
+
+        A reloaded page, or a second view of the grid, is drawn from that copy.
+        """
+        self._data["data"].loc[row, column] = text
+
     def _on_front_end_msg(self, widget: Any, content: dict[str, Any], buffers: Any) -> None:
         if content.get("event_type") == "cell-changed":
             column = self._column_index_to_name(self._data, content["column_index"])
@@ -443,14 +450,18 @@ class Editor(w.VBox):  # type: ignore[misc]
             stored = s.value(row_id, column) if row_id in s.df.index else None
             accepted = False
             self._say(f"{exc} The cell keeps {stored!r}.", "error")
+        typed = grid_row is not None  # in the browser, which shows the text typed
         if grid_row is None and row_id in self._window_ids:
             grid_row = self._window_ids.index(row_id)
         shown = cell_text(stored)
-        if grid_row is not None and (not accepted or shown != value):
+        if grid_row is not None and typed and accepted and shown == value:
+            # Stored as typed: the browser is right already. Without the front-end patch
+            # each value the kernel sets rebuilds the browser's whole data model, so only
+            # the kernel's copy is brought up to date.
+            self.grid.keep_shown(grid_row, column, shown)
+        elif grid_row is not None:
             # The browser must show what the kernel stored ("012" -> "12", a refused
-            # value -> the old one), never what was typed. Without the front-end patch
-            # each value the kernel sets rebuilds the browser's whole data model, so send
-            # one only when the text differs.
+            # value -> the old one, an edit made from code), never what was typed.
             self._echo(grid_row, column, shown)
         if accepted and column in self.key_columns:
             self._refresh_grid()  # duplicate flags may have changed

@@ -109,6 +109,17 @@ def test_echo_only_when_needed(editor: Editor, fe: FrontEnd) -> None:
     assert editor.session is not None
     assert editor.session.pending == 2
     assert "<b>2</b> pending" in editor.status.value
+    # the kernel's copy of the grid (what a reloaded page draws) has them too
+    assert (fe.shown(2, "min_depth"), fe.shown(2, "max_depth")) == ("75", "80")
+
+
+def test_edit_from_code_is_shown_in_the_grid(editor: Editor, fe: FrontEnd) -> None:
+    # nobody typed it in the browser, so the browser is told even when the text is as given
+    row_id = int(editor.grid.data.index[3])
+    assert editor.edit_cell(row_id, "cruise", "Leg 9")
+    assert fe.last_echo("cruise")["value"] == "Leg 9"
+    assert fe.last_echo("cruise")["row"] == 3
+    assert fe.shown(3, "cruise") == "Leg 9"
 
 
 def test_status_flag_follows_the_edit_once_the_browser_is_patched(
