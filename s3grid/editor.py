@@ -438,7 +438,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         """Apply one edit to the row with id ``row_id``; True if it was accepted.
 
         A refused value is reported in the message area and the grid cell goes back to
-        the value the kernel holds.
+        the value the kernel holds. ``grid_row`` is set by the grid's handler only: the
+        edit was typed into that row of the window, so the browser shows it already.
         """
         s = self.session
         assert s is not None
