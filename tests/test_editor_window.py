@@ -1,6 +1,6 @@
 """A Hypothesis state machine over the editor's kernel-side window.
 
-It filters, sorts and pages, then edits, deletes, undoes and redoes through the
+It filters, sorts and pages, then edits, adds, deletes, undoes and redoes through the
 messages ipydatagrid's front-end sends (row numbers within the window shown). A model
 keeps the expected rows by key. After every step:
 
@@ -12,6 +12,7 @@ So the cell a user types into is the row that changes, whatever the window shows
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pandas as pd
@@ -57,6 +58,7 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             }
             self.done: list[tuple[str, Any]] = []  # what undo takes back, newest last
             self.undone: list[tuple[str, Any]] = []
+            self.new_tows = itertools.count(1000)  # keys no sample row has
 
         def _session(self) -> Any:
             assert self.editor.session is not None
@@ -74,10 +76,10 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             if kind == "cell":
                 key, column, old, new = what
                 self.model[key][column] = new if forward else old
-            elif forward:  # a delete
-                del self.model[what[0]]
+            elif (kind == "add") == forward:  # an add, or an undone delete
+                self.model[what[0]] = dict(what[1])
             else:
-                self.model[what[0]] = what[1]
+                del self.model[what[0]]
 
         def _record(self, step: tuple[str, Any]) -> None:
             self._apply(step, forward=True)
@@ -119,6 +121,13 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             self.editor.grid.selections = [{"r1": row, "c1": 1, "r2": row, "c2": 1}]
             assert self.editor.delete_selected() == 1
             self._record(("delete", (key, dict(self.model[key]))))
+
+        @rule()
+        def add(self) -> None:
+            key = (next(self.new_tows), 0)
+            values = {self.keys[0]: key[0], self.keys[1]: key[1]}
+            assert self.editor.add_row(values) is not None
+            self._record(("add", (key, dict.fromkeys(EDITABLE))))
 
         @rule(redo=st.booleans())
         def undo_or_redo(self, redo: bool) -> None:
