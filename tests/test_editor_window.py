@@ -1,8 +1,8 @@
 """A Hypothesis state machine over the editor's kernel-side window.
 
-It filters, sorts and pages, then edits, adds, deletes, undoes and redoes through the
-messages ipydatagrid's front-end sends (row numbers within the window shown). A model
-keeps the expected rows by key. After every step:
+It filters, sorts and pages, then edits cells and keys, adds, deletes, undoes and
+redoes through the messages ipydatagrid's front-end sends (row numbers within the
+window shown). A model keeps the expected rows by key. After every step:
 
 - the rows the session holds are the model's;
 - every row the grid shows has the model's values for that row's key.
@@ -76,6 +76,9 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             if kind == "cell":
                 key, column, old, new = what
                 self.model[key][column] = new if forward else old
+            elif kind == "key":
+                before, after = what if forward else what[::-1]
+                self.model[after] = self.model.pop(before)
             elif (kind == "add") == forward:  # an add, or an undone delete
                 self.model[what[0]] = dict(what[1])
             else:
@@ -110,6 +113,17 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             self.fe.type_into(row, column, text)
             if old != new:  # an unchanged value is no step to undo
                 self._record(("cell", (key, column, old, new)))
+
+        @rule(row=st.integers(0, 3))
+        def change_key(self, row: int) -> None:
+            shown = len(self.editor.grid.data)
+            if not shown:
+                return
+            row %= shown
+            key = self._shown_key(row)
+            tow = next(self.new_tows)
+            self.fe.type_into(row, self.keys[0], str(tow))
+            self._record(("key", (key, (tow, *key[1:]))))
 
         @rule(row=st.integers(0, 3))
         def delete(self, row: int) -> None:
