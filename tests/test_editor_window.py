@@ -22,6 +22,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -71,6 +72,11 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             shown = self.editor.grid.data.iloc[grid_row]
             return tuple(int(shown[k]) for k in self.keys)
 
+        def _at(self, row: int) -> tuple[int, Key]:
+            """A row of the window shown (``row`` wraps round), and the key it shows."""
+            row %= len(self.editor.grid.data)
+            return row, self._shown_key(row)
+
         def _apply(self, step: tuple[str, Any], forward: bool) -> None:
             kind, what = step
             if kind == "cell":
@@ -102,36 +108,27 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
         def page(self, forward: bool) -> None:
             (self.editor.next_button if forward else self.editor.prev_button).click()
 
+        @precondition(lambda self: len(self.editor.grid.data) > 0)
         @rule(row=st.integers(0, 3), column=st.sampled_from(EDITABLE), text=st.sampled_from(VALUES))
         def type_value(self, row: int, column: str, text: str) -> None:
-            shown = len(self.editor.grid.data)
-            if not shown:
-                return
-            row %= shown
-            key = self._shown_key(row)
+            row, key = self._at(row)
             old, new = self.model[key][column], float(text)
             self.fe.type_into(row, column, text)
             if old != new:  # an unchanged value is no step to undo
                 self._record(("cell", (key, column, old, new)))
 
+        @precondition(lambda self: len(self.editor.grid.data) > 0)
         @rule(row=st.integers(0, 3))
         def change_key(self, row: int) -> None:
-            shown = len(self.editor.grid.data)
-            if not shown:
-                return
-            row %= shown
-            key = self._shown_key(row)
+            row, key = self._at(row)
             tow = next(self.new_tows)
             self.fe.type_into(row, self.keys[0], str(tow))
             self._record(("key", (key, (tow, *key[1:]))))
 
+        @precondition(lambda self: len(self.editor.grid.data) > 0)
         @rule(row=st.integers(0, 3))
         def delete(self, row: int) -> None:
-            shown = len(self.editor.grid.data)
-            if not shown:
-                return
-            row %= shown
-            key = self._shown_key(row)
+            row, key = self._at(row)
             self.editor.grid.selections = [{"r1": row, "c1": 1, "r2": row, "c2": 1}]
             assert self.editor.delete_selected() == 1
             self._record(("delete", (key, dict(self.model[key]))))
