@@ -28,7 +28,7 @@ from hypothesis.stateful import (
 )
 
 from s3grid import MasterStore
-from s3grid.editor import Editor, cell_text
+from s3grid.editor import STATUS, Editor, cell_text
 from tests.test_editor import FrontEnd
 
 EDITABLE = ("volume_filtered", "net_size")
@@ -57,6 +57,8 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             self.model: Rows = {
                 self._key(row): _values(row) for row in self._session().df.to_dict("records")
             }
+            self.base_rows = {k: dict(v) for k, v in self.model.items()}  # as loaded
+            self.origin: dict[Key, Key | None] = {k: k for k in self.model}  # None: added
             self.done: list[tuple[str, Any]] = []  # what undo takes back, newest last
             self.undone: list[tuple[str, Any]] = []
             self.new_tows = itertools.count(1000)  # keys no sample row has
@@ -85,8 +87,10 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
             elif kind == "key":
                 before, after = what if forward else what[::-1]
                 self.model[after] = self.model.pop(before)
+                self.origin[after] = self.origin[before]
             elif (kind == "add") == forward:  # an add, or an undone delete
                 self.model[what[0]] = dict(what[1])
+                self.origin.setdefault(what[0], None)
             else:
                 del self.model[what[0]]
 
@@ -165,6 +169,23 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
                 for column in EDITABLE:
                     shown = self.editor.grid.data.iloc[grid_row][column]
                     assert shown == cell_text(expected[column]), (grid_row, column)
+
+        @invariant()
+        def flags_show_new_and_edited_rows(self) -> None:
+            # with the front-end patch the ⚑ flag follows each step (without it, it
+            # waits for the next refresh of the window, by design)
+            if not hasattr(self, "editor") or not self.editor.grid_patch.patched:
+                return
+            for grid_row in range(len(self.editor.grid.data)):
+                key = self._shown_key(grid_row)
+                origin = self.origin[key]
+                if origin is None:
+                    expected = "new"
+                elif key != origin or self.model[key] != self.base_rows[origin]:
+                    expected = "edited"
+                else:
+                    expected = ""
+                assert self.editor.grid.data.iloc[grid_row][STATUS] == expected, grid_row
 
     return EditorWindow
 
