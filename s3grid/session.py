@@ -108,6 +108,7 @@ class EditSession:
         self._redo: list[_Op] = []
         self._stepped: _Op | None = None  # the op the last undo/redo applied
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
+        self._exported: pd.DataFrame | None = None  # see to_table
 
     # ----------------------------------------------------------------- queries
 
@@ -250,7 +251,15 @@ class EditSession:
             SchemaError: a value does not fit (cannot happen for edits made through
                 :meth:`set_cell`, which are coerced when made).
         """
-        return coerce_table(self.df.reset_index(drop=True), self.schema)
+        frame = self.df.reset_index(drop=True)
+        table = coerce_table(frame, self.schema)
+        # Arrow wraps numeric columns of ``frame`` without copying, and ``frame`` shares
+        # them with ``df``. Kept alive, it makes pandas' copy-on-write copy a column
+        # before the next edit writes to it; dropped, that edit would write straight
+        # into this (immutable) table, which the editor keeps as the saved version or
+        # as "mine" of a merge.
+        self._exported = frame
+        return table
 
     # ------------------------------------------------------------------- edits
 

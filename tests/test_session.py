@@ -59,6 +59,38 @@ def test_base_shares_the_tables_memory_and_every_column_still_edits() -> None:
     assert session.to_table().equals(table)
 
 
+def test_a_table_made_for_saving_does_not_follow_later_edits(session: EditSession) -> None:
+    # The editor keeps this table as the saved version, or as "mine" of a merge: Arrow
+    # wraps numeric pandas columns without copying, so a later edit must not reach it.
+    edits = {
+        "lat_decimal": 1.25,
+        "volume_filtered": 2.5,
+        "min_depth": 3,
+        "time_start_gmt": "2021-05-01 10:00",
+        "is_day": False,
+        "cruise": "X",
+    }
+    for column, value in edits.items():
+        session.set_cell(7, column, value)  # each column is now the session's own copy
+    table = session.to_table()
+    before = table.to_pylist()
+    for column, value in {
+        "lat_decimal": 9.0,
+        "volume_filtered": None,
+        "min_depth": 4,
+        "time_start_gmt": None,
+        "is_day": True,
+        "cruise": "Y",
+    }.items():
+        session.set_cell(7, column, value)
+        session.set_cell(8, column, value)
+    session.undo()
+    session.delete_rows([2])
+    session.add_row({"tow": 500, "net": 1})
+    assert table.to_pylist() == before
+    assert session.to_table().column("lat_decimal")[7].as_py() == 9.0
+
+
 def test_undo_of_delete_restores_the_rows_edits(session: EditSession) -> None:
     session.set_cell(3, "volume_filtered", 1.0)
     session.delete_rows([3])
