@@ -360,6 +360,21 @@ class MergeConflict:
         """What a resolution refers to."""
         return (self.key, self.column)
 
+    def same_as(self, other: MergeConflict) -> bool:
+        """The same choice to make: same cell or row, kind and values (NaN equals NaN)."""
+        return (
+            self.id == other.id
+            and self.kind == other.kind
+            and all(
+                values_equal(a, b)
+                for a, b in (
+                    (self.base, other.base),
+                    (self.theirs, other.theirs),
+                    (self.mine, other.mine),
+                )
+            )
+        )
+
 
 @dataclass(frozen=True)
 class MergeResult:

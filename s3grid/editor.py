@@ -141,8 +141,10 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.session: EditSession | None = None
         self.page = 0
         self.merge: MergeResult | None = None
-        # (base, theirs, mine, onto): the merged result becomes pending edits on `onto`
-        self._merge_inputs: tuple[Master, Master, Any, Master] | None = None
+        # (base, theirs, onto): the merged result becomes pending edits on `onto`. "Mine"
+        # is the session's content when the merge is applied: edits made while the
+        # conflicts are shown are part of it.
+        self._merge_inputs: tuple[Master, Master, Master] | None = None
         self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
@@ -612,12 +614,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._refresh_status()
             return
         if s is not None and s.pending and latest.etag != s.master.etag:
-            if s.duplicates():  # rows are matched by key in the merge: keys must be unique
-                self._say(
-                    "The master changed, and your edits hold duplicate keys: fix them, "
-                    "then Reload to merge. Your edits are kept.",
-                    "warn",
-                )
+            if self._duplicates_block_merge(s, "The master changed, and your", "Reload"):
                 return
             self._start_merge(s.master, latest, s.to_table(), reason="Reloaded")
             return
@@ -719,13 +716,24 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     # ---------------------------------------------------------------- merging
 
+    def _duplicates_block_merge(self, s: EditSession, lead: str, then: str) -> bool:
+        """Rows are matched by key in a merge: with duplicate keys, say so and refuse."""
+        if not s.duplicates():
+            return False
+        self._say(
+            f"{lead} edits hold duplicate keys: fix them, then {then} to merge. "
+            "Your edits are kept.",
+            "warn",
+        )
+        return True
+
     def _start_merge(
         self, base: Master, theirs: Master, mine: Any, *, reason: str, onto: Master | None = None
     ) -> None:
         keys = self.session.key_columns if self.session else ()
         result = three_way_merge(base.table, theirs.table, mine, keys)
         theirs_diff = result.theirs_changes
-        self._merge_inputs = (base, theirs, mine, onto or theirs)
+        self._merge_inputs = (base, theirs, onto or theirs)
         self.merge = result
         summary = (
             f"{reason}. They changed {theirs_diff.cells_changed} cell(s), added "
@@ -740,13 +748,15 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._say(summary + " Pick mine or theirs for each conflict, then Apply merge.", "warn")
         self._show_conflicts(result.conflicts)
 
-    def _show_conflicts(self, conflicts: Sequence[MergeConflict]) -> None:
+    def _show_conflicts(
+        self, conflicts: Sequence[MergeConflict], picks: dict[Any, str] | None = None
+    ) -> None:
         rows: list[w.Widget] = [w.HTML("<b>Conflicts</b> (default: keep theirs)")]
         self._choices = {}
         for c in conflicts:
             pick = w.ToggleButtons(
                 options=[("mine", MINE), ("theirs", THEIRS)],
-                value=THEIRS,
+                value=(picks or {}).get(c.id, THEIRS),
                 style={"button_width": "70px"},
             )
             self._choices[c.id] = pick
@@ -770,18 +780,37 @@ class Editor(w.VBox):  # type: ignore[misc]
                 self._choices[cid].value = choice
 
     def apply_merge(self) -> None:
-        """Apply the merge with the chosen resolutions; the result is pending on theirs."""
-        if self._merge_inputs is None:
+        """Apply the merge with the chosen resolutions; the result is pending on theirs.
+
+        The merge is made again from the session as it is now, so edits made while the
+        conflicts were shown are kept. If those edits changed the conflicts, the new list
+        is shown (with the picks made so far) and nothing is applied yet.
+        """
+        s = self.session
+        if self._merge_inputs is None or s is None:
             return
-        base, theirs, mine, onto = self._merge_inputs
-        keys = self.session.key_columns if self.session else ()
+        base, theirs, onto = self._merge_inputs
         picks = {cid: b.value for cid, b in self._choices.items()}
-        # Without conflicts there is nothing to pick: the merge already made is the result.
-        result = (
-            self.merge
-            if self.merge is not None and not self.merge.conflicts
-            else three_way_merge(base.table, theirs.table, mine, keys, picks)
-        )
+        if self.merge is not None and not self.merge.conflicts:
+            # Applied as soon as it was made (nothing to pick): that merge is the result.
+            result = self.merge
+        else:
+            if self._duplicates_block_merge(s, "Your", "Apply merge"):
+                return
+            result = three_way_merge(base.table, theirs.table, s.to_table(), s.key_columns, picks)
+            assert self.merge is not None
+            shown = self.merge.conflicts
+            if len(shown) != len(result.conflicts) or not all(
+                a.same_as(b) for a, b in zip(shown, result.conflicts, strict=True)
+            ):
+                self.merge = result
+                self._show_conflicts(result.conflicts, picks)
+                self._say(
+                    f"Your edits since the conflict changed it: {len(result.conflicts)} "
+                    "conflict(s) now. Check mine or theirs for each, then Apply merge.",
+                    "warn",
+                )
+                return
         self._hide_conflict()
         self.page = 0
         self._set_session(self._new_session(onto, result.table))

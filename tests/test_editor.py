@@ -366,6 +366,79 @@ def test_conflict_merge_three_ways(editor: Editor, fe: FrontEnd, master_store: M
     assert final.loc[5, "max_depth"] == 555  # theirs, kept
 
 
+def _in_conflict(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore, **theirs: tuple[int, Any]
+) -> None:
+    """I set row 0's volume_filtered to 10.0, a colleague saves it as 99.0 (and
+    ``column=(row, value)``), and my Save shows the conflict."""
+    fe.type_into(0, "volume_filtered", 10.0)
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 99.0
+    for column, (row, value) in theirs.items():
+        df.loc[row, column] = value
+    other.save(df, base=m, note="colleague")
+    assert editor.save() is False
+    assert editor.merge is not None and editor.merge.conflicts
+
+
+def test_edits_made_while_conflicts_show_are_kept(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    _in_conflict(editor, fe, master_store)
+    conflict = ((1, 0), "volume_filtered")
+    assert [c.id for c in editor.merge.conflicts] == [conflict]  # type: ignore[union-attr]
+    editor.resolve({conflict: "mine"})
+    # the conflict panel is open, and the grid still takes edits
+    fe.type_into(2, "lat_decimal", 22.5)  # a column not edited before
+    editor.apply_merge()
+    s = editor.session
+    assert s is not None and editor.merge is None
+    assert s.value(0, "volume_filtered") == 10.0
+    assert s.value(2, "lat_decimal") == 22.5
+    assert editor.save() is True
+    final = master_store.load().to_pandas()
+    assert (final.loc[0, "volume_filtered"], final.loc[2, "lat_decimal"]) == (10.0, 22.5)
+
+
+def test_apply_merge_waits_for_duplicate_keys_to_be_fixed(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    _in_conflict(editor, fe, master_store)
+    fe.type_into(1, "net", 0)  # row 1 is (tow 1, net 1): now (1, 0) twice
+    editor.apply_merge()
+    assert "duplicate keys: fix them, then Apply merge" in msg(editor)
+    assert editor.merge is not None  # still to resolve
+    editor.undo()
+    editor.apply_merge()
+    assert editor.merge is None
+    assert editor.session is not None
+    assert editor.session.master.etag == master_store.load().etag
+
+
+def test_edits_that_change_the_conflicts_are_shown_before_applying(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    _in_conflict(editor, fe, master_store, max_depth=(5, 555))
+    first, second = ((1, 0), "volume_filtered"), ((2, 0), "max_depth")
+    editor.resolve({first: "mine"})
+    fe.type_into(0, "volume_filtered", 11.0)  # my side of the conflict shown
+    fe.type_into(5, "max_depth", 600)  # a cell they changed too: a new conflict
+    editor.apply_merge()
+    assert "changed it: 2 conflict(s)" in msg(editor)
+    assert editor.merge is not None
+    assert {c.id: c.mine for c in editor.merge.conflicts} == {first: 11.0, second: 600}
+    assert editor.session is not None
+    assert editor.session.master.etag != master_store.load().etag  # nothing applied yet
+    editor.resolve({second: "theirs"})  # the first keeps the pick made before
+    editor.apply_merge()
+    s = editor.session
+    assert s is not None and editor.merge is None
+    assert (s.value(0, "volume_filtered"), s.value(5, "max_depth")) == (11.0, 555)
+    assert s.master.etag == master_store.load().etag
+
+
 def test_reload_keeps_pending_edits(
     editor: Editor, fe: FrontEnd, master_store: MasterStore
 ) -> None:
