@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, settings
 from moto.server import ThreadedMotoServer
 
 from s3grid import MasterStore, S3GridConfig
@@ -147,3 +148,15 @@ def all_objects(s3: Any, bucket: str) -> list[tuple[str, str]]:
 def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
     resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     return sorted(o["Key"] for o in resp.get("Contents", []))
+
+
+def machine_settings(examples: int, steps: int) -> settings:
+    """Settings for a state machine against moto: the same examples every run (CI
+    explores what a developer explored), no deadline (S3 calls vary in time)."""
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )

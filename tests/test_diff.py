@@ -197,7 +197,7 @@ def test_merge_with_one_side_unchanged_is_the_other_side(
     assert r.table.schema == b.schema
 
 
-Row = tuple[object, object]
+Row = tuple[object, ...]
 
 
 def _reference_merge(
@@ -249,7 +249,7 @@ def _reference_merge(
             else:
                 auto += 1
             row[i] = m[i]
-        merged[k] = (row[0], row[1])
+        merged[k] = tuple(row)
     return merged, conflicts, auto
 
 

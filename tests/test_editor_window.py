@@ -16,7 +16,6 @@ import itertools
 from typing import Any
 
 import pandas as pd
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -29,6 +28,7 @@ from hypothesis.stateful import (
 
 from s3grid import MasterStore
 from s3grid.editor import STATUS, Editor, cell_text
+from tests.conftest import machine_settings
 from tests.test_editor import FrontEnd
 
 EDITABLE = ("volume_filtered", "net_size")
@@ -193,11 +193,5 @@ def make_machine(store: MasterStore) -> type[RuleBasedStateMachine]:
 def test_edits_land_on_the_row_shown_whatever_the_window(master_store: MasterStore) -> None:
     run_state_machine_as_test(
         make_machine(master_store),
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=25,
-            deadline=None,
-            derandomize=True,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
+        settings=machine_settings(40, 25),
     )

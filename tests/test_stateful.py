@@ -12,13 +12,13 @@ import itertools
 from typing import Any
 
 import boto3
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from s3grid import ConflictError, MasterStore, S3GridConfig
 from s3grid.prune import prune
 from s3grid.sample import sample_master
+from tests.conftest import machine_settings
 
 CLIENTS = 3
 _numbers = itertools.count()
@@ -147,11 +147,5 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
 
 def test_master_store_state_machine(endpoint: str) -> None:
     machine = make_machine(endpoint)
-    machine.TestCase.settings = settings(
-        max_examples=12,
-        stateful_step_count=12,
-        deadline=None,
-        derandomize=True,  # CI explores the same examples every run
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    machine.TestCase.settings = machine_settings(12, 12)
     machine.TestCase().runTest()

@@ -1,0 +1,240 @@
+"""A Hypothesis state machine: two editors on one master, as two colleagues would use them.
+
+Each editor edits cells, adds and deletes rows, saves, reloads, and resolves conflicts
+(every one "mine" or every one "theirs"), in any order, against the local S3. Edits may
+come while a conflict is on show. A model keeps, per editor, the version its session
+started from and the content it should hold, and the master's content. A stale save or
+a reload onto a newer master is checked against the merge rules written out on plain
+dicts (``tests.test_diff._reference_merge``), not against s3grid's merge.
+
+After every step:
+
+- the master in S3 holds the model's rows;
+- each editor holds its model's rows, and shows a conflict exactly when one is open.
+
+So no edit is lost and no colleague's save is overwritten without a choice, whatever
+the order of events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import boto3
+import pandas as pd
+import pyarrow as pa
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from s3grid import MasterStore, S3GridConfig
+from s3grid.diff import MINE, THEIRS
+from s3grid.editor import Editor
+from tests.conftest import machine_settings
+from tests.test_diff import _reference_merge
+
+KEYS = ("tow", "net")
+SCHEMA = pa.schema(
+    [("tow", pa.int32()), ("net", pa.int32()), ("v", pa.float64()), ("s", pa.string())]
+)
+KEY_SPACE = st.tuples(st.integers(1, 2), st.integers(0, 2))  # 6 keys, 3 taken at first
+VALUES_OF: dict[str, list[Any]] = {"v": [None, 1.0, 2.5], "s": [None, "a", "b"]}
+EDITORS = 2
+_buckets = itertools.count()
+
+Key = tuple[int, int]
+Rows = dict[Key, tuple[Any, ...]]
+
+
+def _plain(value: Any) -> Any:
+    return None if pd.isna(value) else value
+
+
+def _rows(records: list[dict[str, Any]]) -> Rows:
+    return {(int(r["tow"]), int(r["net"])): (_plain(r["v"]), _plain(r["s"])) for r in records}
+
+
+def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
+    class TwoEditors(RuleBasedStateMachine):
+        @initialize()
+        def open(self) -> None:
+            bucket = f"s3grid-together-{next(_buckets)}"
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            cfg = S3GridConfig(bucket=bucket, endpoint_url=endpoint, max_attempts=2)
+            self.store = MasterStore(cfg, key_columns=KEYS)
+            first = [(1, 0, 0.5, "x"), (1, 1, None, "y"), (2, 0, 1.5, None)]
+            self.store.create(
+                pa.Table.from_pylist(
+                    [dict(zip(SCHEMA.names, r, strict=True)) for r in first], SCHEMA
+                ),
+                note="init",
+            )
+            self.master: Rows = {(t, n): (v, s) for t, n, v, s in first}
+            self.version = 0  # how many saves the master has had
+            self.editors = [
+                Editor(MasterStore(cfg, key_columns=KEYS), key_columns=KEYS) for _ in range(EDITORS)
+            ]
+            self.base: list[Rows] = [dict(self.master) for _ in range(EDITORS)]
+            self.based_on = [0] * EDITORS  # the master version each session started from
+            self.mine: list[Rows] = [dict(self.master) for _ in range(EDITORS)]
+            # an open conflict: their rows and version, to merge onto when applied
+            self.conflict: list[tuple[Rows, int] | None] = [None] * EDITORS
+
+        def _row_id(self, i: int, key: Key) -> int:
+            df = self.editors[i].session.df  # type: ignore[union-attr]
+            return int(df.index[(df["tow"] == key[0]) & (df["net"] == key[1])][0])
+
+        def _in_conflict(self) -> int:
+            """The first editor with a conflict on show."""
+            return next(i for i, c in enumerate(self.conflict) if c is not None)
+
+        def _pick(self, i: int, data: st.DataObject) -> Key:
+            return data.draw(st.sampled_from(sorted(self.mine[i])))
+
+        @rule(i=st.integers(0, EDITORS - 1), data=st.data(), column=st.sampled_from(["v", "s"]))
+        def edit(self, i: int, data: st.DataObject, column: str) -> None:
+            if self.mine[i]:  # a merge may have deleted every row
+                value = data.draw(st.sampled_from(VALUES_OF[column]))
+                self._set(i, self._pick(i, data), column, value)
+
+        def _set(self, i: int, key: Key, column: str, value: Any) -> None:
+            assert self.editors[i].edit_cell(self._row_id(i, key), column, value)
+            v, s = self.mine[i][key]
+            self.mine[i][key] = (value, s) if column == "v" else (v, value)
+
+        @precondition(lambda self: any(c is not None for c in self.conflict))
+        @rule(data=st.data(), column=st.sampled_from(["v", "s"]))
+        def edit_while_a_conflict_shows(self, data: st.DataObject, column: str) -> None:
+            i = self._in_conflict()
+            self.edit(i, data, column)
+
+        @rule(data=st.data(), column=st.sampled_from(["v", "s"]))
+        def both_edit_one_cell(self, data: st.DataObject, column: str) -> None:
+            """Colleagues change the same cell differently: the second save conflicts."""
+            shared = sorted(set(self.mine[0]) & set(self.mine[1]))
+            if not shared:
+                return
+            key = data.draw(st.sampled_from(shared))
+            values = data.draw(st.permutations(VALUES_OF[column]))
+            for i in range(EDITORS):
+                self._set(i, key, column, values[i])
+
+        @rule(i=st.integers(0, EDITORS - 1), key=KEY_SPACE)
+        def add(self, i: int, key: Key) -> None:
+            if key in self.mine[i]:
+                return  # a duplicate key: the window state machine covers those
+            assert self.editors[i].add_row({"tow": key[0], "net": key[1]}) is not None
+            self.mine[i][key] = (None, None)
+
+        @rule(i=st.integers(0, EDITORS - 1), data=st.data())
+        def delete(self, i: int, data: st.DataObject) -> None:
+            if len(self.mine[i]) < 2:
+                return  # keep a row: an empty table is never saved (see save)
+            key = self._pick(i, data)
+            assert self.editors[i].delete_rows([self._row_id(i, key)]) == 1
+            del self.mine[i][key]
+
+        def _merge_onto_master(self, i: int) -> None:
+            """What a stale save or a reload onto a newer master must do."""
+            _, conflicts, _ = _reference_merge(self.base[i], self.master, self.mine[i], THEIRS)
+            if conflicts:
+                self.conflict[i] = (dict(self.master), self.version)
+                merge = self.editors[i].merge
+                assert merge is not None and len(merge.conflicts) == conflicts
+            else:  # merged at once, pending on their version
+                self._merged(i, self.master, self.version, THEIRS)
+
+        def _merged(self, i: int, theirs: Rows, version: int, choice: str) -> None:
+            self.mine[i] = _reference_merge(self.base[i], theirs, self.mine[i], choice)[0]
+            self.base[i], self.based_on[i] = dict(theirs), version
+            self.conflict[i] = None
+
+        @rule(i=st.integers(0, EDITORS - 1))
+        def save(self, i: int) -> None:
+            saved = self.editors[i].save()
+            if self.conflict[i] is not None:
+                assert not saved  # resolve first
+            elif not self.mine[i]:  # a merge can delete every row: never saved empty
+                assert not saved and "empty table" in self.editors[i].message.value
+            elif self.based_on[i] == self.version:
+                assert saved, self.editors[i].message.value
+                self.version += 1
+                self.master = dict(self.mine[i])
+                self.base[i], self.based_on[i] = dict(self.master), self.version
+            else:
+                assert not saved  # a colleague saved since: never overwritten
+                self._merge_onto_master(i)
+
+        @rule(
+            i=st.integers(0, EDITORS - 1),
+            data=st.data(),
+            edits=st.lists(st.sampled_from(["v", "s"]), max_size=2),
+            choice=st.sampled_from([MINE, THEIRS]),
+        )
+        def save_and_resolve(
+            self, i: int, data: st.DataObject, edits: list[str], choice: str
+        ) -> None:
+            """Save; on a conflict, edit a little more while it shows, then resolve it."""
+            self.save(i)
+            if self.conflict[i] is None:
+                return
+            for column in edits:
+                self.edit(i, data, column)
+            self._resolve_all(i, choice)
+
+        @rule(i=st.integers(0, EDITORS - 1))
+        def reload(self, i: int) -> None:
+            self.editors[i].reload()
+            if self.based_on[i] == self.version:
+                return  # nothing new; pending edits stay as they are
+            if self.conflict[i] is None and self.mine[i] == self.base[i]:
+                self.mine[i], self.base[i] = dict(self.master), dict(self.master)
+                self.based_on[i] = self.version
+                return
+            self._merge_onto_master(i)
+
+        @precondition(lambda self: any(c is not None for c in self.conflict))
+        @rule(choice=st.sampled_from([MINE, THEIRS]))
+        def resolve_all_and_apply(self, choice: str) -> None:
+            self._resolve_all(self._in_conflict(), choice)
+
+        def _resolve_all(self, i: int, choice: str) -> None:
+            """Pick ``choice`` for every conflict of editor ``i``, and Apply merge."""
+            conflict = self.conflict[i]
+            assert conflict is not None
+            editor = self.editors[i]
+            for _ in range(2):  # again if edits made meanwhile changed the conflicts
+                assert editor.merge is not None
+                editor.resolve({c.id: choice for c in editor.merge.conflicts})
+                editor.apply_merge()
+                if editor.merge is None:
+                    break
+            assert editor.merge is None, editor.message.value
+            self._merged(i, *conflict, choice)
+
+        @invariant()
+        def master_is_the_model(self) -> None:
+            assert _rows(self.store.load().table.to_pylist()) == self.master
+
+        @invariant()
+        def editors_hold_their_model(self) -> None:
+            for i, editor in enumerate(self.editors):
+                assert editor.session is not None
+                held = _rows(editor.session.df.to_dict("records"))
+                assert held == self.mine[i], f"editor {i}: {editor.message.value}"
+                assert (editor.merge is not None) == (self.conflict[i] is not None)
+
+    return TwoEditors
+
+
+def test_two_editors_never_lose_an_edit(endpoint: str) -> None:
+    run_state_machine_as_test(make_machine(endpoint), settings=machine_settings(40, 25))
