@@ -587,6 +587,15 @@ class Editor(w.VBox):  # type: ignore[misc]
         """
         s = self.session
         store = self.store
+        if self._merging_lost_update:
+            # A reload would merge onto the master (ours) instead of the version ours
+            # overwrote, and their changes would be offered no more.
+            self._say(
+                "First pick mine or theirs for each conflict and Apply merge: it brings "
+                "back the changes the lost update overwrote. Then Reload.",
+                "warn",
+            )
+            return
         if self._target_changed():
             if s is not None and s.pending:
                 self._say(
@@ -715,6 +724,11 @@ class Editor(w.VBox):  # type: ignore[misc]
         return True
 
     # ---------------------------------------------------------------- merging
+
+    @property
+    def _merging_lost_update(self) -> bool:
+        """A lost update's merge is open: "theirs" is the version our save overwrote."""
+        return self._merge_inputs is not None and self._merge_inputs[2] is not self._merge_inputs[1]
 
     def _duplicates_block_merge(self, s: EditSession, lead: str, then: str) -> bool:
         """Rows are matched by key in a merge: with duplicate keys, say so and refuse."""

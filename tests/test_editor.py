@@ -10,6 +10,7 @@ import pytest
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS, Editor, cell_text
+from s3grid.store import SaveResult
 from tests.conftest import all_objects
 
 
@@ -366,19 +367,24 @@ def test_conflict_merge_three_ways(editor: Editor, fe: FrontEnd, master_store: M
     assert final.loc[5, "max_depth"] == 555  # theirs, kept
 
 
+def colleague_saves(master_store: MasterStore, cells: dict[tuple[int, str], Any]) -> SaveResult:
+    """A colleague loads the master, sets ``cells`` ((row, column) -> value) and saves."""
+    other = MasterStore(master_store.cfg)
+    m = other.load()
+    df = m.to_pandas()
+    for (row, column), value in cells.items():
+        df.loc[row, column] = value
+    return other.save(df, base=m, note="colleague")
+
+
 def _in_conflict(
     editor: Editor, fe: FrontEnd, master_store: MasterStore, **theirs: tuple[int, Any]
 ) -> None:
     """I set row 0's volume_filtered to 10.0, a colleague saves it as 99.0 (and
     ``column=(row, value)``), and my Save shows the conflict."""
     fe.type_into(0, "volume_filtered", 10.0)
-    other = MasterStore(master_store.cfg)
-    m = other.load()
-    df = m.to_pandas()
-    df.loc[0, "volume_filtered"] = 99.0
-    for column, (row, value) in theirs.items():
-        df.loc[row, column] = value
-    other.save(df, base=m, note="colleague")
+    cells = {(row, column): value for column, (row, value) in theirs.items()}
+    colleague_saves(master_store, {(0, "volume_filtered"): 99.0, **cells})
     assert editor.save() is False
     assert editor.merge is not None and editor.merge.conflicts
 
@@ -508,11 +514,8 @@ def test_lost_update_offers_the_merge(
 
     without_lock(editor.store)
     fe.type_into(1, "volume_filtered", 11.0)
-    other = MasterStore(master_store.cfg)
-    m = other.load()
-    df = m.to_pandas()
-    df.loc[5, "max_depth"] = 555  # the colleague's change the store fails to protect
-    colleague = other.save(df, base=m, note="colleague")
+    # the colleague's change the store fails to protect
+    colleague = colleague_saves(master_store, {(5, "max_depth"): 555})
     assert editor.save() is False
     assert "LOST UPDATE" in msg(editor)
     assert colleague.new_version in msg(editor)
@@ -525,6 +528,30 @@ def test_lost_update_offers_the_merge(
     final = master_store.load().to_pandas()
     assert final.loc[5, "max_depth"] == 555
     assert final.loc[1, "volume_filtered"] == 11.0
+
+
+def test_reload_waits_for_a_lost_updates_merge(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    from tests.test_commit import without_lock
+
+    without_lock(editor.store)
+    fe.type_into(5, "max_depth", 600)
+    # the same cell: their lost change conflicts with mine
+    colleague_saves(master_store, {(5, "max_depth"): 555})
+    assert editor.save() is False
+    assert "LOST UPDATE" in msg(editor)
+    assert editor.merge is not None and len(editor.merge.conflicts) == 1
+    editor.reload()
+    assert "Apply merge: it brings back the changes the lost update overwrote" in msg(editor)
+    assert editor.merge is not None  # still offered
+    editor.apply_merge()  # theirs, the default
+    s = editor.session
+    assert s is not None and s.value(5, "max_depth") == 555 and s.pending == 1
+    editor.reload()  # now it may
+    assert editor.session is s  # the master has not moved: the pending edit stays
+    assert editor.save() is True
+    assert master_store.load().to_pandas().loc[5, "max_depth"] == 555
 
 
 def test_reload_with_duplicate_keys_keeps_edits(
