@@ -200,6 +200,9 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
     panel = editor.locator(".s3grid-conflicts")
     panel.wait_for(state="visible")
     assert "theirs 99.0, mine 11.5" in panel.inner_text()
+    # an edit made while the conflict shows is part of the merge
+    type_in_cell(page, editor, 3, MIN_DEPTH, "42")
+    wait_message(page, editor, "Row 3: min_depth = 42")
     panel.locator("button", has_text="mine").first.click()
     click_button(editor, "Apply merge")
     wait_message(page, editor, "Merged onto version")
@@ -210,6 +213,7 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
     assert final.loc[1, "volume_filtered"] == 11.5  # mine, picked in the conflict view
     assert final.loc[2, "volume_filtered"] == 22.5  # mine, merged automatically
     assert final.loc[5, "min_depth"] == 7  # theirs, kept
+    assert final.loc[3, "min_depth"] == 42  # mine, typed while the conflict showed
     assert list(e2e_store.audit_log()["note"])[-2] == "colleague's fix"
 
 
