@@ -1,11 +1,15 @@
 """A Hypothesis state machine: two editors on one master, as two colleagues would use them.
 
 Each editor edits cells, adds and deletes rows, saves, reloads, and resolves conflicts
-(every one "mine" or every one "theirs"), in any order, against the local S3. Edits may
-come while a conflict is on show. A model keeps, per editor, the version its session
-started from and the content it should hold, and the master's content. A stale save or
-a reload onto a newer master is checked against the merge rules written out on plain
-dicts (``tests.test_diff._reference_merge``), not against s3grid's merge.
+(every one "mine" or every one "theirs"), in any order, against the local S3. Edits and
+reloads may come while a conflict is on show. In a second run, one editor's store
+ignores IfMatch (as a store without conditional writes would): its stale saves commit,
+and it must offer back what they overwrote.
+
+A model keeps, per editor, the version its session started from and the content it
+should hold, and the master's content. A stale save, a reload onto a newer master and
+a lost update are checked against the merge rules written out on plain dicts
+(``tests.test_diff._reference_merge``), not against s3grid's merge.
 
 After every step:
 
@@ -19,11 +23,13 @@ the order of events.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -38,6 +44,7 @@ from s3grid import MasterStore, S3GridConfig
 from s3grid.diff import MINE, THEIRS
 from s3grid.editor import Editor
 from tests.conftest import machine_settings
+from tests.test_commit import without_lock
 from tests.test_diff import _reference_merge
 
 KEYS = ("tow", "net")
@@ -47,10 +54,22 @@ SCHEMA = pa.schema(
 KEY_SPACE = st.tuples(st.integers(1, 2), st.integers(0, 2))  # 6 keys, 3 taken at first
 VALUES_OF: dict[str, list[Any]] = {"v": [None, 1.0, 2.5], "s": [None, "a", "b"]}
 EDITORS = 2
+LOCKLESS = 1  # the editor whose store may ignore IfMatch (a lost update)
 _buckets = itertools.count()
 
 Key = tuple[int, int]
 Rows = dict[Key, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merge the editor owes: of ``theirs`` into my edits, pending on ``onto`` (the
+    master at ``version``). ``lost``: theirs is a version my save overwrote."""
+
+    theirs: Rows
+    onto: Rows
+    version: int
+    lost: bool = False
 
 
 def _plain(value: Any) -> Any:
@@ -61,7 +80,7 @@ def _rows(records: list[dict[str, Any]]) -> Rows:
     return {(int(r["tow"]), int(r["net"])): (_plain(r["v"]), _plain(r["s"])) for r in records}
 
 
-def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
+def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
     class TwoEditors(RuleBasedStateMachine):
         @initialize()
         def open(self) -> None:
@@ -83,11 +102,12 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
             self.editors = [
                 Editor(MasterStore(cfg, key_columns=KEYS), key_columns=KEYS) for _ in range(EDITORS)
             ]
+            if lockless:  # this editor's store lets a stale save through
+                without_lock(self.editors[LOCKLESS].store)
             self.base: list[Rows] = [dict(self.master) for _ in range(EDITORS)]
             self.based_on = [0] * EDITORS  # the master version each session started from
             self.mine: list[Rows] = [dict(self.master) for _ in range(EDITORS)]
-            # an open conflict: their rows and version, to merge onto when applied
-            self.conflict: list[tuple[Rows, int] | None] = [None] * EDITORS
+            self.conflict: list[Merge | None] = [None] * EDITORS  # a conflict on show
 
         def _row_id(self, i: int, key: Key) -> int:
             df = self.editors[i].session.df  # type: ignore[union-attr]
@@ -143,20 +163,23 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
             assert self.editors[i].delete_rows([self._row_id(i, key)]) == 1
             del self.mine[i][key]
 
-        def _merge_onto_master(self, i: int) -> None:
-            """What a stale save or a reload onto a newer master must do."""
-            _, conflicts, _ = _reference_merge(self.base[i], self.master, self.mine[i], THEIRS)
+        def _merge(self, i: int, merge: Merge) -> None:
+            """What a stale save, a reload onto a newer master or a lost update must do."""
+            _, conflicts, _ = _reference_merge(self.base[i], merge.theirs, self.mine[i], THEIRS)
             if conflicts:
-                self.conflict[i] = (dict(self.master), self.version)
-                merge = self.editors[i].merge
-                assert merge is not None and len(merge.conflicts) == conflicts
-            else:  # merged at once, pending on their version
-                self._merged(i, self.master, self.version, THEIRS)
+                self.conflict[i] = merge
+                shown = self.editors[i].merge
+                assert shown is not None and len(shown.conflicts) == conflicts
+            else:  # merged at once, pending on the version it goes onto
+                self._merged(i, merge, THEIRS)
 
-        def _merged(self, i: int, theirs: Rows, version: int, choice: str) -> None:
-            self.mine[i] = _reference_merge(self.base[i], theirs, self.mine[i], choice)[0]
-            self.base[i], self.based_on[i] = dict(theirs), version
+        def _merged(self, i: int, merge: Merge, choice: str) -> None:
+            self.mine[i] = _reference_merge(self.base[i], merge.theirs, self.mine[i], choice)[0]
+            self.base[i], self.based_on[i] = dict(merge.onto), merge.version
             self.conflict[i] = None
+
+        def _onto_master(self) -> Merge:
+            return Merge(dict(self.master), dict(self.master), self.version)
 
         @rule(i=st.integers(0, EDITORS - 1))
         def save(self, i: int) -> None:
@@ -170,37 +193,65 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
                 self.version += 1
                 self.master = dict(self.mine[i])
                 self.base[i], self.based_on[i] = dict(self.master), self.version
+            elif i == LOCKLESS and lockless:
+                # the store let it through: ours overwrote their version, whose changes
+                # come back as a merge onto ours
+                assert not saved and "LOST UPDATE" in self.editors[i].message.value
+                lost, self.master = self.master, dict(self.mine[i])
+                self.version += 1
+                self._merge(i, Merge(lost, dict(self.master), self.version, lost=True))
             else:
                 assert not saved  # a colleague saved since: never overwritten
-                self._merge_onto_master(i)
+                self._merge(i, self._onto_master())
 
         @rule(
             i=st.integers(0, EDITORS - 1),
             data=st.data(),
             edits=st.lists(st.sampled_from(["v", "s"]), max_size=2),
+            reload=st.booleans(),
             choice=st.sampled_from([MINE, THEIRS]),
         )
         def save_and_resolve(
-            self, i: int, data: st.DataObject, edits: list[str], choice: str
+            self, i: int, data: st.DataObject, edits: list[str], reload: bool, choice: str
         ) -> None:
-            """Save; on a conflict, edit a little more while it shows, then resolve it."""
+            """Save; on a conflict, edit a little more and maybe Reload while it shows,
+            then resolve it."""
             self.save(i)
             if self.conflict[i] is None:
                 return
             for column in edits:
                 self.edit(i, data, column)
-            self._resolve_all(i, choice)
+            if reload:
+                self.reload(i)
+            if self.conflict[i] is not None:  # a reload can merge without conflicts
+                self._resolve_all(i, choice)
+
+        @rule(
+            data=st.data(),
+            column=st.sampled_from(["v", "s"]),
+            reload=st.booleans(),
+            choice=st.sampled_from([MINE, THEIRS]),
+        )
+        def race(self, data: st.DataObject, column: str, reload: bool, choice: str) -> None:
+            """Both change one cell; editor 0 saves first, then editor 1 (whose store may
+            let it through: a lost update) saves and resolves."""
+            self.both_edit_one_cell(data, column)
+            self.save(0)
+            self.save_and_resolve(LOCKLESS, data, [], reload, choice)
 
         @rule(i=st.integers(0, EDITORS - 1))
         def reload(self, i: int) -> None:
             self.editors[i].reload()
+            open_merge = self.conflict[i]
+            if open_merge is not None and open_merge.lost:
+                return  # Apply merge first: a reload would drop their overwritten changes
             if self.based_on[i] == self.version:
                 return  # nothing new; pending edits stay as they are
             if self.conflict[i] is None and self.mine[i] == self.base[i]:
                 self.mine[i], self.base[i] = dict(self.master), dict(self.master)
                 self.based_on[i] = self.version
                 return
-            self._merge_onto_master(i)
+            self._merge(i, self._onto_master())
 
         @precondition(lambda self: any(c is not None for c in self.conflict))
         @rule(choice=st.sampled_from([MINE, THEIRS]))
@@ -209,8 +260,8 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
 
         def _resolve_all(self, i: int, choice: str) -> None:
             """Pick ``choice`` for every conflict of editor ``i``, and Apply merge."""
-            conflict = self.conflict[i]
-            assert conflict is not None
+            merge = self.conflict[i]
+            assert merge is not None
             editor = self.editors[i]
             for _ in range(2):  # again if edits made meanwhile changed the conflicts
                 assert editor.merge is not None
@@ -219,7 +270,7 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
                 if editor.merge is None:
                     break
             assert editor.merge is None, editor.message.value
-            self._merged(i, *conflict, choice)
+            self._merged(i, merge, choice)
 
         @invariant()
         def master_is_the_model(self) -> None:
@@ -236,5 +287,10 @@ def make_machine(endpoint: str) -> type[RuleBasedStateMachine]:
     return TwoEditors
 
 
-def test_two_editors_never_lose_an_edit(endpoint: str) -> None:
-    run_state_machine_as_test(make_machine(endpoint), settings=machine_settings(40, 25))
+@pytest.mark.parametrize("lockless", [False, True], ids=["locked", "lost-updates"])
+def test_two_editors_never_lose_an_edit(endpoint: str, lockless: bool) -> None:
+    # lost-updates: editor 1's store ignores IfMatch, as a store without conditional
+    # writes would; its stale saves commit, and the editor must merge back what they
+    # overwrote
+    machine = make_machine(endpoint, lockless)
+    run_state_machine_as_test(machine, settings=machine_settings(25, 25))
