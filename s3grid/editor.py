@@ -747,8 +747,6 @@ class Editor(w.VBox):  # type: ignore[misc]
         keys = self.session.key_columns if self.session else ()
         result = three_way_merge(base.table, theirs.table, mine, keys)
         theirs_diff = result.theirs_changes
-        self._merge_inputs = (base, theirs, onto or theirs)
-        self.merge = result
         summary = (
             f"{reason}. They changed {theirs_diff.cells_changed} cell(s), added "
             f"{theirs_diff.rows_added} and deleted {theirs_diff.rows_deleted} row(s) "
@@ -756,9 +754,11 @@ class Editor(w.VBox):  # type: ignore[misc]
             f"automatically; {len(result.conflicts)} conflict(s)."
         )
         if not result.conflicts:
-            self.apply_merge()
+            self._take_merge(result, onto or theirs)
             self._say(summary + " Review and Save again to commit.", "warn")
             return
+        self._merge_inputs = (base, theirs, onto or theirs)
+        self.merge = result
         self._say(summary + " Pick mine or theirs for each conflict, then Apply merge.", "warn")
         self._show_conflicts(result.conflicts)
 
@@ -801,39 +801,39 @@ class Editor(w.VBox):  # type: ignore[misc]
         is shown (with the picks made so far) and nothing is applied yet.
         """
         s = self.session
-        if self._merge_inputs is None or s is None:
+        if self._merge_inputs is None or self.merge is None or s is None:
             return
         base, theirs, onto = self._merge_inputs
         picks = {cid: b.value for cid, b in self._choices.items()}
-        if self.merge is not None and not self.merge.conflicts:
-            # Applied as soon as it was made (nothing to pick): that merge is the result.
-            result = self.merge
-        else:
-            if self._duplicates_block_merge(s, "Your", "Apply merge"):
-                return
-            result = three_way_merge(base.table, theirs.table, s.to_table(), s.key_columns, picks)
-            assert self.merge is not None
-            shown = self.merge.conflicts
-            if len(shown) != len(result.conflicts) or not all(
-                a.same_as(b) for a, b in zip(shown, result.conflicts, strict=True)
-            ):
-                self.merge = result
-                self._show_conflicts(result.conflicts, picks)
-                self._say(
-                    f"Your edits since the conflict changed it: {len(result.conflicts)} "
-                    "conflict(s) now. Check mine or theirs for each, then Apply merge.",
-                    "warn",
-                )
-                return
-        self._hide_conflict()
-        self.page = 0
-        self._set_session(self._new_session(onto, result.table))
-        n_mine = sum(1 for v in picks.values() if v == MINE)
+        if self._duplicates_block_merge(s, "Your", "Apply merge"):
+            return
+        result = three_way_merge(base.table, theirs.table, s.to_table(), s.key_columns, picks)
+        shown = self.merge.conflicts
+        changed = len(shown) != len(result.conflicts) or not all(
+            a.same_as(b) for a, b in zip(shown, result.conflicts, strict=True)
+        )
+        if changed and result.conflicts:
+            self.merge = result
+            self._show_conflicts(result.conflicts, picks)
+            self._say(
+                f"Your edits since the conflict changed it: {len(result.conflicts)} "
+                "conflict(s) now. Check mine or theirs for each, then Apply merge.",
+                "warn",
+            )
+            return
+        self._take_merge(result, onto)
+        n_mine = sum(1 for c in result.conflicts if picks.get(c.id) == MINE)
         self._say(
             f"Merged onto version {onto.version_id}: {result.auto_merged} automatic, "
             f"{n_mine} conflict(s) kept as mine. Review the changes and Save.",
             "warn",
         )
+
+    def _take_merge(self, result: MergeResult, onto: Master) -> None:
+        """The merged table becomes the session: pending edits on ``onto``."""
+        self._hide_conflict()
+        self.page = 0
+        self._set_session(self._new_session(onto, result.table))
 
     def _hide_conflict(self) -> None:
         self.merge = None

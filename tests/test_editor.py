@@ -408,6 +408,21 @@ def test_edits_made_while_conflicts_show_are_kept(
     assert (final.loc[0, "volume_filtered"], final.loc[2, "lat_decimal"]) == (10.0, 22.5)
 
 
+def test_edits_that_settle_every_conflict_are_applied_as_they_are(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    _in_conflict(editor, fe, master_store)
+    fe.type_into(0, "volume_filtered", 99.0)  # now mine equals theirs: no conflict left
+    fe.type_into(2, "lat_decimal", 22.5)
+    editor.apply_merge()
+    s = editor.session
+    assert s is not None and editor.merge is None
+    assert "Merged onto version" in msg(editor)
+    assert (s.value(0, "volume_filtered"), s.value(2, "lat_decimal")) == (99.0, 22.5)
+    assert s.master.etag == master_store.load().etag
+    assert s.pending == 1  # only lat_decimal differs from theirs
+
+
 def test_apply_merge_waits_for_duplicate_keys_to_be_fixed(
     editor: Editor, fe: FrontEnd, master_store: MasterStore
 ) -> None:
