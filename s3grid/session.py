@@ -256,8 +256,8 @@ class EditSession:
         # Arrow wraps numeric columns of ``frame`` without copying, and ``frame`` shares
         # them with ``df``. Kept alive, it makes pandas' copy-on-write copy a column
         # before the next edit writes to it; dropped, that edit would write straight
-        # into this (immutable) table, which the editor keeps as the saved version or
-        # as "mine" of a merge.
+        # into this (immutable) table, which the editor keeps as the version it saved
+        # (the base a lost update's merge goes onto).
         self._exported = frame
         return table
 
