@@ -563,6 +563,17 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     def revert_all(self) -> None:
         """Drop every pending edit."""
+        if self._merge_inputs is not None and self._merging_lost_update:
+            # Our save did commit: dropping the merge leaves the version we saved, not the
+            # one we started from (that would show edits undone that are in the master).
+            _, lost, saved = self._merge_inputs
+            self._continue_on(saved)
+            self._say(
+                f"Merge dropped: the master is the version you saved, {saved.version_id}. "
+                f"The changes it overwrote are still in version {lost.version_id} "
+                "(store.read_version, or restore it)."
+            )
+            return
         if self.session:
             self.session.revert_all()
             self._hide_conflict()
@@ -754,7 +765,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             f"automatically; {len(result.conflicts)} conflict(s)."
         )
         if not result.conflicts:
-            self._take_merge(result, onto or theirs)
+            self._continue_on(onto or theirs, result.table)
             self._say(summary + " Review and Save again to commit.", "warn")
             return
         self._merge_inputs = (base, theirs, onto or theirs)
@@ -821,7 +832,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                 "warn",
             )
             return
-        self._take_merge(result, onto)
+        self._continue_on(onto, result.table)
         n_mine = sum(1 for c in result.conflicts if picks.get(c.id) == MINE)
         self._say(
             f"Merged onto version {onto.version_id}: {result.auto_merged} automatic, "
@@ -829,11 +840,12 @@ class Editor(w.VBox):  # type: ignore[misc]
             "warn",
         )
 
-    def _take_merge(self, result: MergeResult, onto: Master) -> None:
-        """The merged table becomes the session: pending edits on ``onto``."""
+    def _continue_on(self, onto: Master, content: pa.Table | None = None) -> None:
+        """Close any conflict; edit ``content`` (a merge's result; default: ``onto`` as
+        it is) as pending changes on ``onto``."""
         self._hide_conflict()
         self.page = 0
-        self._set_session(self._new_session(onto, result.table))
+        self._set_session(self._new_session(onto, content))
 
     def _hide_conflict(self) -> None:
         self.merge = None

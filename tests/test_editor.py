@@ -545,18 +545,24 @@ def test_lost_update_offers_the_merge(
     assert final.loc[1, "volume_filtered"] == 11.0
 
 
-def test_reload_waits_for_a_lost_updates_merge(
-    editor: Editor, fe: FrontEnd, master_store: MasterStore
-) -> None:
+def _lost_update_conflict(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> SaveResult:
+    """I set row 5's max_depth to 600, a colleague saves it as 555, and my Save goes
+    through a store that ignores IfMatch: a lost update, whose merge conflicts there."""
     from tests.test_commit import without_lock
 
     without_lock(editor.store)
     fe.type_into(5, "max_depth", 600)
-    # the same cell: their lost change conflicts with mine
-    colleague_saves(master_store, {(5, "max_depth"): 555})
+    colleague = colleague_saves(master_store, {(5, "max_depth"): 555})
     assert editor.save() is False
     assert "LOST UPDATE" in msg(editor)
     assert editor.merge is not None and len(editor.merge.conflicts) == 1
+    return colleague
+
+
+def test_reload_waits_for_a_lost_updates_merge(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    _lost_update_conflict(editor, fe, master_store)
     editor.reload()
     assert "Apply merge: it brings back the changes the lost update overwrote" in msg(editor)
     assert editor.merge is not None  # still offered
@@ -567,6 +573,18 @@ def test_reload_waits_for_a_lost_updates_merge(
     assert editor.session is s  # the master has not moved: the pending edit stays
     assert editor.save() is True
     assert master_store.load().to_pandas().loc[5, "max_depth"] == 555
+
+
+def test_revert_all_during_a_lost_updates_merge_shows_what_was_saved(
+    editor: Editor, fe: FrontEnd, master_store: MasterStore
+) -> None:
+    colleague = _lost_update_conflict(editor, fe, master_store)
+    editor.revert_all()
+    s = editor.session
+    assert s is not None and editor.merge is None
+    assert s.master.etag == master_store.load().etag  # on the version saved, not the old one
+    assert s.value(5, "max_depth") == 600 and s.pending == 0  # my saved edit, shown
+    assert colleague.new_version in msg(editor)
 
 
 def test_reload_with_duplicate_keys_keeps_edits(
