@@ -1,10 +1,10 @@
 """A Hypothesis state machine: two editors on one master, as two colleagues would use them.
 
-Each editor edits cells, adds and deletes rows, saves, reloads, and resolves conflicts
-(every one "mine" or every one "theirs"), in any order, against the local S3. Edits and
-reloads may come while a conflict is on show. In a second run, one editor's store
-ignores IfMatch (as a store without conditional writes would): its stale saves commit,
-and it must offer back what they overwrote.
+Each editor edits cells, adds and deletes rows, saves, reloads, reverts all, and
+resolves conflicts (every one "mine" or every one "theirs"), in any order, against the
+local S3. Edits and reloads may come while a conflict is on show. In a second run, one
+editor's store ignores IfMatch (as a store without conditional writes would): its stale
+saves commit, and it must offer back what they overwrote.
 
 A model keeps, per editor, the version its session started from and the content it
 should hold, and the master's content. A stale save, a reload onto a newer master and
@@ -55,6 +55,7 @@ KEY_SPACE = st.tuples(st.integers(1, 2), st.integers(0, 2))  # 6 keys, 3 taken a
 VALUES_OF: dict[str, list[Any]] = {"v": [None, 1.0, 2.5], "s": [None, "a", "b"]}
 EDITORS = 2
 LOCKLESS = 1  # the editor whose store may ignore IfMatch (a lost update)
+REVERT = "revert all"  # instead of resolving a conflict
 _buckets = itertools.count()
 
 Key = tuple[int, int]
@@ -209,13 +210,13 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
             data=st.data(),
             edits=st.lists(st.sampled_from(["v", "s"]), max_size=2),
             reload=st.booleans(),
-            choice=st.sampled_from([MINE, THEIRS]),
+            choice=st.sampled_from([MINE, THEIRS, REVERT]),
         )
         def save_and_resolve(
             self, i: int, data: st.DataObject, edits: list[str], reload: bool, choice: str
         ) -> None:
             """Save; on a conflict, edit a little more and maybe Reload while it shows,
-            then resolve it."""
+            then resolve it (or Revert all)."""
             self.save(i)
             if self.conflict[i] is None:
                 return
@@ -224,17 +225,20 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
             if reload:
                 self.reload(i)
             if self.conflict[i] is not None:  # a reload can merge without conflicts
-                self._resolve_all(i, choice)
+                if choice == REVERT:
+                    self.revert_all(i)
+                else:
+                    self._resolve_all(i, choice)
 
         @rule(
             data=st.data(),
             column=st.sampled_from(["v", "s"]),
             reload=st.booleans(),
-            choice=st.sampled_from([MINE, THEIRS]),
+            choice=st.sampled_from([MINE, THEIRS, REVERT]),
         )
         def race(self, data: st.DataObject, column: str, reload: bool, choice: str) -> None:
             """Both change one cell; editor 0 saves first, then editor 1 (whose store may
-            let it through: a lost update) saves and resolves."""
+            let it through: a lost update) saves and resolves (or reverts)."""
             self.both_edit_one_cell(data, column)
             self.save(0)
             self.save_and_resolve(LOCKLESS, data, [], reload, choice)
@@ -252,6 +256,15 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
                 self.based_on[i] = self.version
                 return
             self._merge(i, self._onto_master())
+
+        @rule(i=st.integers(0, EDITORS - 1))
+        def revert_all(self, i: int) -> None:
+            self.editors[i].revert_all()
+            merge = self.conflict[i]
+            if merge is not None and merge.lost:  # our save stands: back to what we saved
+                self.base[i], self.based_on[i] = dict(merge.onto), merge.version
+            self.mine[i] = dict(self.base[i])
+            self.conflict[i] = None
 
         @precondition(lambda self: any(c is not None for c in self.conflict))
         @rule(choice=st.sampled_from([MINE, THEIRS]))
