@@ -60,8 +60,9 @@ def test_base_shares_the_tables_memory_and_every_column_still_edits() -> None:
 
 
 def test_a_table_made_for_saving_does_not_follow_later_edits(session: EditSession) -> None:
-    # The editor keeps this table as the saved version, or as "mine" of a merge: Arrow
-    # wraps numeric pandas columns without copying, so a later edit must not reach it.
+    # The editor keeps this table as the version it saved (a lost update's merge goes
+    # onto it): Arrow wraps numeric pandas columns without copying, so a later edit
+    # must not reach it.
     edits = {
         "lat_decimal": 1.25,
         "volume_filtered": 2.5,
