@@ -2,11 +2,16 @@
 
     uv run python tests/benchmarks/bench_grid.py [--rows 10000 100000] [--plain-max 1000000]
 
-For each size, both grids are opened in the same JupyterLab, one after the other, and
+For each size, the grids are opened in the same JupyterLab, one after the other, and
 measured the same way: Run All -> grid canvas painted (ms), JS heap after paint (MB),
 and main-thread time blocked by long tasks in the 3 s after one cell edit (ms).
 Ratios are Editor / plain, from the same run. Above ``--plain-max`` rows only the Editor
 runs (a plain DataGrid of 10M rows needs several GB of browser heap).
+
+A third notebook, "one page", loads the same master and shows only its first 500 rows
+in a plain DataGrid: the least any kernel-side window can cost here (the imports, the
+GetObject, one grid's JavaScript and first paint), without any editing machinery. Its
+ratio to the plain grid is the floor under the Editor's.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ import nbformat
 CELLS = {
     "plain": "import pandas as pd\nfrom ipydatagrid import DataGrid\nfrom s3grid import "
     "MasterStore\ndf = MasterStore.from_env().load().to_pandas()\n"
+    "DataGrid(df, editable=True, layout={'height': '420px'})",
+    "page": "import pandas as pd\nfrom ipydatagrid import DataGrid\nfrom s3grid import "
+    "MasterStore\ndf = MasterStore.from_env().load().table.slice(0, 500).to_pandas()\n"
     "DataGrid(df, editable=True, layout={'height': '420px'})",
     "editor": "from s3grid import Editor\nEditor.from_env()",
 }
@@ -127,7 +135,7 @@ def main() -> None:
                 headless=True,
                 args=[*CHROMIUM_ARGS, "--enable-precise-memory-info"],
             )
-            runs = (("plain", 8), ("editor", 9))  # the volume_filtered column
+            runs = (("plain", 8), ("page", 8), ("editor", 9))  # the volume_filtered column
             for name, col in runs if rows <= args.plain_max else runs[1:]:
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})
                 page = context.new_page()
@@ -139,18 +147,24 @@ def main() -> None:
         lab.wait(timeout=30)
     server.stop()
     for rows, r in results.items():
-        p, e = r.get("plain"), r["editor"]
-        print(f"{rows:,} rows            plain DataGrid    s3grid Editor    ratio")
+        p, f, e = r.get("plain"), r["page"], r["editor"]
+        print(
+            f"{rows:,} rows{'':<16}{'plain':>9}{'one page':>10}{'Editor':>9}"
+            f"{'Editor/plain':>14}{'page/plain':>12}"
+        )
         for key, label in (
             ("painted_ms", "Run All -> painted (ms)"),
             ("heap_mb", "JS heap (MB)"),
             ("blocked_ms", "blocked after edit (ms)"),
         ):
             if p is None:
-                print(f"  {label:<24}{'not run':>12}{e[key]:>17.0f}")
+                print(f"  {label:<24}{'not run':>9}{f[key]:>10.0f}{e[key]:>9.0f}")
                 continue
-            ratio = e[key] / p[key] if p[key] else float("nan")
-            print(f"  {label:<24}{p[key]:>12.0f}{e[key]:>17.0f}{ratio:>9.2f}x")
+            ratios = [x[key] / p[key] if p[key] else float("nan") for x in (e, f)]
+            print(
+                f"  {label:<24}{p[key]:>9.0f}{f[key]:>10.0f}{e[key]:>9.0f}"
+                f"{ratios[0]:>13.2f}x{ratios[1]:>11.2f}x"
+            )
 
 
 if __name__ == "__main__":
