@@ -109,6 +109,13 @@ class EditSession:
         self._stepped: _Op | None = None  # the op the last undo/redo applied
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
         self._exported: pd.DataFrame | None = None  # see to_table
+        # The rows the last window matched, in order, kept for paging. Counters say when
+        # they are out of date: a filter may read any column, so after any change; a sort
+        # alone, after a change of the row set or of the sorted column.
+        self._kept_rows: tuple[tuple[Any, ...], np.ndarray] | None = None
+        self._changes = 0
+        self._row_set_changes = 0
+        self._column_changes: dict[str, int] = {}
 
     # ----------------------------------------------------------------- queries
 
@@ -217,32 +224,48 @@ class EditSession:
     ) -> Window:
         """The rows to show: filtered by a pandas query, sorted, one page.
 
+        Over the whole table only row positions are computed; the page's rows are the
+        only ones copied. The filter's answer and the sort order are kept until an edit
+        could change them, so paging through a sorted 10M-row table does not sort again.
+
         Raises:
-            ValidationError: the filter is not a valid pandas query of this table.
+            ValidationError: the filter is not a valid pandas query of this table, or
+                ``sort_by`` is not a column.
         """
-        frame = self.df
-        if query.strip():
-            try:
-                mask = frame.eval(query)
-            except Exception as exc:  # pandas raises many types for a bad expression
-                raise ValidationError(
-                    f"Filter {query!r} is not valid: {exc}. Use pandas query syntax, e.g. "
-                    "tow == 4 and net > 0, or vessel.str.contains('Point')."
-                ) from exc
-            if not isinstance(mask, pd.Series) or mask.dtype.kind != "b":
-                raise ValidationError(
-                    f"Filter {query!r} must give true/false per row, e.g. tow == 4."
-                )
-            frame = frame[mask.fillna(False).to_numpy(dtype=bool)]
-        if sort_by:
-            if sort_by not in frame.columns:
-                raise ValidationError(f"Cannot sort by {sort_by!r}: no such column.")
-            frame = frame.sort_values(sort_by, ascending=ascending, kind="stable")
-        matching = len(frame)
+        rows = self._rows_shown(query.strip(), sort_by or None, ascending)
+        matching = len(self.df) if rows is None else len(rows)
         pages = max(1, -(-matching // page_size))
         page = min(max(page, 0), pages - 1)
         start = page * page_size
-        return Window(frame.iloc[start : start + page_size], page, pages, matching)
+        if rows is None:
+            frame = self.df.iloc[start : start + page_size]
+        else:
+            frame = self.df.iloc[rows[start : start + page_size]]
+        return Window(frame, page, pages, matching)
+
+    def _rows_shown(self, query: str, sort_by: str | None, ascending: bool) -> np.ndarray | None:
+        """Positions in ``df`` of the rows matching ``query``, in ``sort_by`` order (stable,
+        missing values last); None for every row in file order."""
+        if not query and not sort_by:
+            return None
+        if sort_by and sort_by not in self.df.columns:
+            raise ValidationError(f"Cannot sort by {sort_by!r}: no such column.")
+        key: tuple[Any, ...]
+        if query:  # a filter may read any column
+            key = ("filter", query, sort_by, ascending, self._changes)
+        else:
+            column_changes = self._column_changes.get(sort_by or "", 0)
+            key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
+        if self._kept_rows is None or self._kept_rows[0] != key:
+            self._kept_rows = None  # let the old answer go first (10M positions: 80 MB)
+            rows = np.flatnonzero(_matching(self.df, query)) if query else None
+            if sort_by:  # only the matching rows are sorted
+                column = self.df[sort_by] if rows is None else self.df[sort_by].iloc[rows]
+                order = _sorted_positions(column, ascending)
+                rows = order if rows is None else rows[order]
+            assert rows is not None
+            self._kept_rows = (key, rows)
+        return self._kept_rows[1]
 
     def to_table(self) -> pa.Table:
         """The working table in the master's schema, ready for ``MasterStore.save``.
@@ -355,7 +378,7 @@ class EditSession:
 
     def revert_all(self) -> None:
         """Drop every pending edit and the undo history."""
-        self.df = self.base.copy(deep=False)
+        self._replace_rows(self.base.copy(deep=False))
         self._dirty.clear()
         self._added.clear()
         self._deleted.clear()
@@ -363,10 +386,18 @@ class EditSession:
         self._undo.clear()
         self._redo.clear()
 
+    def _replace_rows(self, df: pd.DataFrame) -> None:
+        """Make ``df`` the working table (other rows, or other values anywhere)."""
+        self.df = df
+        self._changes += 1
+        self._row_set_changes += 1
+
     def _apply(self, op: _Op) -> None:
         n_base = len(self.base)
         if isinstance(op, _SetCell):
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
+            self._changes += 1
+            self._column_changes[op.column] = self._column_changes.get(op.column, 0) + 1
             if op.column in self.key_columns:
                 self._dups = None
             if op.row_id < n_base:
@@ -377,15 +408,15 @@ class EditSession:
             return
         self._dups = None
         if isinstance(op, _AddRows):
-            self.df = pd.concat([self.df, op.rows.astype(self.df.dtypes.to_dict())])
-            self.df = self.df.sort_index()
+            added = pd.concat([self.df, op.rows.astype(self.df.dtypes.to_dict())])
+            self._replace_rows(added.sort_index())
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
                     self._added.add(rid)
                 else:  # undoing a deletion
                     self._deleted.discard(rid)
         else:
-            self.df = self.df.drop(index=op.rows.index)
+            self._replace_rows(self.df.drop(index=op.rows.index))
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
                     self._added.discard(rid)
@@ -436,8 +467,35 @@ class EditSession:
             changed = ~equal_mask(base[col].iloc[kept_ids], target[col].iloc[kept_at])
             for rid in kept_ids[changed]:
                 session._dirty[(int(rid), col)] = py_value(base.at[int(rid), col])
-        session.df = target.sort_index()
+        session._replace_rows(target.sort_index())
         return session
+
+
+def _matching(frame: pd.DataFrame, query: str) -> np.ndarray:
+    """A boolean per row of ``frame``: does it match the pandas query (missing: no)?
+
+    Raises:
+        ValidationError: the query is not valid for ``frame``, or is not true/false per row.
+    """
+    try:
+        mask = frame.eval(query)
+    except Exception as exc:  # pandas raises many types for a bad expression
+        raise ValidationError(
+            f"Filter {query!r} is not valid: {exc}. Use pandas query syntax, e.g. "
+            "tow == 4 and net > 0, or vessel.str.contains('Point')."
+        ) from exc
+    if not isinstance(mask, pd.Series) or mask.dtype.kind != "b":
+        raise ValidationError(f"Filter {query!r} must give true/false per row, e.g. tow == 4.")
+    result: np.ndarray = mask.fillna(False).to_numpy(dtype=bool)
+    return result
+
+
+def _sorted_positions(column: pd.Series, ascending: bool) -> np.ndarray:
+    """Positions of ``column``'s values in sorted order: stable, missing values last, as
+    ``DataFrame.sort_values`` orders rows (but one column is sorted, not every column)."""
+    by_position = column.reset_index(drop=True)
+    order: np.ndarray = by_position.sort_values(ascending=ascending, kind="stable").index.to_numpy()
+    return order
 
 
 def _unique_in_arrow(keys: pd.DataFrame) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -149,6 +151,114 @@ def test_window_pages_filter_and_sort(session: EditSession) -> None:
     assert w.pages == 2
     assert list(w.frame["tow"]) == [2, 1]
     assert list(w.frame.index) == [5, 0]  # row ids, not positions
+
+
+_WINDOW_TABLE = pa.table(
+    {
+        "name": pa.array(["b", None, "a", "b", "c", None, "a", "b"], pa.string()),
+        "n": pa.array([2, None, 0, 1, None, 2, 1, 0], pa.int32()),
+        "x": pa.array([0.5, float("nan"), 0.1, 0.9, 0.5, None, 0.3, 0.5], pa.float64()),
+    }
+)
+_QUERIES = ["", "n > 0", "x < 0.6", "name == 'b'", "n >= 1 and x > 0.2"]
+_COLUMNS = ["name", "n", "x"]
+_VALUES = {"name": ["a", "b", "z", None], "n": [0, 1, 3, None], "x": [0.1, 0.5, 2.0, None]}
+
+_window_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("window"),
+            st.sampled_from(_QUERIES),
+            st.sampled_from([None, *_COLUMNS]),
+            st.booleans(),
+            st.integers(0, 3),
+        ),
+        st.tuples(
+            st.just("edit"), st.integers(0, 20), st.sampled_from(_COLUMNS), st.integers(0, 3)
+        ),
+        # the last window again (as paging does), maybe in the other direction
+        st.tuples(st.just("again"), st.booleans(), st.integers(0, 3)),
+        st.tuples(st.just("add"), st.integers(0, 3)),
+        st.tuples(st.just("delete"), st.integers(0, 20)),
+        st.tuples(st.just("undo"), st.booleans()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_window_steps)
+def test_windows_match_pandas_filter_and_sort_between_any_edits(steps: list[tuple]) -> None:
+    # The reference is what the window used to do: filter and sort the whole frame in
+    # pandas. After every step the last window is asked for again (as paging does): an
+    # edit must drop a kept order or filter answer that it changed.
+    m = Master(table=_WINDOW_TABLE, version_id="v", etag='"e"', key="k")
+    s = EditSession(m)
+    last: tuple[str, str | None, bool, int] = ("", None, True, 0)
+    for step in steps:
+        kind, *args = step
+        if kind == "window":
+            last = (args[0], args[1], args[2], args[3])
+        elif kind == "again":
+            flip, page = args
+            last = (last[0], last[1], last[2] != flip, page)
+        elif kind == "edit":
+            pos, column, value = args
+            if len(s.df):
+                rid = int(s.df.index[pos % len(s.df)])
+                s.set_cell(rid, column, _VALUES[column][value])
+        elif kind == "add":
+            s.add_row({c: _VALUES[c][args[0]] for c in _COLUMNS})
+        elif kind == "delete":
+            if len(s.df):
+                s.delete_rows([int(s.df.index[args[0] % len(s.df)])])
+        else:
+            (s.redo if args[0] else s.undo)()
+        query, sort_by, ascending, page = last
+        ref = s.df
+        if query:
+            ref = ref[ref.eval(query).fillna(False).to_numpy(dtype=bool)]
+        if sort_by:
+            ref = ref.sort_values(sort_by, ascending=ascending, kind="stable")
+        for size in (3, 100):  # one page, and every matching row in order
+            w = s.window(
+                query=query, sort_by=sort_by, ascending=ascending, page=page, page_size=size
+            )
+            assert w.matching_rows == len(ref), step
+            start = w.page * size
+            pd.testing.assert_frame_equal(w.frame, ref.iloc[start : start + size])
+
+
+def test_paging_a_sorted_window_does_not_sort_again(
+    session: EditSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3grid.session as session_mod
+
+    sorts = []
+    real = session_mod._sorted_positions
+
+    def counting(column: pd.Series, ascending: bool) -> Any:
+        sorts.append(column.name)
+        return real(column, ascending)
+
+    monkeypatch.setattr(session_mod, "_sorted_positions", counting)
+    for page in range(3):
+        session.window(sort_by="volume_filtered", page=page, page_size=5)
+    assert sorts == ["volume_filtered"]
+    session.set_cell(4, "lat_decimal", 1.5)  # not the sorted column: the order holds
+    session.window(sort_by="volume_filtered", page=1, page_size=5)
+    assert len(sorts) == 1
+    session.set_cell(4, "volume_filtered", -1.0)  # the sorted column: sorted again
+    first = session.window(sort_by="volume_filtered", page=0, page_size=5)
+    assert len(sorts) == 2
+    assert first.frame.index[0] == 4
+    session.delete_rows([4])  # the row set changed
+    assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] != 4
+    assert len(sorts) == 3
+    # With a filter, only its matching rows are sorted (and again after any edit).
+    session.window(query="net == 0", sort_by="tow", page_size=5)
+    session.window(query="net == 0", sort_by="tow", page=1, page_size=5)
+    assert len(sorts) == 4
 
 
 def test_large_master_window_and_duplicates_are_vectorised() -> None:
