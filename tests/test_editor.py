@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import s3grid.editor as editor_mod
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS, Editor, cell_text
 from s3grid.store import SaveResult
@@ -321,6 +322,43 @@ def test_save_says_it_is_running_and_locks_save_until_done(editor: Editor, fe: F
     assert seen[0][1:] == (True, True)
     assert "Saved version" in seen[-1][0]
     assert (editor.save_button.disabled, editor.reload_button.disabled) == (False, False)
+
+
+def test_slow_steps_on_a_large_table_say_so_while_they_run(
+    editor: Editor, fe: FrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    editor.message.observe(
+        lambda change: seen.append((change["new"], editor.save_button.disabled)), "value"
+    )
+    fe.type_into(3, "volume_filtered", 42.5)
+    said = editor.message.value
+    editor.sort_by.value = "tow"  # 50 rows: too quick to say anything
+    assert editor.message.value == said
+    assert len(seen) == 1
+
+    monkeypatch.setattr(editor_mod, "SAY_WORK_ROWS", 40)  # as if this were 1M rows
+    seen.clear()
+    editor.descending.value = True
+    # "Filtering and sorting (50 rows)…" with Save locked, then the message from before
+    assert "Filtering and sorting (50 rows)" in seen[0][0]
+    assert seen[0][1] is True
+    assert editor.message.value == said
+    assert editor.save_button.disabled is False
+    assert editor.grid.data.iloc[0]["tow"] >= editor.grid.data.iloc[1]["tow"]
+
+    seen.clear()
+    editor.grid.selections = [{"r1": 0, "c1": 1, "r2": 0, "c2": 1}]
+    assert editor.delete_selected() == 1
+    assert "Deleting (50 rows)" in seen[0][0]
+    assert seen[0][1] is True
+    assert editor.message.value.endswith("Deleted 1 row(s).</div>")
+    seen.clear()
+    deleted = editor.message.value
+    editor.undo()
+    assert "Undoing (49 rows)" in seen[0][0]
+    assert editor.message.value == deleted  # undo says nothing of its own
+    assert editor.session is not None and len(editor.session.df) == 50
 
 
 def test_after_a_save_a_new_duplicate_key_is_still_caught(
