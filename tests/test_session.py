@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import pandas as pd
 import pyarrow as pa
@@ -227,6 +228,22 @@ def test_windows_match_pandas_filter_and_sort_between_any_edits(steps: list[tupl
             assert w.matching_rows == len(ref), step
             start = w.page * size
             pd.testing.assert_frame_equal(w.frame, ref.iloc[start : start + size])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.integers(0, 40), min_size=1), st.data())
+def test_rows_put_back_land_in_row_id_order(ids: set[int], data: st.DataObject) -> None:
+    import s3grid.session as session_mod
+
+    everything = pd.DataFrame(
+        {"x": [float(i) for i in sorted(ids)], "s": [str(i) for i in sorted(ids)]},
+        index=pd.Index(sorted(ids), name="row"),
+    )
+    back = sorted(data.draw(st.sets(st.sampled_from(sorted(ids)), min_size=1)))
+    frame, rows = everything.drop(index=back), everything.loc[back]
+    for splice_max in (0, 1000):  # sorted in, and spliced in
+        with patch.object(session_mod, "_SPLICE_MAX", splice_max):
+            pd.testing.assert_frame_equal(session_mod._insert_by_id(frame, rows), everything)
 
 
 def test_paging_a_sorted_window_does_not_sort_again(
