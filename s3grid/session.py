@@ -392,6 +392,21 @@ class EditSession:
         self._changes += 1
         self._row_set_changes += 1
 
+    def _keep_order_without(self, gone: np.ndarray) -> None:
+        """The rows at positions ``gone`` (sorted) were deleted. A kept sort order holds
+        for the rest, renumbered: a stable sort of fewer rows keeps their relative order
+        (re-sorting 10M rows after deleting one took 2 s). A kept filter answer is not
+        kept: a query may compare rows with each other, e.g. ``x > x.mean()``."""
+        kept = self._kept_rows
+        if kept is None or kept[0][0] != "sort":
+            return
+        rows = kept[1]
+        rows = rows[~np.isin(rows, gone)]
+        rows -= np.searchsorted(gone, rows)
+        _, sort_by, ascending, _, column_changes = kept[0]
+        key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
+        self._kept_rows = (key, rows)
+
     def _apply(self, op: _Op) -> None:
         n_base = len(self.base)
         if isinstance(op, _SetCell):
@@ -416,7 +431,9 @@ class EditSession:
                 else:  # undoing a deletion
                     self._deleted.discard(rid)
         else:
+            gone = np.sort(self.df.index.get_indexer(op.rows.index))
             self._replace_rows(self.df.drop(index=op.rows.index))
+            self._keep_order_without(gone)
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
                     self._added.discard(rid)
