@@ -7,7 +7,7 @@ expected type; nothing is silently widened, truncated or turned into float.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = [
     "describe_type",
     "strip_metadata",
     "to_pandas",
+    "viewable",
 ]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
@@ -60,19 +61,33 @@ def to_pandas(table: pa.Table, *, share_buffers: bool = False) -> pd.DataFrame:
     return frame
 
 
-def contiguous(table: pa.Table) -> pa.Table:
-    """The table with every column in one chunk; the same table when it already is.
+def viewable(arrow_type: pa.DataType) -> bool:
+    """Whether ``to_pandas(share_buffers=True)`` can view a column of this type in place
+    (float, timestamp and duration, when in one chunk and without nulls). The others
+    (nullable ints and bools, strings) are converted, so copied, whatever their chunks."""
+    return bool(
+        pa.types.is_floating(arrow_type)
+        or pa.types.is_timestamp(arrow_type)
+        or pa.types.is_duration(arrow_type)
+    )
+
+
+def contiguous(table: pa.Table, *, columns: Iterable[str] | None = None) -> pa.Table:
+    """The table with every column (or each of ``columns``) in one chunk; the same table
+    when they already are.
 
     Columns are joined one at a time, each chunked original let go before the next, so
     the extra memory is one column (plus the original, for as long as a caller holds it).
     """
-    if all(col.num_chunks == 1 for col in table.columns):
+    wanted = set(table.column_names if columns is None else columns)
+    if all(table.column(name).num_chunks == 1 for name in wanted):
         return table
-    schema, columns = table.schema, []
-    for _ in range(table.num_columns):
-        columns.append(table.column(0).combine_chunks())
+    schema, joined = table.schema, []
+    for name in schema.names:
+        column = table.column(0)
+        joined.append(column.combine_chunks() if name in wanted else column)
         table = table.remove_column(0)
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(joined, schema=schema)
 
 
 def strip_metadata(schema: pa.Schema) -> pa.Schema:

@@ -159,6 +159,11 @@ def test_contiguous_joins_chunks_and_keeps_content() -> None:
     assert joined.equals(chunked)
     assert joined.schema == chunked.schema
     assert contiguous(joined) is joined  # already one chunk: untouched
+    # only the columns asked for: the others keep their chunks
+    some = contiguous(chunked, columns=["a"])
+    assert [col.num_chunks for col in some.columns] == [1, 2]
+    assert some.equals(chunked)
+    assert contiguous(some, columns=["a"]) is some
     no_chunks = pa.table({"a": pa.chunked_array([], type=pa.int32())})
     empty = contiguous(no_chunks)
     assert empty.num_rows == 0 and empty.column("a").num_chunks == 1

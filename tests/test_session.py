@@ -246,6 +246,24 @@ def test_rows_put_back_land_in_row_id_order(ids: set[int], data: st.DataObject) 
             pd.testing.assert_frame_equal(session_mod._insert_by_id(frame, rows), everything)
 
 
+def test_only_columns_pandas_can_view_are_joined_into_one_chunk() -> None:
+    # A saved table can arrive in chunks (an undone deletion splices rows back). Float
+    # and timestamp columns are joined so the base can view them; strings and nullable
+    # ints are converted by pandas anyway, so joining them would copy them for nothing.
+    table = pa.concat_tables([sample_master(30).slice(0, 10), sample_master(30).slice(10)])
+    m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
+    s = EditSession(m, key_columns=("tow", "net"))
+    chunks = {name: s.master.table.column(name).num_chunks for name in table.column_names}
+    assert chunks["lat_decimal"] == chunks["time_start_gmt"] == 1
+    assert chunks["vessel"] == chunks["tow"] == 2
+    arrow_address = s.master.table.column("lat_decimal").chunk(0).buffers()[1].address
+    assert s.base["lat_decimal"].to_numpy().ctypes.data == arrow_address
+    assert s.to_table().equals(table)
+    assert list(s.window(sort_by="vessel", page_size=30).frame["vessel"]) == sorted(
+        table.column("vessel").to_pylist()
+    )
+
+
 def test_paging_a_sorted_window_does_not_sort_again(
     session: EditSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
