@@ -269,17 +269,17 @@ def test_paging_a_sorted_window_does_not_sort_again(
 ) -> None:
     import s3grid.session as session_mod
 
-    sorts = []
+    sorts: list[tuple[str, int]] = []  # (column, rows sorted)
     real = session_mod._sorted_positions
 
     def counting(column: pd.Series, ascending: bool) -> Any:
-        sorts.append(column.name)
+        sorts.append((str(column.name), len(column)))
         return real(column, ascending)
 
     monkeypatch.setattr(session_mod, "_sorted_positions", counting)
     for page in range(3):
         session.window(sort_by="volume_filtered", page=page, page_size=5)
-    assert sorts == ["volume_filtered"]
+    assert sorts == [("volume_filtered", 30)]
     session.set_cell(4, "lat_decimal", 1.5)  # not the sorted column: the order holds
     session.window(sort_by="volume_filtered", page=1, page_size=5)
     assert len(sorts) == 1
@@ -294,10 +294,11 @@ def test_paging_a_sorted_window_does_not_sort_again(
     session.undo()  # the row comes back: sorted again
     assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] == 4
     assert len(sorts) == 3
-    # With a filter, only its matching rows are sorted (and again after any edit).
-    session.window(query="net == 0", sort_by="tow", page_size=5)
+    # With a filter, only its matching rows are sorted, once for every page.
+    matching = session.window(query="net == 0", sort_by="tow", page_size=5).matching_rows
     session.window(query="net == 0", sort_by="tow", page=1, page_size=5)
-    assert len(sorts) == 4
+    assert sorts[3:] == [("tow", matching)]
+    assert 0 < matching < 30
 
 
 def test_large_master_window_and_duplicates_are_vectorised() -> None:
