@@ -180,7 +180,7 @@ _window_steps = st.lists(
         # the last window again (as paging does), maybe in the other direction
         st.tuples(st.just("again"), st.booleans(), st.integers(0, 3)),
         st.tuples(st.just("add"), st.integers(0, 3)),
-        st.tuples(st.just("delete"), st.integers(0, 20)),
+        st.tuples(st.just("delete"), st.lists(st.integers(0, 20), min_size=1, max_size=3)),
         st.tuples(st.just("undo"), st.booleans()),
     ),
     max_size=25,
@@ -212,7 +212,7 @@ def test_windows_match_pandas_filter_and_sort_between_any_edits(steps: list[tupl
             s.add_row({c: _VALUES[c][args[0]] for c in _COLUMNS})
         elif kind == "delete":
             if len(s.df):
-                s.delete_rows([int(s.df.index[args[0] % len(s.df)])])
+                s.delete_rows([int(s.df.index[i % len(s.df)]) for i in args[0]])
         else:
             (s.redo if args[0] else s.undo)()
         query, sort_by, ascending, page = last
@@ -228,6 +228,51 @@ def test_windows_match_pandas_filter_and_sort_between_any_edits(steps: list[tupl
             assert w.matching_rows == len(ref), step
             start = w.page * size
             pd.testing.assert_frame_equal(w.frame, ref.iloc[start : start + size])
+
+
+_row_set_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("delete"), st.lists(st.integers(0, 20), min_size=1, max_size=4)),
+        st.tuples(st.just("add"), st.integers(0, 3)),
+        st.tuples(st.just("undo")),
+        st.tuples(st.just("redo")),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(_COLUMNS), st.booleans(), _row_set_steps)
+def test_rows_put_back_take_their_place_in_a_kept_sort(
+    column: str, ascending: bool, steps: list[tuple]
+) -> None:
+    # Undo of a deletion and redo of an add insert rows into a sorted window's kept
+    # order instead of sorting again; the order must be what pandas' stable sort of the
+    # whole frame gives, ties and missing values included.
+    import s3grid.session as session_mod
+
+    sorts = 0
+    real = session_mod._sorted_positions
+
+    def counting(values: pd.Series, asc: bool) -> Any:
+        nonlocal sorts
+        sorts += 1
+        return real(values, asc)
+
+    s = EditSession(Master(table=_WINDOW_TABLE, version_id="v", etag='"e"', key="k"))
+    with patch.object(session_mod, "_sorted_positions", counting):
+        s.window(sort_by=column, ascending=ascending)
+        for kind, *args in steps:
+            if kind == "delete" and len(s.df):
+                s.delete_rows([int(s.df.index[i % len(s.df)]) for i in args[0]])
+            elif kind == "add":
+                s.add_row({c: _VALUES[c][args[0]] for c in _COLUMNS})
+            elif kind in ("undo", "redo"):
+                getattr(s, kind)()
+            w = s.window(sort_by=column, ascending=ascending, page_size=100)
+            ref = s.df.sort_values(column, ascending=ascending, kind="stable")
+            pd.testing.assert_frame_equal(w.frame, ref, obj=str((kind, *args)))
+    assert sorts == 1  # every row-set change kept the order
 
 
 @settings(max_examples=100, deadline=None)
@@ -291,7 +336,12 @@ def test_paging_a_sorted_window_does_not_sort_again(
     after = session.window(sort_by="volume_filtered", page_size=5).frame
     assert list(after.index[:4]) == list(first.frame.index[1:])
     assert len(sorts) == 2
-    session.undo()  # the row comes back: sorted again
+    session.undo()  # the row comes back to its place in the order: no new sort
+    assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] == 4
+    assert len(sorts) == 2
+    many = [int(i) for i in session.df.index[: session_mod._PLACE_MAX + 1]]
+    session.delete_rows(many)
+    session.undo()  # too many rows to place one by one: sorted again
     assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] == 4
     assert len(sorts) == 3
     # With a filter, only its matching rows are sorted, once for every page.
