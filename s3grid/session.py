@@ -553,7 +553,10 @@ def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([p for p in pieces if len(p)])
 
 
-_PLACE_MAX = 16  # rows placed into a kept sort one at a time; for more, sort again
+# Rows placed into a kept sort one at a time; for more, sort again. Placing one row of
+# 10M took 18 ms for a float column and 76 ms for a string one, against 1.6 s and 1.2 s
+# to sort them; eight rows stay well under either sort.
+_PLACE_MAX = 8
 
 
 def _places_in_order(column: pd.Series, rows: np.ndarray, ascending: bool) -> np.ndarray:
