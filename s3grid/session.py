@@ -197,8 +197,9 @@ class EditSession:
     def duplicates(self) -> dict[Key, list[int]]:
         """Key values held by more than one row, with those rows' ids.
 
-        One vectorised pass (no Python object per row), cached until a key cell, a row
-        addition or a deletion changes the keys.
+        One vectorised pass (no Python object per row), cached until a key cell or a row
+        addition changes the keys. A deletion can only end duplicates, so it looks again
+        only when there were some.
         """
         if self._dups is None:
             self._dups = self._find_duplicates()
@@ -464,8 +465,8 @@ class EditSession:
                 if not values_equal(original, op.new):
                     self._dirty[key] = original
             return
-        self._dups = None
         if isinstance(op, _AddRows):
+            self._dups = None  # an added or put-back row may repeat a key
             rows = op.rows.astype(self.df.dtypes.to_dict()).sort_index()
             self._replace_rows(_insert_by_id(self.df, rows))
             self._keep_order_with(self._positions(rows.index))
@@ -475,6 +476,8 @@ class EditSession:
                 else:  # undoing a deletion
                     self._deleted.discard(rid)
         else:
+            if self._dups:  # a deletion can end duplicates, never start one: none stay none
+                self._dups = None
             gone = self._positions(op.rows.index)
             self._replace_rows(_without(self.df, gone))
             self._keep_order_without(gone)

@@ -134,6 +134,25 @@ def test_duplicates_cached_and_refreshed_on_key_edits(session: EditSession) -> N
     assert list(session.duplicates()) == [(1, 2)]
 
 
+def test_a_deletion_looks_for_duplicates_again_only_if_there_were_some(
+    session: EditSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks = []
+    real = session._find_duplicates
+    monkeypatch.setattr(session, "_find_duplicates", lambda: looks.append(1) or real())
+    assert session.duplicates() == {}
+    session.delete_rows([5])  # no duplicates before: none after, no new look
+    assert session.duplicates() == {}
+    assert len(looks) == 1
+    session.set_cell(1, "net", 0)  # (1, 1) -> (1, 0): a duplicate of row 0
+    session.delete_rows([7])  # another row: the duplicate stays
+    assert session.duplicates() == {(1, 0): [0, 1]}
+    session.delete_rows([0])  # one of the pair: it ends
+    assert session.duplicates() == {}
+    assert session.undo()  # row 0 comes back, and so does the duplicate
+    assert session.duplicates() == {(1, 0): [0, 1]}
+
+
 def test_refusals(session: EditSession) -> None:
     with pytest.raises(SchemaError, match="Row 2, column 'tow'"):
         session.set_cell(2, "tow", "x")
