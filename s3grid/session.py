@@ -535,7 +535,7 @@ class EditSession:
         return session
 
 
-_SPLICE_MAX = 1000  # rows put back one slice each; for more, one sort is quicker
+_SPLICE_MAX = 1000  # rows put back or cut out one slice each; for more, a sort or a mask
 
 
 def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -566,8 +566,8 @@ def _without(frame: pd.DataFrame, gone: np.ndarray) -> pd.DataFrame:
     """``frame`` without the rows at positions ``gone`` (sorted, unique).
 
     A few rows are cut out by joining the slices between them, one copy of the rest
-    (``drop`` hashed all 10M row ids, then took every row of every column: 2.3-2.9 s for
-    one row; the slices, 0.1-0.3 s).
+    (``drop`` hashed all 10M row ids, then took every row of every column: 2.7-3.0 s for
+    one row; the slices, 0.1-0.5 s).
     """
     if len(gone) > _SPLICE_MAX:
         keep = np.ones(len(frame), dtype=bool)
