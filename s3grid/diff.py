@@ -29,6 +29,7 @@ __all__ = [
     "equal_mask",
     "keys_unique",
     "py_value",
+    "row_sources",
     "three_way_merge",
     "values_equal",
 ]
@@ -234,6 +235,37 @@ def _match_rows(
     return _MatchedRows(
         len(o_idx), o_idx, n_idx, np.flatnonzero(unmatched_new), np.flatnonzero(unmatched_old)
     )
+
+
+def row_sources(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ()) -> np.ndarray:
+    """For each row of ``new``, the position of the same row in ``old``, or -1.
+
+    Rows are the same when their keys are equal (empty keys included); without key
+    columns, when they sit at the same position. Keys must be unique in both. As in
+    :func:`diff_tables`, rows are matched in Arrow (in place when the keys line up, else
+    by a join) and through pandas only for empty keys or a key type Arrow cannot join.
+    """
+    keys = _shared_keys(old, new, key_columns)
+    sources = np.full(new.num_rows, -1, dtype=np.int64)
+    if not keys:
+        common = min(old.num_rows, new.num_rows)
+        sources[:common] = np.arange(common)
+        return sources
+    if not any(old.column(k).null_count or new.column(k).null_count for k in keys):
+        try:
+            rows = _match_rows(old, new, keys, in_old_order=False)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # a key type Arrow's join does not take: pandas below
+        else:
+            if rows.old is None or rows.new is None:
+                sources[: rows.common] = np.arange(rows.common)
+            else:
+                sources[rows.new] = rows.old
+            return sources
+    old_keys = pd.MultiIndex.from_frame(to_pandas(old.select(list(keys))))
+    new_keys = pd.MultiIndex.from_frame(to_pandas(new.select(list(keys))))
+    found: np.ndarray = old_keys.get_indexer(new_keys).astype(np.int64)
+    return found
 
 
 def _keys_at(table: pa.Table, keys: tuple[str, ...], positions: np.ndarray) -> list[Key]:

@@ -24,6 +24,7 @@ from s3grid.diff import (
     equal_mask,
     keys_unique,
     py_value,
+    row_sources,
     values_equal,
 )
 from s3grid.errors import ValidationError
@@ -506,13 +507,9 @@ class EditSession:
         session = cls(master, key_columns=key_columns, read_only_columns=read_only_columns)
         target = to_pandas(table)
         base = session.base
-        if key_columns:
-            base_keys = pd.MultiIndex.from_frame(base[list(key_columns)])
-            target_keys = pd.MultiIndex.from_frame(target[list(key_columns)])
-            ids = base_keys.get_indexer(target_keys)
-        else:
-            ids = np.arange(len(target))
-            ids[ids >= len(base)] = -1
+        # Matched in Arrow: a merge's result mostly keeps the master's rows in place
+        # (pandas' key indexes took 0.9 s at 10M rows to find that).
+        ids = row_sources(session.master.table, table, key_columns)
         new = ids < 0
         ids = ids.copy()
         ids[new] = np.arange(len(base), len(base) + int(new.sum()))

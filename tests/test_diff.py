@@ -16,6 +16,7 @@ from s3grid.diff import (
     count_changes,
     diff_tables,
     keys_unique,
+    row_sources,
     three_way_merge,
 )
 
@@ -291,6 +292,43 @@ def test_merge_keeps_my_new_row_with_an_empty_key() -> None:
     assert rows[0]["v"] == 9.0  # theirs
     assert rows[-1] == {"tow": None, "net": 5, "v": 7.5, "s": "new"}  # mine
     assert r.table.num_rows == 5
+
+
+_KEY_PAIRS = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), unique=True, max_size=10)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(old=_KEY_PAIRS, extra=_KEY_PAIRS, empty_key=st.booleans(), data=st.data())
+def test_row_sources_find_each_row_by_key_or_position(
+    old: list[tuple[int | None, int]],
+    extra: list[tuple[int | None, int]],
+    empty_key: bool,
+    data: st.DataObject,
+) -> None:
+    # new: old's first rows (matched in place), or some of its rows in its order or
+    # shuffled (by a join); then rows old lacks. A row with an empty key on both sides
+    # is matched by pandas, as an Arrow join never matches empty keys.
+    if empty_key:
+        old = [*old, (None, 0)]
+    how = data.draw(st.sampled_from(["first", "in order", "shuffled"]))
+    kept = data.draw(st.permutations(old)) if old else []
+    kept = kept[: data.draw(st.integers(0, len(kept)))]
+    if how == "first":
+        kept = old[: len(kept)]
+    elif how == "in order":
+        kept = [k for k in old if k in kept]
+    new = kept + [k for k in extra if k not in old]
+
+    def keyed(pairs: list[tuple[int | None, int]]) -> pa.Table:
+        return pa.table(
+            {"tow": pa.array([p[0] for p in pairs], pa.int32()), "net": [p[1] for p in pairs]}
+        )
+
+    where = {k: i for i, k in enumerate(old)}
+    found = row_sources(keyed(old), keyed(new), ("tow", "net"))
+    assert found.tolist() == [where.get(k, -1) for k in new]
+    by_position = row_sources(keyed(old), keyed(new))  # no key columns: by position
+    assert by_position.tolist() == [i if i < len(old) else -1 for i in range(len(new))]
 
 
 def test_diff_of_a_column_whose_type_changed_falls_back_to_pandas() -> None:
