@@ -30,6 +30,7 @@ __all__ = [
     "keys_unique",
     "py_value",
     "row_sources",
+    "same_values",
     "three_way_merge",
     "values_equal",
 ]
@@ -339,6 +340,17 @@ def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     both_missing = pc.and_(a_missing, b_missing)
     neither_missing = pc.invert(pc.or_(a_missing, b_missing))
     return pc.or_(both_missing, pc.and_(equal, neither_missing))
+
+
+def same_values(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Null-aware equality of two columns, row by row, as :func:`equal_mask` (missing
+    equals missing, NaN included): in Arrow, or in pandas for a type Arrow cannot
+    compare."""
+    try:
+        same: np.ndarray = _same(a, b).to_numpy(zero_copy_only=False)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return equal_mask(a.to_pandas(), b.to_pandas())
+    return same
 
 
 def keys_unique(keys: pa.Table) -> bool | None:

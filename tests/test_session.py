@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import patch
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3grid.diff import diff_tables
 from s3grid.errors import SchemaError, ValidationError
 from s3grid.sample import sample_master
 from s3grid.session import EditSession
@@ -385,6 +387,77 @@ def test_paging_a_sorted_window_does_not_sort_again(
     session.window(query="net == 0", sort_by="tow", page=1, page_size=5)
     assert sorts[3:] == [("tow", matching)]
     assert 0 < matching < 30
+
+
+_CONTENT_MASTER = pa.table(
+    {
+        "k": pa.array([3, 1, 4, 5, 9, 2, 6], pa.int32()),
+        "name": pa.array(["c", "a", None, "e", "i", "b", "f"]),
+        "x": pa.array([0.3, 0.1, 0.4, None, 0.9, 0.2, 0.6]),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keep=st.lists(st.booleans(), min_size=7, max_size=7),
+    edits=st.lists(
+        st.tuples(st.integers(0, 6), st.sampled_from(["name", "x"]), st.integers(0, 3)),
+        max_size=4,
+    ),
+    new_keys=st.lists(st.sampled_from([7, 8, 10, 11]), unique=True, max_size=2),
+    shuffle=st.booleans(),
+)
+def test_content_becomes_exactly_its_diff_as_pending_edits(
+    keep: list[bool],
+    edits: list[tuple[int, str, int]],
+    new_keys: list[int],
+    shuffle: bool,
+) -> None:
+    # A merge's result on the master: some rows deleted, cells changed, rows added,
+    # maybe in another order. The session must hold exactly that content (in row-id
+    # order), and pend exactly what diff_tables finds between the two.
+    values = {"name": ["a", "z", None, "q"], "x": [0.1, 5.5, None, float("nan")]}
+    rows = _CONTENT_MASTER.to_pylist()
+    for pos, column, value in edits:
+        rows[pos][column] = values[column][value]
+    kept = [r for r, k in zip(rows, keep, strict=True) if k]
+    added = [{"k": k, "name": "new", "x": float(k)} for k in new_keys]
+    content = pa.Table.from_pylist(
+        (kept[::-1] if shuffle else kept) + added, schema=_CONTENT_MASTER.schema
+    )
+    m = Master(table=_CONTENT_MASTER, version_id="v", etag='"e"', key="k")
+    s = EditSession.from_content(m, content, key_columns=("k",))
+    # pandas holds a missing float as NaN: NaN and null both come back as null
+    expected = pa.Table.from_pylist(
+        [{c: None if v != v else v for c, v in r.items()} for r in kept + added],
+        schema=_CONTENT_MASTER.schema,
+    )
+    assert s.to_table().equals(expected)
+    want = diff_tables(_CONTENT_MASTER, content, ("k",))
+    got = s.changes()
+    assert sorted(got.cells, key=repr) == sorted(want.cells, key=repr)
+    assert sorted(got.added) == sorted(want.added)
+    assert sorted(got.deleted) == sorted(want.deleted)
+    assert s.pending == len(want.cells) + len(want.added) + len(want.deleted)
+
+
+def test_content_shares_the_master_columns_it_does_not_change() -> None:
+    table = sample_master(100)
+    m = Master(table=table, version_id="v", etag='"e"', key="k")
+    volume = table.column("volume_filtered").to_numpy().copy()
+    volume[7] = 1234.5
+    content = table.set_column(
+        table.schema.get_field_index("volume_filtered"), "volume_filtered", pa.array(volume)
+    )
+    s = EditSession.from_content(m, content, key_columns=("tow", "net"))
+    assert s.pending == 1
+    assert s.value(7, "volume_filtered") == 1234.5
+    # the unchanged float column is still the master's memory, the changed one a copy
+    assert np.shares_memory(s.df["lat_decimal"].to_numpy(), s.base["lat_decimal"].to_numpy())
+    assert not np.shares_memory(
+        s.df["volume_filtered"].to_numpy(), s.base["volume_filtered"].to_numpy()
+    )
 
 
 def test_large_master_window_and_duplicates_are_vectorised() -> None:
