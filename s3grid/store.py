@@ -876,13 +876,9 @@ class MasterStore:
             )
         table = table.replace_schema_metadata(None)
         self.validate(table)
-        expect = ExpectEtag(None)
-        expect.validate(
-            self.bucket.head(self.cfg.master_key), key=self.bucket.url(self.cfg.master_key)
-        )
         return self._locked_save(
             table,
-            expect=expect,
+            expect=ExpectEtag(None),
             note=note,
             source=source,
             prepare=lambda: ChangeCounts(0, table.num_rows, 0),  # validated above
@@ -946,6 +942,14 @@ class MasterStore:
         save_id = new_save_id(saved_at)
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
             preparing = pool.submit(prepare)
+            try:
+                # A master that has already moved on is a conflict now, not after encoding
+                # and sending the whole table (5.6 s at 10M rows). The conditional PUT
+                # still decides.
+                self._check_still(expect)
+            except (ConflictError, StoreUnavailableError):
+                preparing.result()  # a table that cannot be saved anyway says so first
+                raise
             # The encoder stays on this thread: the body grows by reallocation, and in a
             # worker thread glibc serves that from a per-thread arena that keeps every
             # outgrown copy (a 33 MB body peaked at +101 MB there, +38 MB here).
@@ -1038,6 +1042,15 @@ class MasterStore:
             return tuple(older[: older.index(expect.version_id)])
         return (older[0],)
 
+    def _check_still(self, expect: ExpectEtag) -> None:
+        """Raise :class:`ConflictError` if the master is no longer the expected version."""
+        url = self.bucket.url(self.cfg.master_key)
+        try:
+            current = self._head_master()
+        except StoreUnavailableError as exc:
+            raise _unreachable(url, exc) from exc
+        expect.validate(current, key=url)
+
     def _head_master(self) -> dict[str, Any] | None:
         return self.bucket.head(self.cfg.master_key)
 
@@ -1079,10 +1092,7 @@ class MasterStore:
                             f"save {meta.save_id} landed, and run `s3grid reconcile`.",
                             maybe_committed=True,
                         ) from head_exc
-                    raise StoreUnavailableError(
-                        f"Could not save to {url}: S3 is unreachable ({exc}). Nothing was "
-                        "written; your edits are kept. Check the endpoint and retry.",
-                    ) from exc
+                    raise _unreachable(url, exc) from exc
                 if ours(current):
                     assert current is not None
                     return current.get("VersionId") or "null", current["ETag"]
@@ -1256,6 +1266,13 @@ class MasterStore:
         except ConflictError:
             return False  # IfNoneMatch: someone else (another reconcile) wrote it first
         return True
+
+
+def _unreachable(url: str, exc: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"Could not save to {url}: S3 is unreachable ({exc}). Nothing was written; your "
+        "edits are kept. Check the endpoint and retry.",
+    )
 
 
 def _utc(value: datetime | str | None) -> datetime | None:

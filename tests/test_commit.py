@@ -15,6 +15,7 @@ from s3grid import (
     MasterStore,
     S3GridConfig,
     StoreUnavailableError,
+    ValidationError,
 )
 from tests.conftest import all_objects
 
@@ -67,13 +68,20 @@ def test_outcome_unknown_when_s3_stays_down(
     m = master_store.load()
     flaky_master_put(master_store, send_first=True)
 
-    def head_down(*_: Any, **__: Any) -> Any:
+    real_head = master_store.bucket.head
+    heads: list[str] = []
+
+    def head_down(*args: Any, **kwargs: Any) -> Any:
+        heads.append("head")
+        if len(heads) == 1:  # the look before encoding: S3 is still up then
+            return real_head(*args, **kwargs)
         raise StoreUnavailableError("HEAD failed: S3 is unreachable")
 
     monkeypatch.setattr(master_store.bucket, "head", head_down)
     with pytest.raises(StoreUnavailableError, match="may or may not have been committed") as info:
         master_store.save(m.to_pandas(), base=m, note="unknown")
     assert info.value.maybe_committed
+    assert len(heads) == 2  # before the save, and after the PUT whose answer was lost
     monkeypatch.undo()
     assert len(master_store.reconcile()) == 1  # the landed version gets its snapshot+audit
 
@@ -120,7 +128,7 @@ def test_racing_savers_one_winner_per_round(
     assert len(snapshots) == rounds + 1
 
 
-def without_lock(store: MasterStore) -> None:
+def ignoring_if_match(store: MasterStore) -> None:
     """A store without atomic conditional writes: the master PUT ignores IfMatch."""
     client = store.bucket.client
     real = client.put_object
@@ -131,6 +139,46 @@ def without_lock(store: MasterStore) -> None:
         return real(**kwargs)
 
     client.put_object = put_object
+
+
+def without_lock(store: MasterStore) -> None:
+    """A store that ignores IfMatch, where a colleague's save lands between the save's
+    look at the master and its PUT (the race that look cannot close): a lost update."""
+    ignoring_if_match(store)
+    store._check_still = lambda expect: None  # type: ignore[method-assign]
+
+
+def test_a_save_looks_first_so_a_lockless_store_still_refuses_a_stale_base(
+    master_store: MasterStore,
+    cfg: S3GridConfig,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Through a store that ignores IfMatch, a save on a base a colleague has already
+    # replaced is refused by the look before the save: nothing is encoded or sent.
+    import s3grid.store as store_mod
+
+    a, b = MasterStore(cfg), MasterStore(cfg)
+    ignoring_if_match(b)
+    ma, mb = a.load(), b.load()
+    a.save(ma.to_pandas().assign(volume_filtered=1.0), base=ma, note="A")
+    before = all_objects(s3, bucket)
+    encodes: list[int] = []
+    real_encode = store_mod.encode_table
+
+    def encode(*args: Any, **kwargs: Any) -> bytes:
+        encodes.append(1)
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(store_mod, "encode_table", encode)
+    with pytest.raises(ConflictError, match="Nothing was written"):
+        b.save(mb.to_pandas().assign(volume_filtered=2.0), base=mb, note="B")
+    assert encodes == []
+    # a table that could not be saved anyway says so first, as it did before the look
+    with pytest.raises(ValidationError, match="empty table"):
+        b.save(mb.to_pandas().iloc[:0], base=mb, note="B, empty")
+    assert all_objects(s3, bucket) == before
 
 
 def test_lost_update_is_detected_named_and_audited(

@@ -115,8 +115,14 @@ def test_equal_data_still_gets_new_etag(master_store: MasterStore) -> None:
     assert res.cells_changed == 0
 
 
+@pytest.mark.parametrize("race", [False, True])
 def test_two_writers_step_by_step(
-    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str
+    master_store: MasterStore,
+    cfg: S3GridConfig,
+    s3: Any,
+    bucket: str,
+    race: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     a = MasterStore(cfg)
     b = MasterStore(cfg)
@@ -124,6 +130,12 @@ def test_two_writers_step_by_step(
     mb = b.load()
     res_a = a.save(edit_volume(ma.to_pandas(), 1, 11.0), base=ma, note="A")
     before = all_objects(s3, bucket)
+    puts: list[str] = []
+    b.bucket.client.meta.events.register(
+        "before-send.s3.PutObject", lambda **kw: puts.append(kw["request"].url)
+    )
+    if race:  # A's save lands after B's look at the master: B's conditional PUT refuses
+        monkeypatch.setattr(b, "_check_still", lambda expect: None)
     with pytest.raises(ConflictError) as info:
         b.save(edit_volume(mb.to_pandas(), 2, 22.0), base=mb, note="B")
     assert all_objects(s3, bucket) == before
@@ -134,6 +146,7 @@ def test_two_writers_step_by_step(
     assert err.saved_by and err.saved_at
     assert err.current_note == "A"
     assert "Nothing was written" in str(err)
+    assert len(puts) == (1 if race else 0)  # without the race, refused before any PUT
     current = a.load().to_pandas()
     assert current.loc[1, "volume_filtered"] == 11.0
     assert current.loc[2, "volume_filtered"] != 22.0
@@ -444,13 +457,16 @@ def test_multipart_save_commits_with_a_conditional_complete(
     )
 
 
+@pytest.mark.parametrize("race", [False, True])
 def test_stale_multipart_save_is_a_conflict_and_leaves_nothing(
-    master_store: MasterStore, s3: Any, bucket: str
+    master_store: MasterStore, s3: Any, bucket: str, race: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _in_parts(master_store)
     base = store.load()
     theirs = store.save(edit_volume(base.to_pandas(), 1, 1.5), base=base, note="theirs first")
     before = all_objects(s3, bucket)
+    if race:  # their save lands after our look at the master: the complete refuses ours
+        monkeypatch.setattr(store, "_check_still", lambda expect: None)
     with pytest.raises(ConflictError):
         store.save(edit_volume(base.to_pandas(), 2, 2.5), base=base, note="mine, stale")
     assert all_objects(s3, bucket) == before  # no master version, snapshot or audit
