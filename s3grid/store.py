@@ -936,8 +936,9 @@ class MasterStore:
         prepare: Callable[[], ChangeCounts],
     ) -> SaveResult:
         """Steps 2-5 of the save. ``prepare`` validates and counts the changes; it runs
-        while the body encodes (both are Arrow work that releases the GIL), and nothing
-        is sent unless it returns."""
+        while the master is looked at (a base that moved on fails here, before any
+        encoding) and while the body encodes (both are Arrow work that releases the GIL).
+        Nothing is sent unless it returns."""
         saved_at = datetime.now(UTC)
         save_id = new_save_id(saved_at)
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
@@ -946,7 +947,7 @@ class MasterStore:
                 # A master that has already moved on is a conflict now, not after encoding
                 # and sending the whole table (5.6 s at 10M rows). The conditional PUT
                 # still decides.
-                self._check_still(expect)
+                self._check_unchanged(expect)
             except (ConflictError, StoreUnavailableError):
                 preparing.result()  # a table that cannot be saved anyway says so first
                 raise
@@ -1042,7 +1043,7 @@ class MasterStore:
             return tuple(older[: older.index(expect.version_id)])
         return (older[0],)
 
-    def _check_still(self, expect: ExpectEtag) -> None:
+    def _check_unchanged(self, expect: ExpectEtag) -> None:
         """Raise :class:`ConflictError` if the master is no longer the expected version."""
         url = self.bucket.url(self.cfg.master_key)
         try:

@@ -145,7 +145,7 @@ def without_lock(store: MasterStore) -> None:
     """A store that ignores IfMatch, where a colleague's save lands between the save's
     look at the master and its PUT (the race that look cannot close): a lost update."""
     ignoring_if_match(store)
-    store._check_still = lambda expect: None  # type: ignore[method-assign]
+    store._check_unchanged = lambda expect: None  # type: ignore[method-assign]
 
 
 def test_a_save_looks_first_so_a_lockless_store_still_refuses_a_stale_base(
