@@ -409,25 +409,22 @@ class EditSession:
         for the rest, renumbered: a stable sort of fewer rows keeps their relative order
         (re-sorting 10M rows after deleting one took 2 s). A kept filter answer is not
         kept: a query may compare rows with each other, e.g. ``x > x.mean()``."""
-        kept = self._kept_rows
-        if kept is None or kept[0][0] != "sort":
+        kept = self._carried_sort()
+        if kept is None:
             return
-        rows = kept[1]
-        rows = rows[~np.isin(rows, gone)]
+        rows = kept[1][~np.isin(kept[1], gone)]
         rows -= np.searchsorted(gone, rows)
-        _, sort_by, ascending, _, column_changes = kept[0]
-        key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
-        self._kept_rows = (key, rows)
+        self._carry_sort(kept, rows)
 
     def _keep_order_with(self, added: np.ndarray) -> None:
         """Rows were inserted at positions ``added`` (sorted). A kept sort order takes
         them in where a stable sort would put them: two comparisons over the column per
         row instead of sorting it again (1.6 s for 10M rows of floats). A kept filter
         answer is not kept, as in :meth:`_keep_order_without`."""
-        kept = self._kept_rows
-        if kept is None or kept[0][0] != "sort" or len(added) > _PLACE_MAX:
+        kept = self._carried_sort()
+        if kept is None or len(added) > _PLACE_MAX:
             return
-        _, sort_by, ascending, _, column_changes = kept[0]
+        _, sort_by, ascending, *_ = kept[0]
         try:
             places = _places_in_order(self.df[sort_by], added, ascending)
         except (TypeError, ValueError):
@@ -442,8 +439,22 @@ class EditSession:
         # Old position q moved up by the inserted rows that now sit before it.
         old = kept[1]
         order[rest] = old + np.searchsorted(added - np.arange(len(added)), old, side="right")
+        self._carry_sort(kept, order)
+
+    def _carried_sort(self) -> tuple[tuple[Any, ...], np.ndarray] | None:
+        """The kept sort order, if it was up to date just before the row change just
+        made. A filter answer is never carried, and neither is an order that an earlier
+        change (Revert all, say) left out of date: renumbering it would revive it."""
+        kept = self._kept_rows
+        if kept is None or kept[0][0] != "sort" or kept[0][3] != self._row_set_changes - 1:
+            return None
+        return kept
+
+    def _carry_sort(self, kept: tuple[tuple[Any, ...], np.ndarray], rows: np.ndarray) -> None:
+        """Keep ``rows`` as the order of ``kept``'s sort over the current row set."""
+        _, sort_by, ascending, _, column_changes = kept[0]
         key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
-        self._kept_rows = (key, order)
+        self._kept_rows = (key, rows)
 
     def _positions(self, row_ids: pd.Index) -> np.ndarray:
         """Positions in ``df`` of rows that are in it, sorted. ``df`` is in row-id order, so

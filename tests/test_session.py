@@ -203,6 +203,7 @@ _window_steps = st.lists(
         st.tuples(st.just("add"), st.integers(0, 3)),
         st.tuples(st.just("delete"), st.lists(st.integers(0, 20), min_size=1, max_size=3)),
         st.tuples(st.just("undo"), st.booleans()),
+        st.tuples(st.just("revert")),
     ),
     max_size=25,
 )
@@ -234,6 +235,8 @@ def test_windows_match_pandas_filter_and_sort_between_any_edits(steps: list[tupl
         elif kind == "delete":
             if len(s.df):
                 s.delete_rows([int(s.df.index[i % len(s.df)]) for i in args[0]])
+        elif kind == "revert":
+            s.revert_all()
         else:
             (s.redo if args[0] else s.undo)()
         query, sort_by, ascending, page = last
@@ -257,6 +260,7 @@ _row_set_steps = st.lists(
         st.tuples(st.just("add"), st.integers(0, 3)),
         st.tuples(st.just("undo")),
         st.tuples(st.just("redo")),
+        st.tuples(st.just("revert")),
     ),
     max_size=12,
 )
@@ -290,10 +294,28 @@ def test_rows_put_back_take_their_place_in_a_kept_sort(
                 s.add_row({c: _VALUES[c][args[0]] for c in _COLUMNS})
             elif kind in ("undo", "redo"):
                 getattr(s, kind)()
+            elif kind == "revert":
+                s.revert_all()
             w = s.window(sort_by=column, ascending=ascending, page_size=100)
             ref = s.df.sort_values(column, ascending=ascending, kind="stable")
             pd.testing.assert_frame_equal(w.frame, ref, obj=str((kind, *args)))
-    assert sorts == 1  # every row-set change kept the order
+    # every deletion, add, undo and redo kept the order; Revert all sorts again
+    assert sorts == 1 + sum(1 for kind, *_ in steps if kind == "revert")
+
+
+def test_a_sort_order_left_out_of_date_is_not_carried_through_a_later_edit() -> None:
+    # Revert all leaves the kept order out of date; a deletion right after it (no window
+    # asked in between) must not renumber that old order and serve it as current.
+    table = pa.table({"x": pa.array([5.0, 3.0, 1.0, 4.0])})
+    s = EditSession(Master(table=table, version_id="v", etag='"e"', key="k"))
+    s.window(sort_by="x")
+    s.add_row({"x": 0.5})
+    assert list(s.window(sort_by="x").frame.index) == [4, 2, 1, 3, 0]
+    s.revert_all()
+    s.delete_rows([0])
+    assert list(s.window(sort_by="x").frame.index) == [2, 1, 3]
+    s.add_row({"x": 2.0})  # and an insertion after it is placed into a current order
+    assert list(s.window(sort_by="x").frame.index) == [2, 5, 1, 3]  # ids are not reused
 
 
 def test_an_undo_in_a_sort_by_a_column_without_order_sorts_again() -> None:
