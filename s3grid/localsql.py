@@ -1,7 +1,8 @@
 """The DuckDB engine: run a bulk-edit SELECT on this machine, against the master's Arrow table.
 
 No httpfs (it cannot be installed offline): the master is already in memory as Arrow,
-so DuckDB reads it zero-copy and returns Arrow.
+so DuckDB reads it zero-copy and returns Arrow. The SELECT reads the master and nothing
+else: external access (local files, URLs, extensions) is off while it runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class DuckDBEngine:
         try:
             con.execute("SET integer_division = true")
             con.register(table_name, master)
+            # The master is registered; nothing else may be read into it (read_text,
+            # read_csv, ATTACH, extensions). Locked so the SELECT cannot turn it back on.
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
             result = con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise SQLError(f"The SELECT failed on DuckDB: {exc}") from exc

@@ -139,6 +139,28 @@ def test_bad_sql_refused_nothing_written(
     assert all_objects(s3, bucket) == before
 
 
+@pytest.mark.parametrize(
+    "reader",
+    ["read_text('{path}')", "read_csv('{path}')", "read_parquet('{path}')"],
+)
+def test_local_sql_reads_only_the_master(
+    master_store: MasterStore, s3: Any, bucket: str, tmp_path: Path, reader: str
+) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("vessel\nleaked\n")
+    sql = (
+        "SELECT m.* REPLACE (x.vessel AS vessel) FROM work_master_parquet m, "
+        f"{reader.format(path=secret)} x"
+    )
+    before = all_objects(s3, bucket)
+    with pytest.raises(SQLError, match="disabled by configuration"):
+        bulk_edit(master_store, sql, note="exfiltrate")
+    assert all_objects(s3, bucket) == before
+    # the master itself still reads, with external access off
+    p = preview_bulk_edit(master_store, "SELECT * FROM work_master_parquet")
+    assert p.table.num_rows == 50
+
+
 def test_bad_table_name_refused(master_store: MasterStore) -> None:
     with pytest.raises(ValidationError, match="Invalid table name"):
         preview_bulk_edit(master_store, "SELECT 1", table_name='x"; DROP TABLE y; --')
