@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 
@@ -113,12 +112,50 @@ class AuditRecord:
             S3GridError: the line is not an s3grid audit record.
         """
         try:
-            data: dict[str, Any] = json.loads(line)
-            known = {f for f in cls.__dataclass_fields__}
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
+            data = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise S3GridError(f"Not an s3grid audit record: {exc}") from exc
+        if not isinstance(data, dict):
+            raise S3GridError(f"Not an s3grid audit record: a JSON {type(data).__name__}")
+        problems = [
+            f"{name} is {data.get(name)!r}"
+            for name, kinds in _FIELD_KINDS.items()
+            if not isinstance(data.get(name), kinds) or isinstance(data.get(name), bool)
+        ]
+        changes = data.get("changes", {})
+        if not isinstance(changes, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in changes.values()
+        ):
+            problems.append(f"changes is {changes!r}")
+        if not problems:
+            try:
+                parse_timestamp(data["timestamp"])
+            except ValueError:
+                problems.append(f"timestamp is {data['timestamp']!r}")
+        if problems:
+            raise S3GridError(f"Not an s3grid audit record: {'; '.join(problems[:3])}")
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
+
+# What each field of a record must hold for the log to be built from it (bools are
+# refused where numbers are expected, though Python counts them as ints).
+_FIELD_KINDS: dict[str, type | tuple[type, ...]] = {
+    "timestamp": str,
+    "user": str,
+    "note": str,
+    "prev_version": (str, type(None)),
+    "new_version": str,
+    "snapshot_key": str,
+    "row_count": int,
+    "column_count": int,
+    "master_key": str,
+    "save_id": str,
+    "source": str,
+    "prev_etag": (str, type(None)),
+    "new_etag": str,
+    "aws_identity": (str, type(None)),
+}
 
 AUDIT_COLUMNS = [
     "timestamp",

@@ -1204,12 +1204,24 @@ class MasterStore:
         return frame.reset_index(drop=True)
 
     def _read_audit(self, key: str) -> AuditRecord | None:
+        """The record in one audit object; None, with a warning, for anything else.
+
+        One malformed or foreign object under the audit prefix must not break the log
+        (and prune, which reads it) for every user of the bucket.
+        """
         body, _ = self.bucket.get(key)
         lines = body.decode("utf-8", errors="replace").splitlines()
         try:
-            return AuditRecord.from_line(lines[-1]) if lines else None
-        except S3GridError:
-            log.warning("skipping unreadable audit object %s", key)
+            if not lines:
+                raise S3GridError("the object is empty")
+            return AuditRecord.from_line(lines[-1])
+        except S3GridError as exc:
+            warnings.warn(
+                f"Skipped {self.bucket.url(key)}: {exc}. It is not an s3grid audit record; "
+                "move it out of the audit prefix.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return None
 
     @staticmethod

@@ -355,6 +355,77 @@ def test_audit_log_filters_and_ignores_foreign(
     assert list(master_store.audit_log(until=cut)["note"]) == ["initial upload", "n0", "n1"]
 
 
+MALFORMED_AUDITS = {
+    "not json": b"this is not json\n",
+    "json list": b"[1, 2, 3]\n",
+    "empty": b"",
+    "binary": bytes(range(256)),
+    "bad timestamp": json.dumps(
+        {
+            "timestamp": "yesterday",
+            "user": "u",
+            "note": "n",
+            "prev_version": None,
+            "new_version": "v",
+            "snapshot_key": "s",
+            "row_count": 1,
+            "column_count": 1,
+            "master_key": "data/master.parquet",
+            "save_id": "abc",
+            "source": "editor",
+            "prev_etag": None,
+            "new_etag": "e",
+        }
+    ).encode(),
+    "wrong types": json.dumps(
+        {
+            "timestamp": "2024-01-01T00:00:00Z",
+            "user": "u",
+            "note": "n",
+            "prev_version": None,
+            "new_version": "v",
+            "snapshot_key": "s",
+            "row_count": "many",
+            "column_count": 1,
+            "master_key": "data/master.parquet",
+            "save_id": "abc",
+            "source": "editor",
+            "prev_etag": None,
+            "new_etag": "e",
+            "changes": [1],
+        }
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_AUDITS))
+def test_a_malformed_audit_is_skipped_with_a_warning(
+    name: str,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from s3grid.cli import main
+    from s3grid.prune import prune
+
+    m = master_store.load()
+    master_store.save(edit_volume(m.to_pandas(), 0, 1.5), base=m, note="real save")
+    bad = "audit/2024-01-01/master_20240101T000000_0000abc.jsonl"  # looks like ours
+    s3.put_object(Bucket=bucket, Key=bad, Body=MALFORMED_AUDITS[name])
+    with pytest.warns(RuntimeWarning, match=f"Skipped s3://{bucket}/{bad}"):
+        log = master_store.audit_log()
+    assert list(log["note"]) == ["initial upload", "real save"]
+    with pytest.warns(RuntimeWarning, match="not an s3grid audit record"):
+        code = main(["audit", "--bucket", bucket, "--endpoint-url", master_store.cfg.endpoint_url])
+    assert code == 0
+    assert "real save" in capsys.readouterr().out
+    with pytest.warns(RuntimeWarning, match="Skipped"):
+        plan = prune(master_store, keep=1, apply=True)
+    assert len(plan.archive) == 1
+    assert bad in keys_under(s3, bucket, "audit/")  # not ours: left where it is
+
+
 def test_audit_log_other_master_same_stem(cfg: S3GridConfig, table: pa.Table) -> None:
     a = MasterStore(cfg)
     b = MasterStore(cfg.with_(master_key="other/master.parquet"))
