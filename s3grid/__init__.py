@@ -22,6 +22,7 @@ from s3grid.errors import (
     SchemaError,
     StoreUnavailableError,
     ValidationError,
+    VersioningError,
 )
 from s3grid.store import Master, MasterStore, Repair, SaveResult, VersionInfo
 
@@ -63,6 +64,7 @@ __all__ = [
     "TableDiff",
     "ValidationError",
     "VersionInfo",
+    "VersioningError",
     "bulk_edit",
     "diff_tables",
     "export_csv",

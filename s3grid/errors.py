@@ -30,6 +30,7 @@ __all__ = [
     "SchemaError",
     "StoreUnavailableError",
     "ValidationError",
+    "VersioningError",
 ]
 
 
@@ -44,6 +45,10 @@ class S3GridError(Exception):
 
 class ConfigError(S3GridError):
     """The configuration is missing a value or holds an invalid one."""
+
+
+class VersioningError(ConfigError):
+    """The bucket does not keep versions (off or suspended): s3grid refuses to write there."""
 
 
 class StoreUnavailableError(S3GridError):

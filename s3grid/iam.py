@@ -75,7 +75,8 @@ def iam_policy(
         {
             "Sid": "List",
             "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:ListBucketVersions"],
+            # s3grid checks that versioning is on before it writes
+            "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning"],
             "Resource": [b],
         },
     ]

@@ -34,6 +34,7 @@ from s3grid.audit import AuditRecord, format_timestamp, parse_timestamp
 from s3grid.config import S3GridConfig
 from s3grid.diff import ChangeCounts, count_changes, default_key_columns, keys_unique
 from s3grid.errors import (
+    AccessDeniedError,
     ConfigError,
     ConflictError,
     LostUpdateError,
@@ -41,6 +42,7 @@ from s3grid.errors import (
     S3GridError,
     StoreUnavailableError,
     ValidationError,
+    VersioningError,
     is_transient,
     translate,
 )
@@ -354,6 +356,20 @@ class _PartReader(SeekableReader):
         return self._view[start : start + n]
 
 
+# Requests that write into the bucket: refused unless it keeps every version.
+_WRITE_OPS = frozenset(
+    {
+        "put_object",
+        "copy_object",
+        "delete_object",
+        "delete_objects",
+        "create_multipart_upload",
+        "upload_part",
+        "complete_multipart_upload",
+    }
+)
+
+
 class S3Bucket:
     """The one chokepoint for S3 calls: retries with backoff, errors translated.
 
@@ -365,6 +381,7 @@ class S3Bucket:
         self.cfg = cfg
         self.name = cfg.bucket
         self._client = client if client is not None else self._make_client(cfg)
+        self._versioned = False  # seen "Enabled" once: a bucket cannot go back to "off"
 
     @staticmethod
     def _make_client(cfg: S3GridConfig) -> Any:
@@ -406,6 +423,8 @@ class S3Bucket:
             S3GridError: the translated failure, with the botocore error as ``__cause__``.
         """
         kwargs.setdefault("Bucket", self.name)
+        if op in _WRITE_OPS and kwargs["Bucket"] == self.name and not self._versioned:
+            self.require_versioning()
         attempts = self.cfg.max_attempts if retry else 1
         rewind = getattr(kwargs.get("Body"), "seek", None)
         for attempt in range(1, attempts + 1):
@@ -421,6 +440,44 @@ class S3Bucket:
                     continue
                 raise translate(exc, what=what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def versioning(self) -> str:
+        """The bucket's versioning status: ``"Enabled"``, ``"Suspended"`` or ``"Off"``."""
+        resp = self.call("get_bucket_versioning", what=f"GET VERSIONING s3://{self.name}")
+        status = str(resp.get("Status") or "Off")
+        self._versioned = status == "Enabled"
+        return status
+
+    def versioning_problem(self) -> str | None:
+        """Why s3grid may not write to this bucket, or None when versioning is on."""
+        if self._versioned:
+            return None
+        try:
+            status = self.versioning()
+        except AccessDeniedError as exc:
+            return (
+                f"s3grid could not check that bucket {self.name!r} keeps versions ({exc}). "
+                "Grant s3:GetBucketVersioning on the bucket (`s3grid` README, IAM policy)."
+            )
+        if status == "Enabled":
+            return None
+        endpoint = f" --endpoint-url {self.cfg.endpoint_url}" if self.cfg.endpoint_url else ""
+        return (
+            f"Bucket {self.name!r} has versioning {status.lower()}: a save would overwrite "
+            "the only copy of the master, and snapshots would copy nothing. Turn it on with "
+            f"`aws s3api put-bucket-versioning --bucket {self.name} "
+            f"--versioning-configuration Status=Enabled{endpoint}`, then retry."
+        )
+
+    def require_versioning(self) -> None:
+        """Refuse to write unless the bucket keeps every version.
+
+        Raises:
+            VersioningError: versioning is off or suspended, or cannot be checked.
+        """
+        problem = self.versioning_problem()
+        if problem is not None:
+            raise VersioningError(problem)
 
     def get(self, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
         """GET an object; the body and the response (ETag, VersionId, Metadata)."""
@@ -731,6 +788,9 @@ class MasterStore:
                 "S3_MASTER_KEY, or create it with `s3grid init FILE`."
             ) from exc
         table = decode_table(body, self.cfg.file_format, where=self.bucket.url(key, version_id))
+        problem = self.bucket.versioning_problem()
+        if problem is not None:  # reading is safe; say now what a save would refuse
+            warnings.warn(f"{problem} Saves are refused until then.", RuntimeWarning, stacklevel=3)
         return Master(
             table=table,
             version_id=resp.get("VersionId"),
@@ -939,6 +999,10 @@ class MasterStore:
         while the master is looked at (a base that moved on fails here, before any
         encoding) and while the body encodes (both are Arrow work that releases the GIL).
         Nothing is sent unless it returns."""
+        try:
+            self.bucket.require_versioning()
+        except StoreUnavailableError as exc:
+            raise _unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
         saved_at = datetime.now(UTC)
         save_id = new_save_id(saved_at)
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
@@ -1237,7 +1301,11 @@ class MasterStore:
 
         Repairs a crash between the commit and the audit. Keys derive only from each
         version's own metadata, so running it again changes nothing.
+
+        Raises:
+            VersioningError: the bucket does not keep versions.
         """
+        self.bucket.require_versioning()
         snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
         audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
         versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))

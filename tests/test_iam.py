@@ -41,6 +41,8 @@ def actions_of(op: str, kw: dict[str, Any], bucket: str) -> list[tuple[str, str]
         return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
     if op == "list_object_versions":
         return [("s3:ListBucketVersions", f"arn:aws:s3:::{bucket}")]
+    if op == "get_bucket_versioning":
+        return [("s3:GetBucketVersioning", f"arn:aws:s3:::{bucket}")]
     raise AssertionError(f"unmapped S3 operation {op}")
 
 

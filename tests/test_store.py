@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import time
@@ -9,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
@@ -20,7 +23,11 @@ from s3grid import (
     S3GridConfig,
     StoreUnavailableError,
     ValidationError,
+    VersioningError,
+    export_csv,
 )
+from s3grid.cli import main
+from s3grid.prune import prune
 from s3grid.sample import sample_master
 from s3grid.store import SaveMetadata
 from tests.conftest import all_objects, keys_under
@@ -406,9 +413,6 @@ def test_a_malformed_audit_is_skipped_with_a_warning(
     bucket: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from s3grid.cli import main
-    from s3grid.prune import prune
-
     m = master_store.load()
     master_store.save(edit_volume(m.to_pandas(), 0, 1.5), base=m, note="real save")
     bad = "audit/2024-01-01/master_20240101T000000_0000abc.jsonl"  # looks like ours
@@ -424,6 +428,47 @@ def test_a_malformed_audit_is_skipped_with_a_warning(
         plan = prune(master_store, keep=1, apply=True)
     assert len(plan.archive) == 1
     assert bad in keys_under(s3, bucket, "audit/")  # not ours: left where it is
+
+
+@pytest.mark.parametrize("status", ["Off", "Suspended"])
+def test_unversioned_bucket_warns_on_load_and_refuses_every_write(
+    status: str, endpoint: str, s3: Any, table: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"unversioned-{status.lower()}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="data/master.parquet", Body=_parquet(table))
+    if status == "Suspended":
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Suspended"})
+    store = MasterStore(S3GridConfig(bucket=name, endpoint_url=endpoint))
+    before = all_objects(s3, name)
+    with pytest.warns(RuntimeWarning, match=f"Bucket '{name}' has versioning {status.lower()}"):
+        m = store.load()
+    enable = f"aws s3api put-bucket-versioning --bucket {name}"
+    writes = {
+        "save": lambda: store.save(edit_volume(m.to_pandas(), 0, 9.5), base=m, note="x"),
+        "create": lambda: MasterStore(store.cfg.with_(master_key="new/m.parquet")).create(
+            table, note="x"
+        ),
+        "reconcile": store.reconcile,
+        "prune": lambda: prune(store, keep=1, apply=True),
+        "export": lambda: export_csv(store, f"s3://{name}/out.csv"),
+    }
+    for what, write in writes.items():
+        warns = pytest.warns(RuntimeWarning) if what == "export" else contextlib.nullcontext()
+        with warns, pytest.raises(VersioningError, match=re.escape(enable)) as info:
+            write()
+        assert status.lower() in str(info.value), what
+    code = main(["reconcile", "--bucket", name, "--endpoint-url", endpoint])
+    assert code == 1
+    assert enable in capsys.readouterr().err
+    assert all_objects(s3, name) == before  # nothing was written
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
 
 
 def test_audit_log_other_master_same_stem(cfg: S3GridConfig, table: pa.Table) -> None:
