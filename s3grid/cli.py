@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import pyarrow as pa
@@ -29,8 +29,26 @@ __all__ = ["main"]
 EXIT_OK, EXIT_ERROR, EXIT_CONFLICT = 0, 1, 2
 
 
-def _config_flags() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """argparse with s3grid's exit codes: a usage error is 1, since 2 means a conflict."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _config_flags() -> _Parser:
+    parent = _Parser(add_help=False)
     g = parent.add_argument_group("where the master lives (default: environment)")
     g.add_argument("--bucket", help="S3 bucket (env S3_BUCKET)")
     g.add_argument("--master-key", help="master object key (env S3_MASTER_KEY)")
@@ -249,7 +267,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for ``s3grid``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="s3grid",
         description="Edit a shared Parquet master in a versioned S3 bucket, safely.",
         epilog="Exit codes: 0 ok, 1 error (one-line reason on stderr), 2 conflict.",
@@ -282,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "s3grid demo --port 8899 --no-browser",
     )
     p.add_argument("--port", type=int, default=8888, help="JupyterLab port (default 8888)")
-    p.add_argument("--rows", type=int, default=3000, help="rows in the sample master")
+    p.add_argument("--rows", type=_positive, default=3000, help="rows in the sample master")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.add_argument("--data-dir", help="where the demo bucket is kept (default .s3grid-demo)")
 
@@ -304,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--since", help="only saves at or after this time (ISO 8601, UTC)")
     p.add_argument("--until", help="only saves at or before this time (ISO 8601, UTC)")
-    p.add_argument("--limit", type=int, help="only the last N saves")
+    p.add_argument("--limit", type=_positive, help="only the last N saves")
     p.add_argument("--json", action="store_true", help="print JSON records")
 
     p = add(
@@ -367,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (1), already printed
+        return done.code if isinstance(done.code, int) else EXIT_ERROR
     try:
         return int(args.func(args))
     except ConflictError as exc:
@@ -379,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"s3grid {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the contract: a one-line reason, never a traceback
+        print(
+            f"s3grid {args.command}: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+            "(please report this; run with python -X dev for details)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 def _one_line(exc: BaseException) -> str:

@@ -7,6 +7,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from s3grid.errors import ConfigError
 
@@ -93,6 +94,7 @@ class S3GridConfig:
                 f"S3_FILE_FORMAT={self.file_format!r} is not supported; use one of {FILE_FORMATS}."
             )
         set_(self, "file_format", fmt)
+        set_(self, "endpoint_url", _clean_endpoint(self.endpoint_url))
         if self.key_columns is not None:
             set_(self, "key_columns", tuple(self.key_columns))
         if self.max_attempts < 1:
@@ -168,3 +170,21 @@ class S3GridConfig:
     def uri(self) -> str:
         """``s3://bucket/master_key``."""
         return f"s3://{self.bucket}/{self.master_key}"
+
+
+def _clean_endpoint(url: str | None) -> str | None:
+    """The endpoint URL, checked: ``http(s)://host[:port][/path]``; blank means none."""
+    if url is None or not str(url).strip():
+        return None
+    text = str(url).strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"S3_ENDPOINT_URL {text!r} is not a valid URL ({exc}).") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"S3_ENDPOINT_URL {text!r} is not a URL; give one such as http://127.0.0.1:9000 "
+            "(or leave it unset for AWS)."
+        )
+    return text

@@ -167,11 +167,7 @@ class SaveMetadata:
 
     def to_s3(self) -> dict[str, str]:
         """As S3 user metadata (ASCII only, so text is percent-encoded)."""
-        note = quote(self.note, safe="")
-        truncated = len(note) > _NOTE_METADATA_BYTES
-        if truncated:
-            note = note[:_NOTE_METADATA_BYTES]
-            note = note[: note.rfind("%")] if "%" in note[-2:] else note
+        note, truncated = _metadata_note(self.note)
         c = self.changes
         return {
             f"{_META}save-id": self.save_id,
@@ -671,6 +667,37 @@ class S3Bucket:
 # ---------------------------------------------------------------------- the store
 
 
+def _metadata_note(note: str) -> tuple[str, bool]:
+    """The note percent-encoded for metadata, cut to fit between whole characters.
+
+    A cut never splits a character's bytes, nor a character from the accents, joiners
+    and variation selectors that follow it. Returns ``(encoded, truncated)``.
+    """
+    encoded = quote(note, safe="")
+    if len(encoded) <= _NOTE_METADATA_BYTES:
+        return encoded, False
+    end, size = 0, 0
+    for ch in note:
+        size += len(quote(ch, safe=""))
+        if size > _NOTE_METADATA_BYTES:
+            break
+        end += 1
+    while end > 0 and _joins_previous(note, end):
+        end -= 1
+    return quote(note[:end], safe=""), True
+
+
+def _joins_previous(text: str, i: int) -> bool:
+    """Whether ``text[i]`` belongs to the character before it (a mark, a joiner)."""
+    ch = text[i]
+    return (
+        unicodedata.category(ch).startswith("M")
+        or ch in "\u200d\ufe0e\ufe0f"
+        or text[i - 1] == "\u200d"
+        or 0x1F3FB <= ord(ch) <= 0x1F3FF  # skin-tone modifiers
+    )
+
+
 def new_save_id(saved_at: datetime) -> str:
     """16 hex digits: the microsecond (5 digits), then 11 random ones.
 
@@ -699,6 +726,12 @@ def check_note(note: str) -> str:
         raise ValidationError(
             f"The note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}. "
             "Shorten it (link to a longer description instead)."
+        )
+    surrogates = sorted({f"U+{ord(ch):04X}" for ch in note if unicodedata.category(ch) == "Cs"})
+    if surrogates:
+        raise ValidationError(
+            f"The note contains {', '.join(surrogates)}, half of a character that cannot be "
+            "stored as text (often from a broken copy and paste); retype that part."
         )
     bad = sorted(
         {f"U+{ord(ch):04X}" for ch in note if unicodedata.category(ch) == "Cc" and ch not in "\n\t"}
@@ -963,8 +996,15 @@ class MasterStore:
             MasterNotFoundError: the snapshot or version does not exist.
             ConflictError: the master changed since ``base`` was loaded.
         """
+        check_note(note)  # before reading a snapshot that might be large
         if (snapshot_key is None) == (version_id is None):
             raise ValidationError("Give exactly one of snapshot_key or version_id to restore.")
+        if not (snapshot_key or version_id or "").strip():
+            # an empty version id would read the current master: never "restore" that
+            raise ValidationError(
+                "The snapshot key or version id to restore is empty; copy one from the "
+                "audit log (columns snapshot_key, new_version)."
+            )
         if snapshot_key is not None:
             allowed = (f"{self.cfg.snapshot_prefix}/", f"{self.cfg.archive_prefix}/")
             if not snapshot_key.startswith(allowed):
@@ -1359,5 +1399,14 @@ def _unreachable(url: str, exc: Exception) -> StoreUnavailableError:
 def _utc(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None
-    when = pd.Timestamp(value).to_pydatetime()
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"{value!r} is not a date or time; use ISO 8601 such as 2024-05-01 or "
+            "2024-05-01T13:45:00Z."
+        ) from exc
+    if pd.isna(stamp):
+        raise ValidationError(f"{value!r} is not a date or time; use ISO 8601 (2024-05-01).")
+    when = stamp.to_pydatetime()
     return when if when.tzinfo else when.replace(tzinfo=UTC)

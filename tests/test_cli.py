@@ -111,6 +111,47 @@ def test_errors_are_one_line_and_nonzero(
     assert all_objects(s3, bucket) == before
 
 
+BAD_ARGUMENTS = {
+    "unknown command": (["frobnicate"], "invalid choice"),
+    "missing note": (["restore", "--version-id", "v1"], "--note"),
+    "bad --since": (["audit", "--since", "last tuesday"], "not a date"),
+    "bad --until": (["audit", "--until", "2024-13-45"], "not a date"),
+    "zero --limit": (["audit", "--limit", "0"], "at least 1"),
+    "text --keep": (["prune", "--keep", "many"], "invalid int"),
+    "negative --keep": (["prune", "--keep", "-1", "--apply"], "at least 1"),
+    "endpoint not a url": (["audit", "--endpoint-url", "localhost"], "is not a URL"),
+    "endpoint bad port": (["audit", "--endpoint-url", "http://127.0.0.1:port"], "not a valid"),
+    "empty --version-id": (["restore", "--version-id", "", "--note", "x"], "is empty"),
+    "blank --snapshot-key": (["restore", "--snapshot-key", " ", "--note", "x"], "is empty"),
+    "lone surrogate in note": (
+        ["restore", "--version-id", "v1", "--note", "bad \udc80 note"],
+        "U+DC80",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGUMENTS))
+def test_bad_arguments_exit_1_with_one_line_and_write_nothing(
+    name: str,
+    master_store: MasterStore,
+    flags: list[str],
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv, message = BAD_ARGUMENTS[name]
+    # flags first where the case sets --endpoint-url itself: the last one given wins
+    argv = [argv[0], *flags, *argv[1:]]
+    before = all_objects(s3, bucket)
+    code, _, err = run(argv, capsys)
+    assert code == 1, err  # 2 is for conflicts only
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("s3grid"), err
+    assert message in last, err
+    assert all_objects(s3, bucket) == before
+
+
 def test_python_dash_m_help() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "s3grid", "audit", "--help"],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from s3grid import ConfigError, S3GridConfig
@@ -93,3 +95,18 @@ def test_multipart_by_default_only_on_aws() -> None:
     local = S3GridConfig(bucket="b", endpoint_url="http://127.0.0.1:9000")
     assert local.multipart_threshold == 5 * 1024**3  # one conditional PUT up to S3's limit
     assert local.with_(multipart_bytes=1024).multipart_threshold == 1024
+
+
+@pytest.mark.parametrize(
+    "url", ["localhost:9000", "ftp://host", "http://", "http://127.0.0.1:port", "s3.amazonaws"]
+)
+def test_an_endpoint_that_is_not_a_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="S3_ENDPOINT_URL"):
+        S3GridConfig(bucket="b", endpoint_url=url)
+    with pytest.raises(ConfigError, match=re.escape(url)):
+        S3GridConfig.from_env({"S3_BUCKET": "b", "S3_ENDPOINT_URL": url})
+
+
+def test_a_blank_endpoint_means_none() -> None:
+    assert S3GridConfig(bucket="b", endpoint_url="  ").endpoint_url is None
+    assert S3GridConfig(bucket="b", endpoint_url=" http://h:9 ").endpoint_url == "http://h:9"

@@ -8,12 +8,15 @@ import json
 import re
 import time
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3grid import (
     ConflictError,
@@ -257,7 +260,12 @@ def test_note_round_trip_one_line(master_store: MasterStore, s3: Any, bucket: st
 
 @pytest.mark.parametrize(
     ("note", "message"),
-    [("x" * 1001, "limit is 1000"), ("bell\x07", "U\\+0007"), ("nul\x00", "U\\+0000")],
+    [
+        ("x" * 1001, "limit is 1000"),
+        ("bell\x07", "U\\+0007"),
+        ("nul\x00", "U\\+0000"),
+        ("lone \ud83d surrogate", "U\\+D83D"),
+    ],
 )
 def test_bad_notes_refused(
     master_store: MasterStore, s3: Any, bucket: str, note: str, message: str
@@ -267,6 +275,32 @@ def test_bad_notes_refused(
     with pytest.raises(ValidationError, match=message):
         master_store.save(m.to_pandas(), base=m, note=note)
     assert all_objects(s3, bucket) == before
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    shift=st.integers(0, 20),
+    tail=st.lists(
+        st.sampled_from(["é", "e\u0301", "👍🏽", "👩\u200d🔬", "❤\ufe0f", "漢", "𝄞", "a"]),
+        min_size=60,  # long enough to be cut at 1200 encoded bytes, often
+        max_size=300,
+    ),
+)
+def test_a_note_cut_for_metadata_ends_on_a_whole_character(shift: int, tail: list[str]) -> None:
+    from s3grid.store import _NOTE_METADATA_BYTES, _metadata_note
+
+    clusters = ["a"] * shift + tail
+    note = "".join(clusters)
+    encoded, truncated = _metadata_note(note)
+    assert len(encoded) <= _NOTE_METADATA_BYTES
+    assert encoded.isascii()
+    cut = unquote(encoded, errors="strict")
+    assert truncated == (cut != note)
+    # a prefix made of whole clusters: no broken bytes, no accent or joiner cut off
+    whole = [i for i in range(len(clusters) + 1) if "".join(clusters[:i]) == cut]
+    assert whole, (note, cut)
+    if truncated:  # and it is the longest such prefix that fits
+        assert len(quote("".join(clusters[: whole[0] + 1]), safe="")) > _NOTE_METADATA_BYTES
 
 
 def test_non_parquet_master(store: MasterStore, s3: Any, bucket: str) -> None:
