@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -151,6 +152,13 @@ class LostUpdateError(S3GridError):
         self.result = result
 
 
+class IncompleteResponseError(BotoCoreError):
+    """S3's answer arrived cut short: a header s3grid relies on (ETag, VersionId) is
+    missing, or the body does not parse. The request may have been carried out."""
+
+    fmt = "The response to {operation} was cut short ({missing})"
+
+
 # Error codes S3 (and S3-compatible stores) return for conditions worth a retry.
 TRANSIENT_CODES = frozenset(
     {
@@ -174,7 +182,11 @@ _DENIED_CODES = frozenset(
 # A request that never left this machine: retrying it cannot duplicate a write.
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (EndpointConnectionError, ConnectTimeoutError)
 # A request that may have reached S3 before the connection failed.
-MAYBE_SENT_ERRORS: tuple[type[Exception], ...] = (ReadTimeoutError, ConnectionClosedError)
+MAYBE_SENT_ERRORS: tuple[type[Exception], ...] = (
+    ReadTimeoutError,
+    ConnectionClosedError,
+    IncompleteResponseError,
+)
 
 
 def error_code(exc: ClientError) -> str:

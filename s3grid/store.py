@@ -9,6 +9,7 @@ translates botocore errors into :mod:`s3grid.errors`. The compare-and-swap on th
 from __future__ import annotations
 
 import getpass
+import hashlib
 import io
 import logging
 import random
@@ -28,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.parsers import ResponseParserError
 
 from s3grid import audit as audit_mod
 from s3grid.audit import AuditRecord, format_timestamp, parse_timestamp
@@ -37,6 +39,7 @@ from s3grid.errors import (
     AccessDeniedError,
     ConfigError,
     ConflictError,
+    IncompleteResponseError,
     LostUpdateError,
     MasterNotFoundError,
     S3GridError,
@@ -366,6 +369,17 @@ _WRITE_OPS = frozenset(
 )
 
 
+# What a successful answer always carries; without it, the answer was cut short.
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "get_object": ("ETag",),
+    "head_object": ("ETag",),
+    "put_object": ("ETag",),
+    "upload_part": ("ETag",),
+    "complete_multipart_upload": ("ETag",),
+    "copy_object": ("CopyObjectResult.ETag",),
+}
+
+
 class S3Bucket:
     """The one chokepoint for S3 calls: retries with backoff, errors translated.
 
@@ -388,7 +402,9 @@ class S3Bucket:
                 f"AWS profile {cfg.profile!r} not found; check AWS_PROFILE or --profile."
             ) from exc
         config = Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            # One attempt: botocore's "max_attempts" counts retries (1 is two sends);
+            # "total_max_attempts" counts sends. S3Bucket.call decides what is resent.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
             # Custom endpoints (moto, MinIO, Ceph) rarely serve virtual-hosted buckets.
@@ -427,7 +443,12 @@ class S3Bucket:
             if rewind is not None:
                 rewind(0)  # a retry must send the whole body again
             try:
-                return getattr(self._client, op)(**kwargs)
+                try:
+                    resp = getattr(self._client, op)(**kwargs)
+                except ResponseParserError as exc:  # a body cut short; not a BotoCoreError
+                    raise IncompleteResponseError(operation=op, missing=str(exc)) from exc
+                self._check_complete(op, resp)
+                return resp
             except (ClientError, BotoCoreError) as exc:
                 if attempt < attempts and is_transient(exc):
                     delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
@@ -436,6 +457,22 @@ class S3Bucket:
                     continue
                 raise translate(exc, what=what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_complete(self, op: str, resp: Any) -> None:
+        """Refuse a success whose headers were cut short (it could pass for a missing ETag
+        or a version "null"): the caller treats it like a timeout and settles it."""
+        fields = _REQUIRED_FIELDS.get(op, ())
+        if self._versioned and op in ("put_object", "complete_multipart_upload", "copy_object"):
+            fields = (*fields, "VersionId")  # a versioned bucket names every new version
+        missing = []
+        for path in fields:
+            value = resp
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value in (None, ""):
+                missing.append(path)
+        if missing:
+            raise IncompleteResponseError(operation=op, missing="no " + ", ".join(missing))
 
     def versioning(self) -> str:
         """The bucket's versioning status: ``"Enabled"``, ``"Suspended"`` or ``"Off"``."""
@@ -526,6 +563,31 @@ class S3Bucket:
                 "in one PUT or copies in one CopyObject (the save's snapshot). Split the "
                 "table or archive rows."
             )
+        try:
+            return self._send(key, body, retry=retry, **kwargs)
+        except ConflictError:
+            # An earlier attempt of this very PUT may have landed with its answer lost:
+            # the resend then finds the key taken. Taken by exactly these bytes is done.
+            if kwargs.get("IfNoneMatch") == "*":
+                head = self.head(key)
+                if head is not None and head.get("ETag") == self.etag_of(body):
+                    return head
+            raise
+
+    def etag_of(self, body: bytes) -> str:
+        """The ETag S3 gives ``body`` as :meth:`put` uploads it (MD5, or MD5 of the
+        parts' MD5s). Objects encrypted with SSE-KMS have other ETags: no match then."""
+        if len(body) <= self.cfg.multipart_threshold:
+            return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+        size = _part_size(len(body))
+        digests = b"".join(
+            hashlib.md5(body[i : i + size], usedforsecurity=False).digest()
+            for i in range(0, len(body), size)
+        )
+        count = -(-len(body) // size)
+        return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"'
+
+    def _send(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
         if len(body) > self.cfg.multipart_threshold:
             return self._put_in_parts(key, body, retry=retry, **kwargs)
         payload: Any = body
@@ -562,7 +624,7 @@ class S3Bucket:
             "create_multipart_upload", what=f"START UPLOAD {url}", Key=key, **kwargs
         )["UploadId"]
         view = memoryview(body)
-        size = max(PART_BYTES, -(-len(body) // 10_000))
+        size = _part_size(len(body))
         bounds = [(i + 1, start) for i, start in enumerate(range(0, len(body), size))]
         bar = _progress(len(body), f"save {key}") if len(body) >= PROGRESS_BYTES else None
 
@@ -665,6 +727,11 @@ class S3Bucket:
 
 
 # ---------------------------------------------------------------------- the store
+
+
+def _part_size(total: int) -> int:
+    """Bytes per part of a multipart upload of ``total`` bytes (S3 allows 10,000 parts)."""
+    return max(PART_BYTES, -(-total // 10_000))
 
 
 def _metadata_note(note: str) -> tuple[str, bool]:
@@ -1078,19 +1145,17 @@ class MasterStore:
         incomplete = None
         overwritten: tuple[str, ...] = ()
         try:
-            # The lost-update check and the snapshot copy are independent reads of the
-            # committed version: run them side by side (a copy of a large master takes a
-            # while even server-side). The audit needs the check's answer.
-            with ThreadPoolExecutor(2, thread_name_prefix="s3grid-after-commit") as pool:
-                checking = pool.submit(self._overwritten_versions, version_id, expect)
-                copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
-                overwritten = checking.result()
-                copying.result()
+            # The listing confirms the version the commit's answer named (an answer cut
+            # short can name a garbled one) and shows any write that slipped past the lock.
+            version_id, etag, overwritten = self._confirm_commit(version_id, etag, expect, meta)
+            self._write_snapshot(version_id, snap_key)  # step 4
             record = self._audit_record(meta, version_id, etag, snap_key)
             if overwritten:
                 record = replace(record, lost_update_of=list(overwritten))
             self._write_audit(akey, record)  # step 5
         except S3GridError as exc:
+            if isinstance(exc, _SaveNotFound):
+                raise  # no version to report: a result would name a garbled one
             # The save is committed; only its paper trail is missing. Reporting failure
             # here would make the user retry a save that already happened.
             incomplete = (
@@ -1124,28 +1189,56 @@ class MasterStore:
             )
         return result
 
-    def _overwritten_versions(self, version_id: str, expect: ExpectEtag) -> tuple[str, ...]:
-        """Versions between ours and our base: non-empty only if a write slipped past the lock.
+    def _confirm_commit(
+        self, version_id: str, etag: str, expect: ExpectEtag, meta: SaveMetadata
+    ) -> tuple[str, str, tuple[str, ...]]:
+        """The committed ``(version_id, etag)`` as S3 lists them, and the versions between
+        ours and our base: non-empty only if a write slipped past the lock.
 
         S3 lists a key's versions newest first; the one just before ours must be the base.
+        When the commit's answer named a version the listing does not hold (headers cut
+        mid-value), ours is found among the newest by its save id.
+
+        Raises:
+            StoreUnavailableError: the committed version cannot be found (maybe_committed).
         """
-        if expect.version_id is None or version_id == "null":
-            return ()  # a first save, or an unversioned bucket: nothing to compare
+        key = self.cfg.master_key
         page = self.bucket.call(
             "list_object_versions",
-            what=f"LIST VERSIONS {self.bucket.url(self.cfg.master_key)}",
-            Prefix=self.cfg.master_key,
+            what=f"LIST VERSIONS {self.bucket.url(key)}",
+            Prefix=key,
             MaxKeys=100,
         )
-        ids = [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == self.cfg.master_key]
+        listed = [v for v in page.get("Versions", []) if v["Key"] == key]
+        ids = [v["VersionId"] for v in listed]
         if version_id not in ids:
-            return ()
+            version_id = self._find_save(listed, expect, meta)
+        etag = listed[ids.index(version_id)].get("ETag") or etag
+        if expect.version_id is None:
+            return version_id, etag, ()  # a first save: nothing to compare
         older = ids[ids.index(version_id) + 1 :]
         if not older or older[0] == expect.version_id:
-            return ()
+            return version_id, etag, ()
         if expect.version_id in older:
-            return tuple(older[: older.index(expect.version_id)])
-        return (older[0],)
+            return version_id, etag, tuple(older[: older.index(expect.version_id)])
+        return version_id, etag, (older[0],)
+
+    def _find_save(
+        self, listed: list[dict[str, Any]], expect: ExpectEtag, meta: SaveMetadata
+    ) -> str:
+        """The VersionId of save ``meta`` among the newest listed versions (newer than the base)."""
+        for version in listed:
+            if version["VersionId"] == expect.version_id:
+                break
+            head = self.bucket.head(self.cfg.master_key, version["VersionId"])
+            found = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
+            if found is not None and found.save_id == meta.save_id:
+                return str(version["VersionId"])
+        raise _SaveNotFound(
+            f"The save to {self.cfg.uri} was committed, but S3's answer was garbled and its "
+            f"version could not be found. Reload to see it, then run `s3grid reconcile`.",
+            maybe_committed=True,
+        )
 
     def _check_unchanged(self, expect: ExpectEtag) -> None:
         """Raise :class:`ConflictError` if the master is no longer the expected version."""
@@ -1170,8 +1263,14 @@ class MasterStore:
         content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
 
         def ours(head: dict[str, Any] | None) -> bool:
-            found = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
-            return found is not None and found.save_id == meta.save_id
+            if head is None:
+                return False
+            found = SaveMetadata.from_s3(head.get("Metadata", {}))
+            if found is not None:
+                return found.save_id == meta.save_id
+            # no s3grid metadata in the answer (not ours, or its headers were cut): the
+            # body names its save id too, so an ETag equal to our body's is our version
+            return bool(head.get("ETag") == self.bucket.etag_of(body))
 
         for attempt in range(1, self.cfg.max_attempts + 1):
             try:
@@ -1216,7 +1315,13 @@ class MasterStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_snapshot(self, version_id: str, snap_key: str) -> None:
-        self.bucket.copy(self.cfg.master_key, version_id, snap_key, IfNoneMatch="*")
+        try:
+            self.bucket.copy(self.cfg.master_key, version_id, snap_key, IfNoneMatch="*")
+        except ConflictError:
+            # The key names the save: taken means an earlier attempt whose answer was
+            # lost (or a reconcile) copied this same version there.
+            if self.bucket.head(snap_key) is None:
+                raise
 
     def _write_audit(self, akey: str, record: AuditRecord) -> None:
         self.bucket.put(akey, record.to_line(), IfNoneMatch="*", ContentType="application/x-ndjson")
@@ -1387,6 +1492,10 @@ class MasterStore:
         except ConflictError:
             return False  # IfNoneMatch: someone else (another reconcile) wrote it first
         return True
+
+
+class _SaveNotFound(StoreUnavailableError):
+    """A commit whose answer was garbled, and whose version the listing does not show."""
 
 
 def _unreachable(url: str, exc: Exception) -> StoreUnavailableError:

@@ -160,3 +160,13 @@ def machine_settings(examples: int, steps: int) -> settings:
         derandomize=True,
         suppress_health_check=list(HealthCheck),
     )
+
+
+@pytest.fixture
+def cut_proxy(endpoint: str) -> Iterator[Any]:
+    """A proxy in front of moto that can cut chosen answers short (tests/support/cutproxy)."""
+    from tests.support.cutproxy import CutProxy
+
+    proxy = CutProxy(endpoint)
+    yield proxy
+    proxy.close()

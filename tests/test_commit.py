@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -254,3 +255,106 @@ def test_409_concurrent_write_is_retried_when_master_unchanged(
     assert calls == [409]
     assert master_store.load().version_id == res.new_version
     assert len(master_store.versions()) == 2
+
+
+# --- answers cut short: settled like a timeout, never read as "no ETag" or version "null"
+
+
+def through(proxy: Any, store: MasterStore) -> MasterStore:
+    """The same master, reached through the cutting proxy."""
+    return MasterStore(store.cfg.with_(endpoint_url=proxy.url))
+
+
+@pytest.mark.parametrize("mode", ["status", "headers"])
+def test_commit_answer_cut_short_is_settled_by_save_id(
+    master_store: MasterStore, cut_proxy: Any, mode: str
+) -> None:
+    store = through(cut_proxy, master_store)
+    m = store.load()
+    df = m.to_pandas()
+    df.loc[0, "volume_filtered"] = 7.25
+    rule = cut_proxy.cut("PUT", f"/{store.cfg.master_key}", mode)
+    res = store.save(df, base=m, note=f"answer cut at {mode}")
+    assert rule.seen == 1  # sent once: the HEAD found it had landed, so no resend
+    latest = master_store.load()
+    assert res.new_version == latest.version_id != "null"
+    assert res.new_etag == latest.etag
+    assert res.incomplete is None
+    assert len(master_store.versions()) == 2
+    log = master_store.audit_log()
+    assert log.iloc[-1]["new_version"] == latest.version_id
+    assert latest.to_pandas().loc[0, "volume_filtered"] == 7.25
+
+
+@pytest.mark.parametrize("mode", ["status", "headers"])
+def test_a_cut_head_before_the_save_is_not_a_conflict(
+    master_store: MasterStore, cut_proxy: Any, mode: str
+) -> None:
+    store = through(cut_proxy, master_store)
+    m = store.load()
+    rule = cut_proxy.cut("HEAD", f"/{store.cfg.master_key}", mode)
+    res = store.save(m.to_pandas(), base=m, note="head cut once")
+    assert rule.seen >= 2  # the cut answer was asked again, not taken as a moved master
+    assert master_store.load().version_id == res.new_version
+
+
+def test_heads_cut_every_time_are_unreachable_not_a_conflict(
+    master_store: MasterStore, cut_proxy: Any, s3: Any, bucket: str
+) -> None:
+    store = through(cut_proxy, master_store)
+    m = store.load()
+    before = all_objects(s3, bucket)
+    cut_proxy.cut("HEAD", f"/{store.cfg.master_key}", "status", times=100)
+    with pytest.raises(StoreUnavailableError, match="Nothing was written"):
+        store.save(m.to_pandas(), base=m, note="no answer")
+    assert all_objects(s3, bucket) == before
+
+
+def test_a_request_sent_once_is_sent_once(master_store: MasterStore, cut_proxy: Any) -> None:
+    # botocore's retries={"max_attempts": 1} still resends once; s3grid alone decides.
+    store = through(cut_proxy, master_store)
+    cut_proxy.cut("GET", "/audit-x", "503", times=5)
+    with pytest.raises(StoreUnavailableError):
+        store.bucket.call("get_object", what="GET", retry=False, Key="audit-x")
+    assert cut_proxy.requests.count("GET /" + store.cfg.bucket + "/audit-x") == 1
+
+
+def test_snapshot_and_audit_answers_cut_short_are_not_incomplete(
+    master_store: MasterStore, cut_proxy: Any
+) -> None:
+    store = through(cut_proxy, master_store)
+    m = store.load()
+    snap = cut_proxy.cut("PUT", "/snapshots/", "status")
+    audit = cut_proxy.cut("PUT", "/audit/", "status")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "incomplete, run reconcile" warning
+        res = store.save(m.to_pandas(), base=m, note="paper trail answers cut")
+    assert res.incomplete is None
+    assert (snap.seen, audit.seen) == (2, 2)  # resent; the key was taken by our own write
+    assert master_store.reconcile() == []
+
+
+def test_flatten_output_put_that_landed_is_not_a_conflict(
+    master_store: MasterStore, cut_proxy: Any, s3: Any, bucket: str
+) -> None:
+    from s3grid.cli import main
+    from tests.test_bulk import put_part
+
+    put_part(s3, bucket, "staging/run/part-0", master_store.load().table)
+    rule = cut_proxy.cut("PUT", "/exports/flat.parquet", "drop")
+    code = main(
+        [
+            "flatten",
+            "--bucket",
+            bucket,
+            "--endpoint-url",
+            cut_proxy.url,
+            "--prefix",
+            "staging/run/",
+            "--output-key",
+            "exports/flat.parquet",
+        ]
+    )
+    assert code == 0
+    assert rule.seen == 2  # resent after the lost answer; the key held exactly its bytes
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix="exports/")["Versions"]) == 1

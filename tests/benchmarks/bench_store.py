@@ -143,7 +143,7 @@ def main() -> None:
         s3.put_object(Bucket="bench-raw", Key="data/master.parquet", Body=sink.getvalue())
 
     steps: dict[str, float] = {}
-    for step in ("_commit", "_overwritten_versions", "_write_snapshot"):
+    for step in ("_commit", "_confirm_commit", "_write_snapshot"):
         timed(store, step, steps)
 
     def s3grid_save() -> None:
