@@ -17,11 +17,12 @@ from typing import Any, NoReturn
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from s3grid.config import S3GridConfig
-from s3grid.errors import ConflictError, S3GridError, ValidationError
+from s3grid.errors import ConflictError, S3GridError, SchemaError, ValidationError
+from s3grid.formats import decode_table
+from s3grid.schema import check_loadable, coerce_table, describe_type, parse_type
 from s3grid.store import MasterStore
 
 __all__ = ["main"]
@@ -134,28 +135,94 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_local_table(path: Path) -> pa.Table:
+def read_local_table(path: Path, types: dict[str, pa.DataType] | None = None) -> pa.Table:
     """Read a local CSV or Parquet file (by extension) into an Arrow table.
+
+    A CSV's columns are text unless ``types`` names them: nothing is guessed, so "007"
+    stays "007" and a time with an offset keeps it. A Parquet file keeps its own types
+    (``types`` may still override some).
 
     Raises:
         ValidationError: the file is missing or not readable as CSV/Parquet.
+        SchemaError: a named column is not in the file, or a value does not fit its type.
     """
     if not path.is_file():
         raise ValidationError(f"{path}: no such file.")
+    types = types or {}
+    is_csv = path.suffix.lower() == ".csv"
     try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
+        if is_csv:
+            table = decode_table(path.read_bytes(), "csv", where=str(path), csv_types=types)
+        else:
+            table = pq.read_table(path).replace_schema_metadata(None)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValidationError(f"{path}: not a readable CSV/Parquet file: {exc}") from exc
+    unknown = sorted(set(types) - set(table.column_names))
+    if unknown:
+        raise SchemaError(f"--types names {unknown}, which {path} does not have.")
+    if types and not is_csv:
+        target = pa.schema([pa.field(f.name, types.get(f.name, f.type)) for f in table.schema])
+        table = coerce_table(table, target)
+    return table
+
+
+def parse_types(spec: str | None, schema_file: str | None) -> dict[str, pa.DataType]:
+    """Column types from ``--types name=type,...`` and/or ``--schema FILE.json``
+    (``{"name": "type"}``); ``--types`` wins where both name a column.
+
+    Raises:
+        ValidationError: malformed text or an unreadable file.
+        SchemaError: an unknown type name.
+    """
+    pairs: dict[str, str] = {}
+    if schema_file:
+        try:
+            loaded = json.loads(Path(schema_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValidationError(
+                f"--schema {schema_file}: not a readable JSON file ({exc})."
+            ) from exc
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise ValidationError(
+                f'--schema {schema_file}: expected {{"column": "type", ...}}, '
+                'for example {"tow": "int32", "when": "timestamp[us, tz=UTC]"}.'
+            )
+        pairs.update(loaded)
+    for item in _split_types(spec or ""):
+        name, sep, type_text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(
+                f"--types: {item!r} is not name=type (for example tow=int32,depth=float64)."
+            )
+        pairs[name.strip()] = type_text
+    return {name: parse_type(text) for name, text in pairs.items()}
+
+
+def _split_types(spec: str) -> list[str]:
+    """Split ``a=int32,b=timestamp[us, tz=UTC]`` at the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(spec):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(spec[start:i])
+            start = i + 1
+    items.append(spec[start:])
+    return [item.strip() for item in items if item.strip()]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    table = read_local_table(Path(args.file))
+    table = read_local_table(Path(args.file), parse_types(args.types, args.schema))
+    check_loadable(table.schema, where=args.file)
+    schema = {field.name: describe_type(field.type) for field in table.schema}
+    if not args.json:
+        width = max(map(len, schema))
+        print(f"Schema of the new master ({table.num_rows} rows):")
+        for name, type_ in schema.items():
+            print(f"  {name:<{width}}  {type_}")
     res = MasterStore(cfg).create(table, note=args.note)
     if args.json:
-        _print_json(asdict(res))
+        _print_json({**asdict(res), "schema": schema})
     else:
         print(
             f"Created {cfg.uri} ({res.row_count} rows x {res.column_count} columns), "
@@ -311,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         "s3grid init tows.parquet --bucket my-lab --note 'first upload'",
     )
     p.add_argument("file", help="local .csv or .parquet file")
+    p.add_argument(
+        "--types",
+        help="column types, e.g. tow=int32,depth=float64,when='timestamp[us, tz=UTC]' "
+        "(a CSV's columns are text unless named here)",
+    )
+    p.add_argument("--schema", help='a JSON file of column types: {"tow": "int32", ...}')
     p.add_argument("--note", default="initial upload", help="audit note")
     p.add_argument("--json", action="store_true", help="print the save result as JSON")
 

@@ -6,6 +6,7 @@ through sorting, inserts and deletes), else by position.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from s3grid.schema import to_pandas
+from s3grid.schema import put_nans, to_pandas
 
 __all__ = [
     "CellChange",
@@ -101,6 +102,14 @@ def py_value(value: Any) -> Any:
     return value
 
 
+def cell_value(value: Any) -> Any:
+    """:func:`py_value` for a value read from Arrow, where a float NaN is a value (NaN)
+    and only null is missing (None)."""
+    if isinstance(value, float | np.floating) and np.isnan(value):
+        return math.nan
+    return py_value(value)
+
+
 def values_equal(a: Any, b: Any) -> bool:
     """Null-aware equality of two cell values (None, NaN, NA and NaT are all equal)."""
     a, b = py_value(a), py_value(b)
@@ -163,7 +172,7 @@ def diff_tables(
         before = a.take(pa.array(changed)).to_pylist()
         after = b.take(pa.array(changed)).to_pylist()
         cells.extend(
-            CellChange(k, str(column), py_value(o), py_value(n))
+            CellChange(k, str(column), cell_value(o), cell_value(n))
             for k, o, n in zip(where, before, after, strict=True)
         )
     added = tuple(_keys_at(new, keys, rows.added))
@@ -236,6 +245,37 @@ def _match_rows(
     return _MatchedRows(
         len(o_idx), o_idx, n_idx, np.flatnonzero(unmatched_new), np.flatnonzero(unmatched_old)
     )
+
+
+def keep_nans(new: pa.Table, base: pa.Table, key_columns: Sequence[str] = ()) -> pa.Table:
+    """``new`` with NaN put back where pandas lost it: a missing float cell whose row
+    holds NaN in ``base`` (matched by key, else by position) is NaN again.
+
+    A pandas float column marks missing values with NaN, so a frame cannot say NaN from
+    null; the version it was loaded from can. Unmatched rows, and rows with duplicate or
+    empty keys (refused by the save anyway), keep null.
+    """
+    names = [
+        name
+        for name, type_ in zip(new.column_names, new.schema.types, strict=True)
+        if pa.types.is_floating(type_)
+        and name in base.column_names
+        and base.schema.field(name).type == type_
+        and pc.any(pc.is_nan(base.column(name))).as_py()
+    ]
+    if not names:
+        return new
+    try:
+        sources = row_sources(base, new, key_columns)
+    except (ValueError, pd.errors.InvalidIndexError):
+        return new  # keys that do not identify rows: validation names them
+    found = sources >= 0
+    for name in names:
+        base_nan = pc.fill_null(pc.is_nan(base.column(name)), False)
+        nan = np.zeros(new.num_rows, dtype=bool)
+        nan[found] = base_nan.to_numpy(zero_copy_only=False)[sources[found]]
+        new = put_nans(new, name, nan)
+    return new
 
 
 def row_sources(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ()) -> np.ndarray:
@@ -329,28 +369,40 @@ def count_changes(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ())
         if column in keys or column not in old.column_names:
             continue
         a, b = rows.pair(old.column(column), new.column(column))
-        cells += int(pc.sum(pc.invert(_same(a, b))).as_py() or 0)
+        cells += int(np.count_nonzero(~same_values(a, b)))
     return ChangeCounts(cells, len(rows.added), len(rows.deleted))
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Null-aware equality, as :func:`equal_mask`: missing equals missing (NaN included)."""
-    a_missing, b_missing = pc.is_null(a, nan_is_null=True), pc.is_null(b, nan_is_null=True)
+    """Exact equality, row by row: null equals null and NaN equals NaN, but NaN is not
+    null (they are different values in Parquet and in Athena)."""
+    a_null, b_null = pc.is_null(a), pc.is_null(b)
     equal = pc.fill_null(pc.equal(a, b), False)
-    both_missing = pc.and_(a_missing, b_missing)
-    neither_missing = pc.invert(pc.or_(a_missing, b_missing))
-    return pc.or_(both_missing, pc.and_(equal, neither_missing))
+    if pa.types.is_floating(a.type) and pa.types.is_floating(b.type):
+        both_nan = pc.and_(pc.fill_null(pc.is_nan(a), False), pc.fill_null(pc.is_nan(b), False))
+        equal = pc.or_(equal, both_nan)
+    both_null = pc.and_(a_null, b_null)
+    neither_null = pc.invert(pc.or_(a_null, b_null))
+    return pc.or_(both_null, pc.and_(equal, neither_null))
 
 
 def same_values(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
-    """Null-aware equality of two columns, row by row, as :func:`equal_mask` (missing
-    equals missing, NaN included): in Arrow, or in pandas for a type Arrow cannot
-    compare."""
+    """Equality of two columns, row by row, as :func:`_same` (null equals null, NaN equals
+    NaN, NaN is not null): in Arrow, or in pandas (where NaN and null are one) for a type
+    Arrow cannot compare."""
     try:
         same: np.ndarray = _same(a, b).to_numpy(zero_copy_only=False)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
-        return equal_mask(a.to_pandas(), b.to_pandas())
+        if pa.types.is_float16(a.type) and pa.types.is_float16(b.type):
+            return same_values(a.cast(pa.float32()), b.cast(pa.float32()))  # exact widening
+        return _equal_as_python(a, b)
     return same
+
+
+def _equal_as_python(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Row-by-row equality of Python values, for types Arrow cannot compare (lists,
+    structs, maps): slow, and only for such columns."""
+    return np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True)], dtype=bool)
 
 
 def keys_unique(keys: pa.Table) -> bool | None:

@@ -8,11 +8,13 @@ only wires widgets to them and keeps the browser showing exactly what the kernel
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from ipydatagrid import DataGrid, TextRenderer, VegaExpr
@@ -37,13 +39,22 @@ STATUS = "⚑"  # the status column the grid shows first; not part of the master
 # From this many rows on, a sort, a row deletion or a merge takes about a second or more
 # (10M rows: 1.5-2.1 s to sort, 1.3-1.4 s to delete the first row, 1.6 s to undo that,
 # 2.6 s to merge): the editor says what it is doing meanwhile. Below, it would flash.
+log = logging.getLogger(__name__)
+
 SAY_WORK_ROWS = 1_000_000
 _READ_ONLY_BG = "#eeeeee"
 _NOTHING = object()
 
 
 def cell_text(value: Any) -> str:
-    """How the grid shows a kernel value: exact text the kernel can parse back."""
+    """How the grid shows a kernel value: exact text the kernel can parse back.
+
+    A float NaN shows as "nan" (typing "nan" stores NaN); a missing value as nothing.
+    """
+    if isinstance(value, float | np.floating) and np.isnan(value):
+        return "nan"
+    if isinstance(value, np.float32 | np.float16):
+        return str(value)  # "0.1", not the float64 widening "0.10000000149011612"
     value = py_value(value)
     if value is None:
         return ""
@@ -51,6 +62,10 @@ def cell_text(value: Any) -> str:
         return "true" if value else "false"
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
+    if isinstance(value, bytes | bytearray):
+        return "0x" + value.hex()
+    if isinstance(value, np.ndarray):
+        return str([py_value(v) for v in value.tolist()])
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -61,14 +76,29 @@ def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
     column arrives as 7, "abc" in a float column as 0/NaN. As text, the kernel gets
     exactly what was typed and decides (schema.py); the browser is told the result.
     """
+    ids = frame.index.to_numpy()
     out = pd.DataFrame(
-        {col: [cell_text(v) for v in frame[col].tolist()] for col in frame.columns},
+        {col: _column_text(frame[col], session.nan_mask(ids, col)) for col in frame.columns},
         index=frame.index,
         dtype=object,
     )
     out.insert(0, STATUS, _row_status(session, [int(rid) for rid in out.index]))
     out.index.name = ROW_ID
     return out
+
+
+def _column_text(column: pd.Series, nan: np.ndarray) -> list[str]:
+    """Cell texts of one window column: in a float column pandas holds null as NaN too,
+    so only the cells the session knows to be NaN show "nan"."""
+    missing = column.isna().to_numpy(dtype=bool)
+    values = column.tolist()
+    if column.dtype in (np.float32, np.float16):  # the shortest text of the stored value
+        narrow = column.dtype.type
+        values = [narrow(v) for v in values]
+    return [
+        ("nan" if is_nan else "") if gone else cell_text(value)
+        for value, gone, is_nan in zip(values, missing, nan, strict=True)
+    ]
 
 
 def _row_status(session: EditSession, row_ids: Sequence[int]) -> list[str]:
@@ -199,24 +229,25 @@ class Editor(w.VBox):  # type: ignore[misc]
             editable=True,
             selection_mode="cell",
             layout=w.Layout(height="420px"),
-            on_edit=self._on_grid_edit,
+            on_edit=self._guarded("edit", self._on_grid_edit),
         )
         # makes an edit repaint one cell instead of the whole grid (see gridpatch.py)
         self.grid_patch = GridPatch(self.grid)
 
-        self.reload_button.on_click(lambda _: self.reload())
-        self.save_button.on_click(lambda _: self.save())
-        self.undo_button.on_click(lambda _: self.undo())
-        self.redo_button.on_click(lambda _: self.redo())
-        self.add_button.on_click(lambda _: self.add_row())
-        self.delete_button.on_click(lambda _: self.delete_selected())
-        self.revert_button.on_click(lambda _: self.revert_all())
-        self.changes_button.observe(lambda _: self._refresh_changes(), "value")
-        self.filter.observe(lambda _: self._rewindow(), "value")
-        self.sort_by.observe(lambda _: self._rewindow(), "value")
-        self.descending.observe(lambda _: self._rewindow(), "value")
-        self.prev_button.on_click(lambda _: self._goto(self.page - 1))
-        self.next_button.on_click(lambda _: self._goto(self.page + 1))
+        guard = self._guarded
+        self.reload_button.on_click(guard("Reload", lambda _: self.reload()))
+        self.save_button.on_click(guard("Save", lambda _: self.save()))
+        self.undo_button.on_click(guard("Undo", lambda _: self.undo()))
+        self.redo_button.on_click(guard("Redo", lambda _: self.redo()))
+        self.add_button.on_click(guard("Add row", lambda _: self.add_row()))
+        self.delete_button.on_click(guard("Delete rows", lambda _: self.delete_selected()))
+        self.revert_button.on_click(guard("Revert all", lambda _: self.revert_all()))
+        self.changes_button.observe(guard("Changes", lambda _: self._refresh_changes()), "value")
+        self.filter.observe(guard("Filter", lambda _: self._rewindow()), "value")
+        self.sort_by.observe(guard("Sort", lambda _: self._rewindow()), "value")
+        self.descending.observe(guard("Sort", lambda _: self._rewindow()), "value")
+        self.prev_button.on_click(guard("Page", lambda _: self._goto(self.page - 1)))
+        self.next_button.on_click(guard("Page", lambda _: self._goto(self.page + 1)))
 
         super().__init__(
             [
@@ -266,6 +297,27 @@ class Editor(w.VBox):  # type: ignore[misc]
     def key_columns(self) -> tuple[str, ...]:
         """The key columns in use."""
         return self.session.key_columns if self.session else ()
+
+    def _guarded(self, action: str, handler: Callable[..., Any]) -> Callable[..., None]:
+        """``handler`` for a button, a field or a grid edit: whatever fails in it ends in a
+        message, never in a traceback in the log and an editor stuck on "Saving…"."""
+
+        def run(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception as exc:  # the last line of defence: S3GridErrors are said earlier
+                log.exception("s3grid editor: %s failed", action)
+                pending = self.session.pending if self.session is not None else 0
+                kept = f" Your {pending} pending change(s) are kept." if pending else ""
+                self._say(
+                    f"{action} failed unexpectedly ({type(exc).__name__}: {exc}).{kept} "
+                    "Try again; if it keeps failing, save your work from Python "
+                    "(editor.session.to_table()) and report this.",
+                    "error",
+                )
+                self._refresh_status()
+
+        return run
 
     @contextmanager
     def _busy(self, doing: str) -> Iterator[None]:
@@ -458,6 +510,14 @@ class Editor(w.VBox):  # type: ignore[misc]
             return
         self.edit_cell(self._window_ids[row], column, value, grid_row=row)
 
+    def _cell_text(self, column: str, value: Any) -> str:
+        """:func:`cell_text` at the column's precision (a float32 shows as float32)."""
+        assert self.session is not None
+        type_ = self.session.schema.field(column).type
+        if isinstance(value, float) and (pa.types.is_float32(type_) or pa.types.is_float16(type_)):
+            value = type_.to_pandas_dtype()(value)
+        return cell_text(value)
+
     def edit_cell(
         self, row_id: int, column: str, value: Any, *, grid_row: int | None = None
     ) -> bool:
@@ -480,7 +540,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         typed = grid_row is not None  # in the browser, which shows the text typed
         if grid_row is None and row_id in self._window_ids:
             grid_row = self._window_ids.index(row_id)
-        shown = cell_text(stored)
+        shown = self._cell_text(column, stored)
         if grid_row is not None and typed and accepted and shown == value:
             # Stored as typed: the browser is right already. Without the front-end patch
             # each value the kernel sets rebuilds the browser's whole data model, so only
@@ -539,7 +599,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             return
         row_id, column = cell
         grid_row = self._window_ids.index(row_id)
-        self._echo(grid_row, column, cell_text(self.session.value(row_id, column)))
+        self._echo(grid_row, column, self._cell_text(column, self.session.value(row_id, column)))
         self._show_row_status(grid_row, row_id)
         self._refresh_status()
         self._refresh_changes()
@@ -822,7 +882,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                 text = f"{c.key} · {c.column or 'row'}: {c.kind.replace('-', ' ')}"
             rows.append(w.HBox([w.Label(text), pick]))
         apply = w.Button(description="Apply merge", button_style="warning")
-        apply.on_click(lambda _: self.apply_merge())
+        apply.on_click(self._guarded("Apply merge", lambda _: self.apply_merge()))
         rows.append(apply)
         self.conflict_panel.children = rows
         self.conflict_panel.layout.display = "flex"

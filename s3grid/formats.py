@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from s3grid.errors import MasterFormatError
+from s3grid.errors import MasterFormatError, SchemaError
+from s3grid.schema import describe_type, editable, parse_type
 
-__all__ = ["PARQUET_WRITE_OPTIONS", "SAVE_ID_METADATA", "decode_table", "encode_table"]
+__all__ = [
+    "PARQUET_WRITE_OPTIONS",
+    "SAVE_ID_METADATA",
+    "csv_types_text",
+    "decode_table",
+    "encode_table",
+    "parse_csv_types",
+]
 
 # How s3grid writes Parquet (the master and a flattened query result alike). A column
 # whose dictionary outgrows 64 KiB (Arrow's default: 1 MiB) switches to plain encoding
@@ -50,8 +59,66 @@ def _release_scratch() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def decode_table(body: bytes, file_format: str, *, where: str) -> pa.Table:
+def csv_types_text(schema: pa.Schema) -> str:
+    """The types a CSV master declares, as S3 metadata text: ``name=type`` pairs,
+    percent-encoded, comma-separated; text columns (the default) are left out.
+
+    Raises:
+        SchemaError: a column type a CSV master cannot hold exactly (use Parquet).
+    """
+    pairs = []
+    for field in schema:
+        if pa.types.is_string(field.type):
+            continue
+        if not editable(field.type):
+            raise SchemaError(
+                f"Column {field.name!r} is {describe_type(field.type)}, which a CSV master "
+                "cannot hold as text exactly; use a Parquet master (S3_FILE_FORMAT=parquet).",
+                column=field.name,
+                expected="a CSV-compatible type",
+            )
+        pairs.append(f"{quote(field.name, safe='')}={quote(str(field.type), safe='')}")
+    return ",".join(pairs)
+
+
+def parse_csv_types(text: str) -> dict[str, pa.DataType]:
+    """Inverse of :func:`csv_types_text`; an unreadable entry is skipped (text then)."""
+    types: dict[str, pa.DataType] = {}
+    for pair in filter(None, text.split(",")):
+        name, _, type_text = pair.partition("=")
+        try:
+            types[unquote(name)] = parse_type(unquote(type_text))
+        except SchemaError:
+            continue
+    return types
+
+
+def _read_csv(body: bytes | bytearray, declared: dict[str, pa.DataType] | None) -> pa.Table:
+    """A CSV master with the types it declares, text for every other column: nothing is
+    guessed ("007" stays "007"). An empty field is null; a quoted empty one is ""."""
+    names = pacsv.open_csv(pa.BufferReader(body)).schema.names  # the header's names
+    types = {name: (declared or {}).get(name, pa.string()) for name in names}
+    options = pacsv.ConvertOptions(
+        column_types=types,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    # With one column, an empty line is a row whose one cell is empty (null), not filler.
+    parse = pacsv.ParseOptions(ignore_empty_lines=len(names) > 1)
+    return pacsv.read_csv(pa.BufferReader(body), parse_options=parse, convert_options=options)
+
+
+def decode_table(
+    body: bytes | bytearray,
+    file_format: str,
+    *,
+    where: str,
+    csv_types: dict[str, pa.DataType] | None = None,
+) -> pa.Table:
     """Parse a master object; the returned table carries no file-level metadata.
+
+    ``csv_types`` are the column types a CSV master declares (other columns are text).
 
     Raises:
         MasterFormatError: the bytes are not valid for ``file_format``; names ``where``.
@@ -64,7 +131,7 @@ def decode_table(body: bytes, file_format: str, *, where: str) -> pa.Table:
         )
     try:
         if file_format == "csv":
-            table = pacsv.read_csv(pa.BufferReader(body))
+            table = _read_csv(body, csv_types)
         else:
             # Whole row groups as chunks (pq.read_table cuts 128k-row batches): a master
             # s3grid wrote (1Mi-row groups) arrives in few chunks, and a one-chunk column
@@ -74,6 +141,11 @@ def decode_table(body: bytes, file_format: str, *, where: str) -> pa.Table:
         hint = ""
         if file_format != "csv" and body[:4] != b"PAR1":
             hint = " (Parquet magic bytes 'PAR1' not found: is it CSV, or truncated?)"
+        if file_format == "csv" and "conversion error" in str(exc):
+            raise MasterFormatError(
+                f"{where}: a value does not fit the type declared for its column ({exc}). "
+                "Fix the value, or declare the column as text (string)."
+            ) from exc
         raise MasterFormatError(
             f"{where} is not a valid {expected} file{hint}: {exc}. "
             "Check S3_FILE_FORMAT, or restore an earlier version."

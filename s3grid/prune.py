@@ -108,7 +108,7 @@ def prune(
     plan = plan_prune(store, keep)
     if not apply:
         return plan
-    store.bucket.require_versioning()  # a move deletes; only where versions are kept
+    store.bucket.require_versioning(fresh=True)  # a move deletes: only where versions are kept
     for item in plan.archive:
         _move(store, item.snapshot_key, item.archive_snapshot_key)
         _move(store, item.audit_key, item.archive_audit_key)

@@ -7,22 +7,29 @@ expected type; nothing is silently widened, truncated or turned into float.
 
 from __future__ import annotations
 
+import re
+import zoneinfo
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from s3grid.errors import SchemaError
 
 __all__ = [
     "check_columns",
+    "check_loadable",
     "coerce_series",
     "coerce_table",
     "coerce_value",
     "contiguous",
     "describe_type",
+    "editable",
+    "parse_type",
+    "put_nans",
     "strip_metadata",
     "to_pandas",
     "viewable",
@@ -95,6 +102,115 @@ def strip_metadata(schema: pa.Schema) -> pa.Schema:
     return schema.remove_metadata()
 
 
+def editable(type_: pa.DataType) -> bool:
+    """Whether cells of this type can be edited (typed text is parsed back exactly).
+
+    Numbers, booleans, text, timestamps and dates are. Other types a Parquet master can
+    hold (decimal, dictionary, time, duration, binary, list, struct, map) are shown
+    read-only and saved back as they were.
+    """
+    return bool(
+        pa.types.is_integer(type_)
+        or pa.types.is_floating(type_)
+        or pa.types.is_boolean(type_)
+        or pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_timestamp(type_)
+        or pa.types.is_date(type_)
+    )
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    **{name: getattr(pa, name)() for name in ("int8", "int16", "int32", "int64")},
+    **{name: getattr(pa, name)() for name in ("uint8", "uint16", "uint32", "uint64")},
+    "halffloat": pa.float16(),
+    "float16": pa.float16(),
+    "float": pa.float32(),
+    "float32": pa.float32(),
+    "double": pa.float64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "str": pa.string(),
+    "utf8": pa.string(),
+    "large_string": pa.large_string(),
+    "date": pa.date32(),
+    "date32": pa.date32(),
+    "date32[day]": pa.date32(),
+    "date64": pa.date64(),
+    "date64[ms]": pa.date64(),
+}
+_TIMESTAMP = re.compile(r"timestamp\[(?P<unit>s|ms|us|ns)(?:,\s*tz=(?P<tz>[^\]]+))?\]")
+
+
+def parse_type(text: str) -> pa.DataType:
+    """An editable Arrow type from its name: ``int32``, ``float64``, ``bool``, ``string``,
+    ``date32``, ``timestamp[us]``, ``timestamp[us, tz=UTC]`` (what ``str(type)`` gives).
+
+    Raises:
+        SchemaError: not a type name s3grid can edit.
+    """
+    name = text.strip().lower()
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    match = _TIMESTAMP.fullmatch(text.strip())
+    if match:
+        tz = match["tz"].strip() if match["tz"] else None
+        if tz is not None and not re.fullmatch(r"[+-]\d{2}:\d{2}", tz):
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+                raise SchemaError(
+                    f"Unknown time zone {tz!r} in {text!r}; use a name such as UTC or "
+                    "Europe/Oslo, or an offset such as +02:00."
+                ) from exc
+        return pa.timestamp(match["unit"], tz=tz)
+    raise SchemaError(
+        f"Unknown column type {text!r}; use one of int8..int64, uint8..uint64, float32, "
+        "float64, bool, string, date32, timestamp[s|ms|us|ns] or timestamp[us, tz=UTC]."
+    )
+
+
+def check_loadable(schema: pa.Schema, *, where: str) -> None:
+    """Refuse a master s3grid cannot keep exactly: a column name used twice (no cell could
+    be addressed), or a column without a type (Arrow ``null``: nothing could be stored).
+
+    Raises:
+        SchemaError: names the columns and what to do.
+    """
+    names = list(schema.names)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SchemaError(
+            f"{where} has more than one column named {twice}; s3grid cannot tell them apart. "
+            "Rename them in the file (for example with pyarrow's rename_columns) and upload "
+            "it again."
+        )
+    untyped = [f.name for f in schema if pa.types.is_null(f.type)]
+    if untyped:
+        raise SchemaError(
+            f"{where}: column(s) {untyped} have no type (every value is empty, stored as "
+            "Arrow 'null'), so no value could ever be saved in them. Re-create the master "
+            "with a type for each, e.g. `s3grid init FILE --types "
+            f"{untyped[0]}=string`.",
+            column=untyped[0],
+            expected="a typed column",
+        )
+
+
+def put_nans(table: pa.Table, name: str, where: np.ndarray) -> pa.Table:
+    """``table`` with NaN in float column ``name`` at the rows ``where`` marks that are
+    null there (NaN that a pandas frame could not tell from null)."""
+    column = table.column(name)
+    where = where & column.is_null().to_numpy(zero_copy_only=False)
+    if not where.any():
+        return table
+    nan = pa.array(np.full(1, np.nan, dtype=column.type.to_pandas_dtype()))[0]
+    filled = pc.if_else(pa.array(where), nan, column)
+    return table.set_column(table.column_names.index(name), name, filled)
+
+
 def describe_type(type_: pa.DataType) -> str:
     """A short human name for an Arrow type, as used in messages."""
     return str(type_)
@@ -137,11 +253,14 @@ def check_columns(columns: Sequence[str], schema: pa.Schema) -> None:
 def _fail(s: pd.Series, mask: np.ndarray, field: pa.Field, reason: str) -> SchemaError:
     positions = np.flatnonzero(mask)
     pos = int(positions[0])
-    row = s.index[pos]
     value = s.iloc[pos]
     if isinstance(value, np.generic):
         value = value.item()  # show 1099511627776, not np.int64(1099511627776)
-    more = len(positions) - 1
+    return _value_error(s.index[pos], field, value, reason, more=len(positions) - 1)
+
+
+def _value_error(row: Any, field: pa.Field, value: Any, reason: str, *, more: int) -> SchemaError:
+    """The error for one value that does not fit, naming row, column, value and type."""
     tail = f" ({more} more row(s) in this column have the same problem)" if more else ""
     return SchemaError(
         f"Row {row}, column {field.name!r}: cannot store {value!r} as "
@@ -171,8 +290,21 @@ def _is_bool_values(s: pd.Series) -> np.ndarray:
     return np.zeros(len(s), dtype=bool)
 
 
-def _numbers(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pd.Series:
-    """Parse a column to numbers; refuse text that is not a number and bools."""
+def _nan_text(s: pd.Series) -> np.ndarray:
+    """Cells holding the text "nan" (any case, any sign): the float value NaN, typed."""
+    if s.dtype != object and not pd.api.types.is_string_dtype(s.dtype):
+        return np.zeros(len(s), dtype=bool)
+    text = s.astype("string").str.strip().str.lower().str.lstrip("+-")
+    return text.eq("nan").fillna(False).to_numpy(dtype=bool)
+
+
+def _numbers(
+    s: pd.Series, nulls: np.ndarray, field: pa.Field, *, nan: np.ndarray | None = None
+) -> pd.Series:
+    """Parse a column to numbers; refuse text that is not a number and bools.
+
+    ``nan`` marks cells where NaN is the value (the text "nan" in a float column).
+    """
     bools = _is_bool_values(s) & ~nulls
     if bools.any():
         raise _fail(s, bools, field, "a true/false value is not a number")
@@ -181,6 +313,8 @@ def _numbers(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pd.Series:
     else:
         num = pd.to_numeric(s.where(~nulls), errors="coerce")
     bad = ~nulls & num.isna().to_numpy(dtype=bool)
+    if nan is not None:
+        bad &= ~nan
     if bad.any():
         raise _fail(s, bad, field, "not a number")
     return num
@@ -216,14 +350,25 @@ def _coerce_int(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
 
 
 def _coerce_float(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
+    """Floats: a missing value is null; NaN is a value only where typed as the text
+    "nan" (in pandas, NaN is how a float column marks a missing value)."""
     if s.dtype == np.float64 and field.type == pa.float64():
         # Already float64, where NaN is the only missing marker: Arrow takes the values
         # as they are (a copy per column would cost the whole column again at save time).
         return pa.array(s.to_numpy(), type=pa.float64(), from_pandas=True)
-    num = _numbers(s, nulls, field)
+    nan = _nan_text(s)
+    num = _numbers(s, nulls, field, nan=nan)
     data = num.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
     arr = pa.array(np.where(nulls, 0.0, data), type=pa.float64(), mask=nulls)
-    return arr if field.type == pa.float64() else arr.cast(field.type, safe=False)
+    if field.type == pa.float64():
+        return arr
+    narrowed = arr.cast(field.type, safe=False)
+    wider = narrowed.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    overflow = ~nulls & np.isfinite(data) & ~np.isfinite(wider)
+    if overflow.any():
+        limit = float(np.finfo(field.type.to_pandas_dtype()).max)
+        raise _fail(s, overflow, field, f"out of range (at most ±{limit:.4g})")
+    return narrowed
 
 
 def _coerce_bool(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
@@ -307,6 +452,33 @@ def _coerce_string(s: pd.Series, field: pa.Field) -> pa.Array:
     return pa.array(values, type=field.type)
 
 
+def _none_mask(s: pd.Series) -> np.ndarray:
+    """Missing cells of an object column holding lists, dicts or bytes (where ``isna``
+    would look inside a list)."""
+    return np.array([v is None or v is pd.NA or v is pd.NaT for v in s], dtype=bool)
+
+
+def _coerce_binary(s: pd.Series, field: pa.Field) -> pa.Array:
+    bad = np.array([not (v is None or isinstance(v, bytes | bytearray)) for v in s], dtype=bool)
+    if bad.any():
+        raise _fail(
+            s, bad, field, "binary columns take bytes only (they are read-only in the grid)"
+        )
+    return pa.array(list(s), type=field.type)
+
+
+def _keep_as_is(s: pd.Series, field: pa.Field) -> pa.Array:
+    try:
+        return pa.array(s, type=field.type, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise SchemaError(
+            f"Column {field.name!r}: cannot store these values as {describe_type(field.type)} "
+            f"({exc}). The column is read-only in the grid; keep the values it was loaded with.",
+            column=field.name,
+            expected=describe_type(field.type),
+        ) from exc
+
+
 def coerce_series(s: pd.Series, field: pa.Field) -> pa.Array:
     """Coerce one pandas column to the Arrow type of ``field``.
 
@@ -317,6 +489,12 @@ def coerce_series(s: pd.Series, field: pa.Field) -> pa.Array:
     if pa.types.is_string(type_) or pa.types.is_large_string(type_):
         arr = _coerce_string(s, field)
         nulls = s.isna().to_numpy(dtype=bool)
+    elif not editable(type_):  # kept as they are: no text is parsed into these
+        nulls = s.isna().to_numpy(dtype=bool) if s.dtype != object else _none_mask(s)
+        if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
+            arr = _coerce_binary(s, field)
+        else:
+            arr = _keep_as_is(s, field)
     else:
         nulls = _null_mask(s)
         if pa.types.is_integer(type_):
@@ -325,17 +503,8 @@ def coerce_series(s: pd.Series, field: pa.Field) -> pa.Array:
             arr = _coerce_float(s, nulls, field)
         elif pa.types.is_boolean(type_):
             arr = _coerce_bool(s, nulls, field)
-        elif pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        else:  # timestamp or date: the last editable kind
             arr = _coerce_temporal(s, nulls, field)
-        else:
-            try:
-                arr = pa.array(s, type=type_, from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise SchemaError(
-                    f"Column {field.name!r}: cannot store values as {describe_type(type_)}: {exc}",
-                    column=field.name,
-                    expected=describe_type(type_),
-                ) from exc
     if not field.nullable and nulls.any():
         raise _fail(s, nulls, field, "the column does not allow empty values")
     return arr
@@ -347,6 +516,12 @@ def coerce_value(value: Any, field: pa.Field, *, row: Any = None) -> Any:
     Raises:
         SchemaError: the value cannot be stored exactly in the column.
     """
+    if (
+        pa.types.is_floating(field.type)
+        and isinstance(value, float | np.floating)
+        and np.isnan(value)
+    ):
+        return float("nan")  # a NaN given as one value is meant (a frame's NaN is missing)
     s = pd.Series([value], index=[row], dtype=object)
     return coerce_series(s, field)[0].as_py()
 
@@ -419,7 +594,7 @@ def _coerce_arrow_column(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArr
             coerce_series(col.to_pandas(), field)  # raises with the row that is empty
         return col
     try:
-        return col.cast(field.type, safe=True)
+        cast = col.cast(field.type, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         # Re-run through pandas only to find and name the offending row.
         series = col.to_pandas(types_mapper=_NULLABLE_PANDAS.get)
@@ -431,3 +606,33 @@ def _coerce_arrow_column(col: pa.ChunkedArray, field: pa.Field) -> pa.ChunkedArr
             column=field.name,
             expected=describe_type(field.type),
         ) from exc
+    _check_exact_cast(col, cast, field)
+    return cast
+
+
+def _check_exact_cast(col: pa.ChunkedArray, cast: pa.ChunkedArray, field: pa.Field) -> None:
+    """Refuse what Arrow's "safe" cast still lets through: numbers other than 0 and 1
+    into bool (2 and 0.5 both become true), and floats too large for a narrower float
+    (they become infinity).
+
+    Raises:
+        SchemaError: names the first row, its value and the expected type.
+    """
+    bad = None
+    reason = ""
+    if pa.types.is_boolean(field.type) and (
+        pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    ):
+        zero_or_one = pc.is_in(col, value_set=pa.array([0, 1], col.type))
+        bad = pc.and_(pc.is_valid(col), pc.invert(zero_or_one))
+        reason = "expected true/false (1 or 0)"
+    elif pa.types.is_floating(field.type) and pa.types.is_floating(col.type):
+        bad = pc.and_(pc.is_finite(col), pc.invert(pc.is_finite(cast)))
+        reason = "out of range for the column's float type"
+    if bad is None:
+        return
+    positions = np.flatnonzero(pc.fill_null(bad, False).to_numpy(zero_copy_only=False))
+    if not len(positions):
+        return
+    row = int(positions[0])
+    raise _value_error(row, field, col[row].as_py(), reason, more=len(positions) - 1)

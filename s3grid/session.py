@@ -9,6 +9,7 @@ edit land on the wrong row.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from s3grid.diff import (
     CellChange,
@@ -33,6 +35,9 @@ from s3grid.schema import (
     coerce_table,
     coerce_value,
     contiguous,
+    describe_type,
+    editable,
+    put_nans,
     to_pandas,
     viewable,
 )
@@ -100,10 +105,12 @@ class EditSession:
         self.master = replace(master, table=contiguous(master.table, columns=viewed))
         self.schema: pa.Schema = master.schema
         self.key_columns = tuple(key_columns)
-        self.read_only_columns = frozenset(read_only_columns)
-        unknown = sorted(self.read_only_columns - set(self.schema.names))
+        asked = frozenset(read_only_columns)
+        unknown = sorted(asked - set(self.schema.names))
         if unknown:
             raise ValidationError(f"Read-only column(s) {unknown} are not in the master.")
+        # Columns of a type no text parses into exactly (lists, binary...) are shown only.
+        self.read_only_columns = asked | {f.name for f in self.schema if not editable(f.type)}
         # The base shares the table's memory where Arrow allows (a 10M-row master is
         # held once, not twice). It is never written: edits go to ``df``, a shallow copy,
         # and pandas' copy-on-write copies just the column an edit touches.
@@ -119,6 +126,16 @@ class EditSession:
         self._redo: list[_Op] = []
         self._stepped: _Op | None = None  # the op the last undo/redo applied
         self._dirty: dict[tuple[int, str], Any] = {}  # (row id, column) -> base value
+        # pandas shows NaN and null alike in a float column; Arrow keeps them apart. The
+        # master's NaN cells, per float column that has any, and each edited float cell's
+        # kind since (True: NaN), say which missing cells are NaN.
+        self._base_nan: dict[str, np.ndarray] = {
+            f.name: nan
+            for f in self.schema
+            if pa.types.is_floating(f.type)
+            and (nan := _nan_mask(self.master.table.column(f.name))).any()
+        }
+        self._cell_nan: dict[tuple[int, str], bool] = {}
         self._exported: pd.DataFrame | None = None  # see to_table
         # The rows the last window matched, in order, kept for paging. Counters say when
         # they are out of date: a filter may read any column, so after any change; a sort
@@ -170,8 +187,35 @@ class EditSession:
         return {rid for rid, _ in self._live_dirty()}
 
     def value(self, row_id: int, column: str) -> Any:
-        """The current value of one cell, as a plain Python value (None for missing)."""
-        return py_value(self.df.at[row_id, column])
+        """The current value of one cell, as a plain Python value (None for missing,
+        ``nan`` for a float NaN)."""
+        value = py_value(self.df.at[row_id, column])
+        if value is None and self.is_nan(row_id, column):
+            return math.nan
+        return value
+
+    def is_nan(self, row_id: int, column: str) -> bool:
+        """Whether a missing-looking float cell holds NaN (not null)."""
+        known = self._cell_nan.get((row_id, column))
+        if known is not None:
+            return known
+        base = self._base_nan.get(column)
+        return base is not None and row_id < len(base) and bool(base[row_id])
+
+    def nan_mask(self, row_ids: Sequence[int] | np.ndarray, column: str) -> np.ndarray:
+        """:meth:`is_nan` for many rows of one column."""
+        ids = np.asarray(row_ids, dtype=np.int64)
+        out = np.zeros(len(ids), dtype=bool)
+        base = self._base_nan.get(column)
+        if base is not None:
+            inside = ids < len(base)
+            out[inside] = base[ids[inside]]
+        edited = {rid: nan for (rid, col), nan in self._cell_nan.items() if col == column}
+        if edited:
+            for i, rid in enumerate(ids.tolist()):
+                if rid in edited:
+                    out[i] = edited[rid]
+        return out
 
     def key_of(self, row_id: int) -> Key:
         """The row's key values (or ``(row_id,)`` when there are no key columns)."""
@@ -288,6 +332,7 @@ class EditSession:
         """
         frame = self.df.reset_index(drop=True)
         table = coerce_table(frame, self.schema)
+        table = self._with_nans(table, self.df.index.to_numpy())
         # Arrow wraps numeric columns of ``frame`` without copying, and ``frame`` shares
         # them with ``df``. Kept alive, it makes pandas' copy-on-write copy a column
         # before the next edit writes to it; dropped, that edit would write straight
@@ -296,13 +341,30 @@ class EditSession:
         self._exported = frame
         return table
 
+    def _float_nans(self, table: pa.Table) -> dict[str, np.ndarray]:
+        """The NaN cells of each float column of ``table`` that has any."""
+        return {
+            f.name: nan
+            for f in self.schema
+            if pa.types.is_floating(f.type) and (nan := _nan_mask(table.column(f.name))).any()
+        }
+
+    def _with_nans(self, table: pa.Table, row_ids: np.ndarray) -> pa.Table:
+        """``table`` (rows ``row_ids`` of the working frame) with NaN where it belongs."""
+        float_columns = {c for c in self._base_nan} | {c for _, c in self._cell_nan}
+        for name in sorted(float_columns):
+            table = put_nans(table, name, self.nan_mask(row_ids, name))
+        return table
+
     # ------------------------------------------------------------------- edits
 
     def _check_editable(self, row_id: int, column: str) -> pa.Field:
         if column not in self.schema.names:
             raise ValidationError(f"No column {column!r} in the master.")
         if column in self.read_only_columns:
-            raise ValidationError(f"Column {column!r} is read-only; the edit was not kept.")
+            type_ = self.schema.field(column).type
+            why = "" if editable(type_) else f" (s3grid does not edit {describe_type(type_)} cells)"
+            raise ValidationError(f"Column {column!r} is read-only{why}; the edit was not kept.")
         if row_id not in self.df.index:
             raise ValidationError(f"Row {row_id} is not in the table (deleted?).")
         field: pa.Field = self.schema.field(column)
@@ -319,7 +381,7 @@ class EditSession:
         field = self._check_editable(row_id, column)
         new = coerce_value(value, field, row=row_id)
         old = self.value(row_id, column)
-        if values_equal(old, new):
+        if same_cell(old, new):
             return new
         self._apply(_SetCell(row_id, column, old, new))
         self._undo.append(_SetCell(row_id, column, old, new))
@@ -341,6 +403,11 @@ class EditSession:
             f.name: coerce_series(pd.Series([values.get(f.name)], index=[row_id], dtype=object), f)
             for f in self.schema
         }
+        for name, given in values.items():
+            if pa.types.is_floating(self.schema.field(name).type):
+                self._cell_nan[(row_id, name)] = _is_nan(
+                    coerce_value(given, self.schema.field(name))
+                )
         row = to_pandas(pa.table(columns, schema=self.schema))
         self._next_id += 1
         row.index = pd.Index([row_id], name=ROW_ID)
@@ -392,6 +459,7 @@ class EditSession:
         """Drop every pending edit and the undo history."""
         self._replace_rows(self.base.copy(deep=False))
         self._dirty.clear()
+        self._cell_nan.clear()
         self._added.clear()
         self._deleted.clear()
         self._dups = None
@@ -467,6 +535,8 @@ class EditSession:
         n_base = len(self.base)
         if isinstance(op, _SetCell):
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
+            if pa.types.is_floating(self.schema.field(op.column).type):
+                self._cell_nan[(op.row_id, op.column)] = _is_nan(op.new)
             self._changes += 1
             self._column_changes[op.column] = self._column_changes.get(op.column, 0) + 1
             if op.column in self.key_columns:
@@ -474,7 +544,7 @@ class EditSession:
             if op.row_id < n_base:
                 key = (op.row_id, op.column)
                 original = self._dirty.pop(key, op.old)
-                if not values_equal(original, op.new):
+                if not same_cell(original, op.new):
                     self._dirty[key] = original
             return
         if isinstance(op, _AddRows):
@@ -543,10 +613,20 @@ class EditSession:
             ids = kept_ids[changed]
             values = to_pandas(pa.table({col: new.take(pa.array(changed))}))[col]
             df.loc[ids, col] = values.set_axis(pd.Index(ids, name=ROW_ID))
-            for rid in ids.tolist():
-                session._dirty[(rid, col)] = py_value(session.base.at[rid, col])
+            is_float = pa.types.is_floating(session.schema.field(col).type)
+            if is_float:
+                nan = _nan_mask(new.take(pa.array(changed)))
+            for i, rid in enumerate(ids.tolist()):
+                session._dirty[(rid, col)] = (
+                    session.value(rid, col) if is_float else (py_value(session.base.at[rid, col]))
+                )
+                if is_float:
+                    session._cell_nan[(rid, col)] = bool(nan[i])
         added = np.arange(base.num_rows, base.num_rows + len(new_at))
         if len(added):
+            for name, nan in session._float_nans(content.take(pa.array(new_at))).items():
+                for rid in added[nan].tolist():
+                    session._cell_nan[(rid, name)] = True
             rows = to_pandas(content.take(pa.array(new_at)))
             rows.index = pd.Index(added, name=ROW_ID)
             df = pd.concat([df, rows.astype(df.dtypes.to_dict())])
@@ -663,6 +743,23 @@ def _unique_in_arrow(keys: pd.DataFrame) -> bool:
         return keys_unique(pa.Table.from_pandas(keys, preserve_index=False)) is True
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False  # e.g. a key type Arrow cannot sort: the pandas check decides
+
+
+def _nan_mask(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """True where a float column holds NaN (not null)."""
+    mask: np.ndarray = pc.fill_null(pc.is_nan(column), False).to_numpy(zero_copy_only=False)
+    return mask
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def same_cell(a: Any, b: Any) -> bool:
+    """:func:`values_equal`, except that NaN and null (None) differ."""
+    if _is_nan(a) or _is_nan(b):
+        return _is_nan(a) and _is_nan(b)
+    return values_equal(a, b)
 
 
 def _inverse(op: _Op) -> _Op:

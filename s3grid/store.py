@@ -34,7 +34,13 @@ from botocore.parsers import ResponseParserError
 from s3grid import audit as audit_mod
 from s3grid.audit import AuditRecord, format_timestamp, parse_timestamp
 from s3grid.config import S3GridConfig
-from s3grid.diff import ChangeCounts, count_changes, default_key_columns, keys_unique
+from s3grid.diff import (
+    ChangeCounts,
+    count_changes,
+    default_key_columns,
+    keep_nans,
+    keys_unique,
+)
 from s3grid.errors import (
     AccessDeniedError,
     ConfigError,
@@ -49,8 +55,8 @@ from s3grid.errors import (
     is_transient,
     translate,
 )
-from s3grid.formats import decode_table, encode_table
-from s3grid.schema import coerce_table, to_pandas
+from s3grid.formats import csv_types_text, decode_table, encode_table, parse_csv_types
+from s3grid.schema import check_loadable, coerce_table, to_pandas
 
 __all__ = [
     "ExpectEtag",
@@ -69,6 +75,8 @@ MAX_NOTE_CHARS = 1000
 # S3 limits user metadata to 2 KB in total; the note gets what the other fields leave.
 _NOTE_METADATA_BYTES = 1200
 _META = "s3grid-"
+# S3 keeps 2 KB of user metadata per object: the CSV types' share comes off the note's.
+_TYPES_METADATA_BYTES = 900
 
 
 # --------------------------------------------------------------------------- values
@@ -167,10 +175,13 @@ class SaveMetadata:
     column_count: int
     changes: ChangeCounts = field(default_factory=ChangeCounts)
     note_truncated: bool = False
+    column_types: str = ""  # a CSV master's declared types (formats.csv_types_text)
 
     def to_s3(self) -> dict[str, str]:
         """As S3 user metadata (ASCII only, so text is percent-encoded)."""
-        note, truncated = _metadata_note(self.note)
+        note, truncated = _metadata_note(
+            self.note, limit=_NOTE_METADATA_BYTES - len(self.column_types)
+        )
         c = self.changes
         return {
             f"{_META}save-id": self.save_id,
@@ -183,6 +194,7 @@ class SaveMetadata:
             f"{_META}base-etag": self.base_etag or "",
             f"{_META}shape": f"{self.row_count}x{self.column_count}",
             f"{_META}changes": f"{c.cells_changed},{c.rows_added},{c.rows_deleted}",
+            **({f"{_META}types": self.column_types} if self.column_types else {}),
         }
 
     @classmethod
@@ -207,6 +219,7 @@ class SaveMetadata:
                 column_count=cols,
                 changes=ChangeCounts(cells, added, deleted),
                 note_truncated=m.get(f"{_META}note-truncated") == "1",
+                column_types=m.get(f"{_META}types", ""),
             )
         except (KeyError, ValueError):
             log.warning("ignoring malformed s3grid metadata: %r", metadata)
@@ -481,9 +494,12 @@ class S3Bucket:
         self._versioned = status == "Enabled"
         return status
 
-    def versioning_problem(self) -> str | None:
-        """Why s3grid may not write to this bucket, or None when versioning is on."""
-        if self._versioned:
+    def versioning_problem(self, *, fresh: bool = False) -> str | None:
+        """Why s3grid may not write to this bucket, or None when versioning is on.
+
+        ``fresh`` asks S3 even if versioning was seen on before (it can be suspended).
+        """
+        if self._versioned and not fresh:
             return None
         try:
             status = self.versioning()
@@ -502,13 +518,14 @@ class S3Bucket:
             f"--versioning-configuration Status=Enabled{endpoint}`, then retry."
         )
 
-    def require_versioning(self) -> None:
-        """Refuse to write unless the bucket keeps every version.
+    def require_versioning(self, *, fresh: bool = False) -> None:
+        """Refuse to write unless the bucket keeps every version (asked once per bucket
+        object, or now with ``fresh``: each save asks, as a bucket can be suspended).
 
         Raises:
             VersioningError: versioning is off or suspended, or cannot be checked.
         """
-        problem = self.versioning_problem()
+        problem = self.versioning_problem(fresh=fresh)
         if problem is not None:
             raise VersioningError(problem)
 
@@ -734,19 +751,19 @@ def _part_size(total: int) -> int:
     return max(PART_BYTES, -(-total // 10_000))
 
 
-def _metadata_note(note: str) -> tuple[str, bool]:
+def _metadata_note(note: str, limit: int = _NOTE_METADATA_BYTES) -> tuple[str, bool]:
     """The note percent-encoded for metadata, cut to fit between whole characters.
 
     A cut never splits a character's bytes, nor a character from the accents, joiners
     and variation selectors that follow it. Returns ``(encoded, truncated)``.
     """
     encoded = quote(note, safe="")
-    if len(encoded) <= _NOTE_METADATA_BYTES:
+    if len(encoded) <= limit:
         return encoded, False
     end, size = 0, 0
     for ch in note:
         size += len(quote(ch, safe=""))
-        if size > _NOTE_METADATA_BYTES:
+        if size > limit:
             break
         end += 1
     while end > 0 and _joins_previous(note, end):
@@ -887,7 +904,14 @@ class MasterStore:
                 f"No {what}master at {self.bucket.url(key)} ({exc}). Check S3_BUCKET and "
                 "S3_MASTER_KEY, or create it with `s3grid init FILE`."
             ) from exc
-        table = decode_table(body, self.cfg.file_format, where=self.bucket.url(key, version_id))
+        save = SaveMetadata.from_s3(resp.get("Metadata", {}))
+        table = decode_table(
+            body,
+            self.cfg.file_format,
+            where=self.bucket.url(key, version_id),
+            csv_types=parse_csv_types(save.column_types) if save else None,
+        )
+        check_loadable(table.schema, where=self.bucket.url(key, version_id))
         problem = self.bucket.versioning_problem()
         if problem is not None:  # reading is safe; say now what a save would refuse
             warnings.warn(f"{problem} Saves are refused until then.", RuntimeWarning, stacklevel=3)
@@ -897,7 +921,7 @@ class MasterStore:
             etag=resp["ETag"],
             key=key,
             last_modified=resp.get("LastModified"),
-            save=SaveMetadata.from_s3(resp.get("Metadata", {})),
+            save=save,
         )
 
     def versions(self) -> list[VersionInfo]:
@@ -994,6 +1018,8 @@ class MasterStore:
         if source not in audit_mod.SOURCES:
             raise ValidationError(f"Unknown source {source!r}; use one of {audit_mod.SOURCES}.")
         table = coerce_table(data, base.schema, allow_schema_change=allow_schema_change)
+        if isinstance(data, pd.DataFrame):  # a frame cannot say NaN from null: base can
+            table = keep_nans(table, base.table, self.key_columns_for(table.schema))
 
         def check_and_count() -> ChangeCounts:
             self.validate(table)
@@ -1035,6 +1061,7 @@ class MasterStore:
                 f"Expected a pandas DataFrame or a pyarrow Table, got {type(data).__name__}."
             )
         table = table.replace_schema_metadata(None)
+        check_loadable(table.schema, where="The new master")
         self.validate(table)
         return self._locked_save(
             table,
@@ -1081,13 +1108,19 @@ class MasterStore:
                     "from the audit log (column snapshot_key)."
                 )
             try:
-                body, _ = self.bucket.get(snapshot_key)
+                body, resp = self.bucket.get(snapshot_key)
             except MasterNotFoundError as exc:
                 raise MasterNotFoundError(
                     f"No snapshot at {self.bucket.url(snapshot_key)}; list them with "
                     "`s3grid audit`."
                 ) from exc
-            table = decode_table(body, self.cfg.file_format, where=self.bucket.url(snapshot_key))
+            save = SaveMetadata.from_s3(resp.get("Metadata", {}))
+            table = decode_table(
+                body,
+                self.cfg.file_format,
+                where=self.bucket.url(snapshot_key),
+                csv_types=parse_csv_types(save.column_types) if save else None,
+            )
         else:
             assert version_id is not None
             table = self.read_version(version_id).table
@@ -1106,8 +1139,16 @@ class MasterStore:
         while the master is looked at (a base that moved on fails here, before any
         encoding) and while the body encodes (both are Arrow work that releases the GIL).
         Nothing is sent unless it returns."""
+        column_types = ""
+        if self.cfg.file_format == "csv":  # the text cannot say its types: the version does
+            column_types = csv_types_text(table.schema)
+            if len(column_types) > _TYPES_METADATA_BYTES:
+                raise ValidationError(
+                    f"This CSV master declares {len(table.schema)} typed columns, more than "
+                    "S3 metadata can record with each version; use a Parquet master."
+                )
         try:
-            self.bucket.require_versioning()
+            self.bucket.require_versioning(fresh=True)
         except StoreUnavailableError as exc:
             raise _unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
         saved_at = datetime.now(UTC)
@@ -1138,6 +1179,7 @@ class MasterStore:
             row_count=table.num_rows,
             column_count=table.num_columns,
             changes=changes,
+            column_types=column_types,
         )
         version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
         snap_key = audit_mod.snapshot_key(self.cfg, meta.saved_at, meta.save_id)
@@ -1450,7 +1492,7 @@ class MasterStore:
         Raises:
             VersioningError: the bucket does not keep versions.
         """
-        self.bucket.require_versioning()
+        self.bucket.require_versioning(fresh=True)
         snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
         audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
         versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))

@@ -9,19 +9,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from botocore.stub import Stubber
 
 from s3grid import (
     AccessDeniedError,
+    ConfigError,
     MasterFormatError,
     MasterNotFoundError,
     MasterStore,
+    S3GridConfig,
     SchemaError,
     ValidationError,
+    VersioningError,
     bulk_edit,
 )
 from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl
+from s3grid.localsql import SQLError
 from s3grid.sqlcheck import check_location
 from tests.conftest import all_objects
 from tests.test_athena import FakeAthena
@@ -233,6 +238,67 @@ CASES: dict[str, tuple[Case, type[Exception], str]] = {
         "contains the master",
     ),
     "failed athena query": (failed_athena_query, AthenaQueryError, "HIVE_BAD_DATA"),
+    # values never narrowed silently (issue 16)
+    "float64 beyond float32 via sql": (
+        lambda st, s3, b: bulk_edit(
+            st,
+            "SELECT * REPLACE (CAST(1e300 AS DOUBLE) AS volume_filtered) FROM work_master_parquet",
+            note="x",
+        ),
+        SchemaError,
+        "out of range",
+    ),
+    "2 into a bool column via sql": (
+        lambda st, s3, b: bulk_edit(
+            st, "SELECT * REPLACE (2 AS is_day) FROM work_master_parquet", note="x"
+        ),
+        SchemaError,
+        "cannot store 2 as bool",
+    ),
+    "0.5 into a bool column": (
+        lambda st, s3, b: edited(st, lambda df: df.assign(is_day=0.5)),
+        SchemaError,
+        "expected true/false",
+    ),
+    # the master and the bucket (issue 16)
+    "unversioned bucket": (
+        lambda st, s3, b: edited(st, lambda df: None),
+        VersioningError,
+        "versioning suspended",
+    ),
+    "duplicate column names": (lambda st, s3, b: st.load(), SchemaError, "more than one column"),
+    "column without a type": (lambda st, s3, b: st.load(), SchemaError, "have no type"),
+    "csv value unlike its declared type": (
+        lambda st, s3, b: _csv_store(st).load(),
+        MasterFormatError,
+        "does not fit the type declared",
+    ),
+    # arguments (issue 16)
+    "lone surrogate in note": (
+        lambda st, s3, b: st.save(st.load().table, base=st.load(), note="a\udcff"),
+        ValidationError,
+        "U+DCFF",
+    ),
+    "empty version id to restore": (
+        lambda st, s3, b: st.restore(version_id="", base=st.load(), note="x"),
+        ValidationError,
+        "is empty",
+    ),
+    "not a date for since": (
+        lambda st, s3, b: st.audit_log(since="the day before"),
+        ValidationError,
+        "not a date",
+    ),
+    "endpoint that is not a url": (
+        lambda st, s3, b: S3GridConfig(bucket=b, endpoint_url="localhost:9000"),
+        ConfigError,
+        "is not a URL",
+    ),
+    "local sql reads a file": (
+        lambda st, s3, b: bulk_edit(st, "SELECT * FROM read_csv('/etc/hostname')", note="x"),
+        SQLError,
+        "disabled by configuration",
+    ),
     # injection
     "quote in table name": (
         lambda st, s3, b: bulk_edit(st, "SELECT 1", note="x", table_name="t'; DROP TABLE x; --"),
@@ -254,8 +320,51 @@ CASES: dict[str, tuple[Case, type[Exception], str]] = {
 }
 
 
+def _csv_store(store: MasterStore) -> MasterStore:
+    return MasterStore(store.cfg.with_(master_key="data/typed.csv", file_format="csv"))
+
+
+def _typed_csv(s3: Any, bucket: str) -> None:
+    # a CSV master that declares tow an int32 (as s3grid records it), holding "x"
+    s3.put_object(
+        Bucket=bucket,
+        Key="data/typed.csv",
+        Body=b"tow,net\n1,0\nx,1\n",
+        Metadata={
+            "s3grid-save-id": "ab",
+            "s3grid-saved-at": "2024-01-01T00:00:00Z",
+            "s3grid-types": "tow=int32",
+        },
+    )
+
+
+def _float32_master(s3: Any, bucket: str) -> None:
+    body = s3.get_object(Bucket=bucket, Key="data/master.parquet")["Body"].read()
+    table = pq.read_table(pa.BufferReader(body))
+    i = table.schema.get_field_index("volume_filtered")
+    table = table.set_column(i, "volume_filtered", table.column(i).cast(pa.float32()))
+    put_master(s3, bucket, _parquet(table))
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 # Cases that need a bad object in the bucket first; that write is the setup, not the case.
 SETUP: dict[str, Callable[[Any, str], Any]] = {
+    "float64 beyond float32 via sql": _float32_master,
+    "unversioned bucket": lambda s3, b: s3.put_bucket_versioning(
+        Bucket=b, VersioningConfiguration={"Status": "Suspended"}
+    ),
+    "duplicate column names": lambda s3, b: put_master(
+        s3, b, _parquet(pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"]))
+    ),
+    "column without a type": lambda s3, b: put_master(
+        s3, b, _parquet(pa.table({"tow": [1], "net": [0], "blank": pa.array([None])}))
+    ),
+    "csv value unlike its declared type": _typed_csv,
     "non-parquet master": lambda s3, b: put_master(s3, b, b"tow,net\n1,0\n"),
     "truncated parquet": truncate_master,
     "empty object": lambda s3, b: put_master(s3, b, b""),

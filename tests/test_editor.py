@@ -637,3 +637,80 @@ def test_reload_with_duplicate_keys_keeps_edits(
     assert editor.session is not None
     assert editor.session.pending == 1
     assert editor.session.master.version_id == m.version_id  # not rebased yet
+
+
+# --- nothing escapes a button or an edit: a message, and a usable editor
+
+
+def _boom(*_: Any, **__: Any) -> Any:
+    raise KeyError("ETag")  # e.g. an answer a store cut short, before the wrapper saw it
+
+
+@pytest.mark.parametrize(
+    ("button", "target", "action"),
+    [
+        ("reload_button", "load", "Reload"),
+        ("save_button", "save", "Save"),
+    ],
+)
+def test_an_unexpected_failure_in_a_button_ends_in_a_message(
+    editor: Editor,
+    fe: FrontEnd,
+    monkeypatch: pytest.MonkeyPatch,
+    button: str,
+    target: str,
+    action: str,
+    s3: Any,
+    bucket: str,
+) -> None:
+    fe.type_into(2, "min_depth", "75")
+    editor.note.value = "my edit"
+    before = all_objects(s3, bucket)
+    monkeypatch.setattr(editor.store, target, _boom)
+    getattr(editor, button).click()
+    text = msg(editor)
+    assert f"{action} failed unexpectedly (KeyError: 'ETag')" in text
+    assert "1 pending change(s) are kept" in text
+    assert "…" not in text  # not stuck on "Saving…" / "Loading…"
+    assert not editor.save_button.disabled and not editor.reload_button.disabled
+    assert editor.session is not None and editor.session.value(2, "min_depth") == 75
+    assert all_objects(s3, bucket) == before
+    monkeypatch.undo()  # and the editor still works
+    editor.save_button.click()
+    assert "Saved" in msg(editor), msg(editor)
+
+
+def test_an_unexpected_failure_in_an_edit_ends_in_a_message(
+    editor: Editor, fe: FrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert editor.session is not None
+    monkeypatch.setattr(editor.session, "set_cell", _boom)
+    fe.type_into(2, "min_depth", "75")
+    assert "edit failed unexpectedly" in msg(editor)
+    monkeypatch.undo()
+    fe.type_into(2, "min_depth", "76")
+    assert editor.session.value(2, "min_depth") == 76
+
+
+def test_reload_of_a_missing_master_key_says_so(editor: Editor) -> None:
+    editor.master_key.value = "data/missing.parquet"
+    editor.reload_button.click()
+    assert "No master at" in msg(editor) and "data/missing.parquet" in msg(editor)
+    assert not editor.reload_button.disabled
+    editor.master_key.value = "data/master.parquet"
+    editor.reload_button.click()
+    assert "Loaded version" in msg(editor)
+
+
+def test_a_save_whose_answer_is_cut_short_is_saved_once(
+    master_store: MasterStore, cut_proxy: Any
+) -> None:
+    store = MasterStore(master_store.cfg.with_(endpoint_url=cut_proxy.url))
+    editor = Editor(store, page_size=20)
+    FrontEnd(editor).type_into(2, "min_depth", "75")
+    editor.note.value = "answer lost"
+    cut_proxy.cut("PUT", "/data/master.parquet", "status")
+    editor.save_button.click()
+    assert "Saved version" in msg(editor), msg(editor)
+    assert editor.session is not None and editor.session.pending == 0
+    assert len(master_store.versions()) == 2

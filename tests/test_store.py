@@ -34,6 +34,7 @@ from s3grid.prune import prune
 from s3grid.sample import sample_master
 from s3grid.store import SaveMetadata
 from tests.conftest import all_objects, keys_under
+from tests.support.cells import assert_same_table
 
 
 class Crash(BaseException):
@@ -396,46 +397,29 @@ def test_audit_log_filters_and_ignores_foreign(
     assert list(master_store.audit_log(until=cut)["note"]) == ["initial upload", "n0", "n1"]
 
 
+_A_RECORD = {
+    "timestamp": "2024-01-01T00:00:00Z",
+    "user": "u",
+    "note": "n",
+    "prev_version": None,
+    "new_version": "v",
+    "snapshot_key": "s",
+    "row_count": 1,
+    "column_count": 1,
+    "master_key": "data/master.parquet",
+    "save_id": "abc",
+    "source": "editor",
+    "prev_etag": None,
+    "new_etag": "e",
+}
 MALFORMED_AUDITS = {
     "not json": b"this is not json\n",
     "json list": b"[1, 2, 3]\n",
     "empty": b"",
     "binary": bytes(range(256)),
-    "bad timestamp": json.dumps(
-        {
-            "timestamp": "yesterday",
-            "user": "u",
-            "note": "n",
-            "prev_version": None,
-            "new_version": "v",
-            "snapshot_key": "s",
-            "row_count": 1,
-            "column_count": 1,
-            "master_key": "data/master.parquet",
-            "save_id": "abc",
-            "source": "editor",
-            "prev_etag": None,
-            "new_etag": "e",
-        }
-    ).encode(),
-    "wrong types": json.dumps(
-        {
-            "timestamp": "2024-01-01T00:00:00Z",
-            "user": "u",
-            "note": "n",
-            "prev_version": None,
-            "new_version": "v",
-            "snapshot_key": "s",
-            "row_count": "many",
-            "column_count": 1,
-            "master_key": "data/master.parquet",
-            "save_id": "abc",
-            "source": "editor",
-            "prev_etag": None,
-            "new_etag": "e",
-            "changes": [1],
-        }
-    ).encode(),
+    "bad timestamp": json.dumps({**_A_RECORD, "timestamp": "yesterday"}).encode(),
+    "wrong types": json.dumps({**_A_RECORD, "row_count": "many", "changes": [1]}).encode(),
+    "missing field": json.dumps({k: v for k, v in _A_RECORD.items() if k != "user"}).encode(),
 }
 
 
@@ -670,3 +654,63 @@ def test_audits_never_contain_credentials(
         assert "testing" not in body  # the access key id either
     head = s3.head_object(Bucket=bucket, Key="data/master.parquet")
     assert secret not in json.dumps(head["Metadata"])
+
+
+def _every_kind_of_column() -> pa.Table:
+    import datetime as dt
+    import decimal
+
+    return pa.table(
+        {
+            "k": pa.array([1, 2, 3], pa.int32()),
+            "u64": pa.array([2**64 - 1, None, 0], pa.uint64()),
+            "f16": pa.array([1.5, None, float("nan")], pa.float16()),
+            "f32": pa.array([3.4e38, None, float("nan")], pa.float32()),
+            "text": pa.array(["a", None, ""], pa.large_string()),
+            "ts_ms": pa.array([0, None, 253402300799000], pa.timestamp("ms")),
+            "ts_tz": pa.array([1, None, 2], pa.timestamp("ns", "America/Chicago")),
+            "d32": pa.array([1, None, -719162], pa.date32()),
+            "dec": pa.array(
+                [decimal.Decimal("1.10"), None, decimal.Decimal("-0.01")], pa.decimal128(10, 2)
+            ),
+            "cat": pa.array(["x", None, "y"]).dictionary_encode(),
+            "t": pa.array([dt.time(1, 2, 3), None, dt.time(23, 59)], pa.time64("us")),
+            "dur": pa.array([1, None, -5], pa.duration("ms")),
+            "bin": pa.array([b"\xff\x00", None, b""], pa.binary()),
+            "fsb": pa.array([b"ab", None, b"\x00\x01"], pa.binary(2)),
+            "lst": pa.array([[1, 2], None, []], pa.list_(pa.int64())),
+            "st": pa.array([{"a": 1, "b": "x"}, None, {"a": None, "b": None}]),
+            "mp": pa.array([[("a", 1)], None, []], pa.map_(pa.string(), pa.int32())),
+        }
+    )
+
+
+@pytest.mark.parametrize("how", ["arrow", "pandas"])
+def test_every_parquet_type_round_trips_unchanged(store: MasterStore, how: str) -> None:
+    original = _every_kind_of_column()
+    store.create(original, note="every type")
+    m = store.load()
+    assert m.table.schema == original.schema
+    data = m.table if how == "arrow" else m.to_pandas()
+    res = store.save(data, base=m, note="unchanged")
+    assert res.cells_changed == 0
+    assert_same_table(store.load().table, original)  # NaN stays NaN, null stays null
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"]), "named ['a']"),
+        (pa.table({"k": [1], "empty": pa.array([None])}), "['empty'] have no type"),
+    ],
+)
+def test_a_master_s3grid_cannot_keep_is_refused_on_load(
+    store: MasterStore, s3: Any, bucket: str, table: pa.Table, message: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="data/master.parquet", Body=_parquet(table))
+    from s3grid import SchemaError
+
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        store.load()
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        store.create(table, note="x")
