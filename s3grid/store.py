@@ -368,6 +368,11 @@ class _PartReader(SeekableReader):
         return self._view[start : start + n]
 
 
+def _part_size(total: int) -> int:
+    """Bytes per part of a multipart upload of ``total`` bytes (S3 allows 10,000 parts)."""
+    return max(PART_BYTES, -(-total // 10_000))
+
+
 # Requests that write into the bucket: refused unless it keeps every version.
 _WRITE_OPS = frozenset(
     {
@@ -404,7 +409,9 @@ class S3Bucket:
         self.cfg = cfg
         self.name = cfg.bucket
         self._client = client if client is not None else self._make_client(cfg)
-        self._versioned = False  # seen "Enabled" once: a bucket cannot go back to "off"
+        # Seen "Enabled": the writes of one save need not ask again (each save asks
+        # afresh, as versioning can be suspended at any time).
+        self._versioned = False
 
     @staticmethod
     def _make_client(cfg: S3GridConfig) -> Any:
@@ -744,11 +751,6 @@ class S3Bucket:
 
 
 # ---------------------------------------------------------------------- the store
-
-
-def _part_size(total: int) -> int:
-    """Bytes per part of a multipart upload of ``total`` bytes (S3 allows 10,000 parts)."""
-    return max(PART_BYTES, -(-total // 10_000))
 
 
 def _metadata_note(note: str, limit: int = _NOTE_METADATA_BYTES) -> tuple[str, bool]:
@@ -1144,8 +1146,9 @@ class MasterStore:
             column_types = csv_types_text(table.schema)
             if len(column_types) > _TYPES_METADATA_BYTES:
                 raise ValidationError(
-                    f"This CSV master declares {len(table.schema)} typed columns, more than "
-                    "S3 metadata can record with each version; use a Parquet master."
+                    f"This CSV master declares {column_types.count(',') + 1} typed columns, "
+                    "more than S3 metadata can record with each version; declare fewer "
+                    "(text needs no declaration) or use a Parquet master."
                 )
         try:
             self.bucket.require_versioning(fresh=True)
@@ -1188,9 +1191,22 @@ class MasterStore:
         overwritten: tuple[str, ...] = ()
         try:
             # The listing confirms the version the commit's answer named (an answer cut
-            # short can name a garbled one) and shows any write that slipped past the lock.
-            version_id, etag, overwritten = self._confirm_commit(version_id, etag, expect, meta)
-            self._write_snapshot(version_id, snap_key)  # step 4
+            # short can name a garbled one) and shows any write that slipped past the
+            # lock. The snapshot copy of the named version runs beside it (a copy of a
+            # large master takes a while even server-side) and is redone in the rare
+            # case that the listing names another. The audit needs both answers.
+            with ThreadPoolExecutor(2, thread_name_prefix="s3grid-after-commit") as pool:
+                confirming = pool.submit(self._confirm_commit, version_id, etag, expect, meta)
+                copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
+                confirmed, etag, overwritten = confirming.result()
+                try:
+                    copying.result()
+                except S3GridError:
+                    if confirmed == version_id:
+                        raise
+            if confirmed != version_id:
+                version_id = confirmed
+                self._write_snapshot(version_id, snap_key)
             record = self._audit_record(meta, version_id, etag, snap_key)
             if overwritten:
                 record = replace(record, lost_update_of=list(overwritten))
