@@ -140,17 +140,22 @@ def test_bad_sql_refused_nothing_written(
 
 
 @pytest.mark.parametrize(
-    "reader",
-    ["read_text('{path}')", "read_csv('{path}')", "read_parquet('{path}')"],
+    ("reader", "column"),
+    [
+        ("read_text('{path}.csv')", "content"),
+        ("read_csv('{path}.csv')", "vessel"),
+        ("read_parquet('{path}.parquet')", "vessel"),
+    ],
 )
 def test_local_sql_reads_only_the_master(
-    master_store: MasterStore, s3: Any, bucket: str, tmp_path: Path, reader: str
+    master_store: MasterStore, s3: Any, bucket: str, tmp_path: Path, reader: str, column: str
 ) -> None:
-    secret = tmp_path / "secret.csv"
-    secret.write_text("vessel\nleaked\n")
+    secret = tmp_path / "secret"
+    Path(f"{secret}.csv").write_text("vessel\nleaked\n")
+    pq.write_table(pa.table({"vessel": ["leaked"]}), f"{secret}.parquet")
     sql = (
-        "SELECT m.* REPLACE (x.vessel AS vessel) FROM work_master_parquet m, "
-        f"{reader.format(path=secret)} x"
+        f"SELECT m.* REPLACE (CAST(x.{column} AS VARCHAR) AS vessel) "
+        f"FROM work_master_parquet m, {reader.format(path=secret)} x"
     )
     before = all_objects(s3, bucket)
     with pytest.raises(SQLError, match="disabled by configuration"):
