@@ -135,7 +135,7 @@ class EditSession:
             if pa.types.is_floating(f.type)
             and (nan := _nan_mask(self.master.table.column(f.name))).any()
         }
-        self._cell_nan: dict[tuple[int, str], bool] = {}
+        self._cell_nan: dict[str, dict[int, bool]] = {}  # column -> row id -> NaN?
         self._exported: pd.DataFrame | None = None  # see to_table
         # The rows the last window matched, in order, kept for paging. Counters say when
         # they are out of date: a filter may read any column, so after any change; a sort
@@ -196,7 +196,7 @@ class EditSession:
 
     def is_nan(self, row_id: int, column: str) -> bool:
         """Whether a missing-looking float cell holds NaN (not null)."""
-        known = self._cell_nan.get((row_id, column))
+        known = self._cell_nan.get(column, {}).get(row_id)
         if known is not None:
             return known
         base = self._base_nan.get(column)
@@ -210,11 +210,17 @@ class EditSession:
         if base is not None:
             inside = ids < len(base)
             out[inside] = base[ids[inside]]
-        edited = {rid: nan for (rid, col), nan in self._cell_nan.items() if col == column}
-        if edited:
-            for i, rid in enumerate(ids.tolist()):
-                if rid in edited:
-                    out[i] = edited[rid]
+        edited = self._cell_nan.get(column)
+        if edited and len(ids):
+            keys = np.fromiter(edited, dtype=np.int64, count=len(edited))
+            kinds = np.fromiter(edited.values(), dtype=bool, count=len(edited))
+            if bool(np.all(ids[1:] >= ids[:-1])):  # the working frame is in row-id order
+                at = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
+                found = ids[at] == keys
+            else:
+                at = pd.Index(ids).get_indexer(pd.Index(keys))
+                found = at >= 0
+            out[at[found]] = kinds[found]
         return out
 
     def key_of(self, row_id: int) -> Key:
@@ -341,6 +347,10 @@ class EditSession:
         self._exported = frame
         return table
 
+    def _mark_nan(self, row_id: int, column: str, nan: bool) -> None:
+        """Record whether an edited float cell holds NaN (True) or null/a number."""
+        self._cell_nan.setdefault(column, {})[row_id] = nan
+
     def _float_nans(self, table: pa.Table) -> dict[str, np.ndarray]:
         """The NaN cells of each float column of ``table`` that has any."""
         return {
@@ -351,7 +361,7 @@ class EditSession:
 
     def _with_nans(self, table: pa.Table, row_ids: np.ndarray) -> pa.Table:
         """``table`` (rows ``row_ids`` of the working frame) with NaN where it belongs."""
-        float_columns = {c for c in self._base_nan} | {c for _, c in self._cell_nan}
+        float_columns = set(self._base_nan) | set(self._cell_nan)
         for name in sorted(float_columns):
             table = put_nans(table, name, self.nan_mask(row_ids, name))
         return table
@@ -404,10 +414,9 @@ class EditSession:
             for f in self.schema
         }
         for name, given in values.items():
-            if pa.types.is_floating(self.schema.field(name).type):
-                self._cell_nan[(row_id, name)] = _is_nan(
-                    coerce_value(given, self.schema.field(name))
-                )
+            field = self.schema.field(name)
+            if pa.types.is_floating(field.type):
+                self._mark_nan(row_id, name, _is_nan(coerce_value(given, field)))
         row = to_pandas(pa.table(columns, schema=self.schema))
         self._next_id += 1
         row.index = pd.Index([row_id], name=ROW_ID)
@@ -536,7 +545,7 @@ class EditSession:
         if isinstance(op, _SetCell):
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
             if pa.types.is_floating(self.schema.field(op.column).type):
-                self._cell_nan[(op.row_id, op.column)] = _is_nan(op.new)
+                self._mark_nan(op.row_id, op.column, _is_nan(op.new))
             self._changes += 1
             self._column_changes[op.column] = self._column_changes.get(op.column, 0) + 1
             if op.column in self.key_columns:
@@ -617,16 +626,15 @@ class EditSession:
             if is_float:
                 nan = _nan_mask(new.take(pa.array(changed)))
             for i, rid in enumerate(ids.tolist()):
-                session._dirty[(rid, col)] = (
-                    session.value(rid, col) if is_float else (py_value(session.base.at[rid, col]))
-                )
+                # the base value, NaN-aware (the cell's own mark is set just below)
+                session._dirty[(rid, col)] = session.value(rid, col)
                 if is_float:
-                    session._cell_nan[(rid, col)] = bool(nan[i])
+                    session._mark_nan(rid, col, bool(nan[i]))
         added = np.arange(base.num_rows, base.num_rows + len(new_at))
         if len(added):
             for name, nan in session._float_nans(content.take(pa.array(new_at))).items():
                 for rid in added[nan].tolist():
-                    session._cell_nan[(rid, name)] = True
+                    session._mark_nan(rid, name, True)
             rows = to_pandas(content.take(pa.array(new_at)))
             rows.index = pd.Index(added, name=ROW_ID)
             df = pd.concat([df, rows.astype(df.dtypes.to_dict())])

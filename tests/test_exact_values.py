@@ -207,3 +207,18 @@ def test_a_float32_cell_shows_and_echoes_at_its_own_precision(nan_store: MasterS
     assert fe.shown(0, "h") == "1.5"
     editor.redo()
     assert fe.shown(0, "h") == "0.1"
+
+
+def test_nan_mask_answers_for_any_order_of_rows() -> None:
+    from s3grid.session import EditSession
+    from s3grid.store import Master
+
+    s = EditSession(Master(table=MASTER, version_id="v", etag='"e"', key="k"), key_columns=("k",))
+    s.set_cell(1, "f", "nan")  # 1.0 -> NaN
+    s.set_cell(0, "f", None)  # NaN -> null
+    s.set_cell(2, "g", "")  # NaN -> null
+    expected_f = {0: False, 1: True, 2: False, 3: True}
+    for ids in ([0, 1, 2, 3], [3, 1, 0], [2], []):
+        assert s.nan_mask(ids, "f").tolist() == [expected_f[i] for i in ids]
+    assert s.nan_mask([3, 2, 1, 0], "g").tolist() == [False, False, False, False]
+    assert s.nan_mask([1, 3], "h").tolist() == [True, False]
