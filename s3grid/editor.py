@@ -55,6 +55,8 @@ def cell_text(value: Any) -> str:
         return "nan"
     if isinstance(value, np.float32 | np.float16):
         return str(value)  # "0.1", not the float64 widening "0.10000000149011612"
+    if isinstance(value, pd.Timestamp) and value is not pd.NaT:
+        return value.isoformat()  # to the nanosecond (a datetime stops at microseconds)
     value = py_value(value)
     if value is None:
         return ""

@@ -312,6 +312,10 @@ class EditSession:
             return None
         if sort_by and sort_by not in self.df.columns:
             raise ValidationError(f"Cannot sort by {sort_by!r}: no such column.")
+        if sort_by and pa.types.is_nested(type_ := self.schema.field(sort_by).type):
+            raise ValidationError(
+                f"Cannot sort by {sort_by!r}: its values ({describe_type(type_)}) have no order."
+            )
         key: tuple[Any, ...]
         if query:  # a filter may read any column
             key = ("filter", query, sort_by, ascending, self._changes)

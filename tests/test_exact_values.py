@@ -222,3 +222,27 @@ def test_nan_mask_answers_for_any_order_of_rows() -> None:
         assert s.nan_mask(ids, "f").tolist() == [expected_f[i] for i in ids]
     assert s.nan_mask([3, 2, 1, 0], "g").tolist() == [False, False, False, False]
     assert s.nan_mask([1, 3], "h").tolist() == [True, False]
+
+
+def test_read_only_types_show_and_refuse_sorting_by_nested_values(store: MasterStore) -> None:
+    from tests.test_store import _every_kind_of_column
+
+    table = _every_kind_of_column()
+    s = MasterStore(store.cfg, key_columns=("k",))
+    s.create(table, note="every type")
+    editor = Editor(s, page_size=10)
+    fe = FrontEnd(editor)
+    assert editor.session is not None
+    assert {"dec", "cat", "t", "dur", "bin", "fsb", "lst", "st", "mp"} <= (
+        editor.session.read_only_columns
+    )
+    shown = editor.grid.data
+    assert shown["bin"].tolist()[0] == "0xff00"
+    assert shown["ts_tz"].tolist()[0] == "1969-12-31T18:00:00.000000001-06:00"
+    fe.type_into(0, "lst", "[3]")
+    assert "read-only (s3grid does not edit list<element: int64> cells)" in html.unescape(
+        editor.message.value
+    )
+    editor.sort_by.value = "st"
+    assert "Cannot sort by 'st'" in html.unescape(editor.message.value)
+    assert editor.session.pending == 0
