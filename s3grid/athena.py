@@ -23,6 +23,7 @@ import pyarrow as pa
 from s3grid.config import S3GridConfig
 from s3grid.errors import S3GridError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix, flatten_to_table, staging_prefix
+from s3grid.promote import RunManifest, write_manifest
 from s3grid.sqlcheck import (
     check_identifier,
     check_location,
@@ -335,8 +336,20 @@ class AthenaEngine:
         """The key prefix CTAS writes to (checked: ends with '/', not the master's)."""
         return staging_prefix(cfg, self.output_prefix)
 
-    def run(self, select_sql: str, master: pa.Table, table_name: str, *, store: Any) -> pa.Table:
+    def run(
+        self,
+        select_sql: str,
+        master: pa.Table,
+        table_name: str,
+        *,
+        store: Any,
+        base: Any = None,
+    ) -> pa.Table:
         """Bulk edit on Athena: register the master, CTAS to an emptied prefix, flatten.
+
+        With ``base`` (the loaded version the query reads), a manifest beside the output
+        records it and the query id, so that a promotion of this output by anyone (the
+        Lambda handler, ``s3grid flatten``) saves over that version and no other.
 
         Raises:
             AthenaQueryError: a statement failed; nothing is promoted.
@@ -358,10 +371,17 @@ class AthenaEngine:
             ctas_sql(select, table=tmp, location=location, database=self.database)
         )
         self.execute(drop_table_sql(tmp, self.database))  # metadata only: parts stay
+        if base is not None:
+            write_manifest(store, prefix, RunManifest.for_base(base, query_id=info.query_id))
         scanned = info.data_scanned_bytes or 0
         print(f"Athena query {info.query_id}: {scanned / 1e6:.1f} MB scanned, output {location}")
         table, _ = flatten_to_table(store.bucket, prefix)
         return table
+
+    def done(self, store: Any) -> None:
+        """Empty this engine's staging prefix: its result was previewed or saved, and must
+        not be promoted (again) by anyone else (a schedule, say)."""
+        empty_prefix(store.bucket, self.target_prefix(store.cfg))
 
 
 def _master_location(cfg: S3GridConfig) -> str:

@@ -1,11 +1,13 @@
 """AWS Lambda: promote staged Athena output (part files) into the master, safely.
 
-Triggers: an EventBridge schedule, an "Athena Query State Change" event, or an S3 event
-for the marker object (default ``_SUCCESS``) written when the query is done. The
-handler flattens the staging prefix, promotes it through the locked save
-(``source="automation"``, the query id in the note when known), and empties staging
-only after the save succeeded. A conflict, an empty prefix or an error is reported in
-the result; nothing is overwritten and staging is left as it was.
+Triggers: an EventBridge schedule (its default ``{}`` payload too), an "Athena Query
+State Change" event, or an S3 event for the marker object (default ``_SUCCESS``) written
+when the query is done. The handler promotes the staging prefix with
+:func:`s3grid.promote.promote` (``source="automation"``, the query id in the note when
+known): over the base its run manifest names, or, for output s3grid did not start, over
+a master unchanged since the output was written. Staging is emptied only after the save
+succeeded. A conflict, an empty prefix, a run that did not succeed or an error is
+reported in the result; nothing is overwritten and staging is left as it was.
 
 Environment: the ``S3_*`` variables of :class:`S3GridConfig`, plus
 ``S3GRID_STAGING_PREFIX`` (default ``staging/<stem>_next.parquet/``) and
@@ -22,7 +24,8 @@ from typing import Any
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import ConflictError, S3GridError, ValidationError
-from s3grid.flatten import empty_prefix, flatten_to_table, staging_prefix
+from s3grid.flatten import staging_prefix
+from s3grid.promote import athena_query_state, promote, read_manifest
 from s3grid.store import MasterStore
 
 __all__ = ["handler"]
@@ -40,8 +43,8 @@ def _trigger(event: Mapping[str, Any], prefix: str, marker: str) -> tuple[str, s
         if state != "SUCCEEDED":
             return "athena", qid, f"query {qid} is {state}, not SUCCEEDED"
         return "athena", qid, ""
-    if detail_type == "Scheduled Event" or event.get("source") == "aws.events":
-        return "schedule", None, ""
+    if detail_type == "Scheduled Event" or event.get("source") == "aws.events" or not event:
+        return "schedule", None, ""  # EventBridge Scheduler sends {} by default
     records = event.get("Records") or []
     if records and "s3" in records[0]:
         key = records[0]["s3"]["object"]["key"]
@@ -69,12 +72,20 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         return {**summary, "status": "ignored", "reason": ignored}
     store = MasterStore(cfg)
     try:
-        base = store.load()
-        table, info = flatten_to_table(store.bucket, prefix, schema=base.schema)
-        note = f"automation: promoted {prefix} ({len(info.parts)} parts)"
-        if query_id:
-            note += f" from Athena query {query_id}"
-        res = store.save(table, base=base, note=note, source="automation")
+        manifest = read_manifest(store, prefix)
+        if query_id and manifest is not None and manifest.query_id not in (None, query_id):
+            reason = f"the staged output is from query {manifest.query_id}, not {query_id}"
+            return {**summary, "status": "ignored", "reason": reason}
+        note = f"automation: promoted {prefix}"
+        if query_id or (manifest and manifest.query_id):
+            note += f" from Athena query {query_id or (manifest and manifest.query_id)}"
+        done = promote(
+            store,
+            prefix,
+            note=note,
+            source="automation",
+            query_state=None if query_id else athena_query_state(cfg),
+        )
     except ConflictError as exc:
         log.warning("conflict, staging kept: %s", exc)
         return {
@@ -89,16 +100,17 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     except S3GridError as exc:
         log.error("promotion failed, staging kept: %s", exc)
         return {**summary, "status": "error", "reason": str(exc)}
-    removed = empty_prefix(store.bucket, prefix)  # only now: the master holds the data
+    res = done.save
     return {
         **summary,
         "status": "promoted",
-        "rows": info.rows,
-        "parts": len(info.parts),
+        "rows": done.flatten.rows,
+        "parts": len(done.flatten.parts),
+        "base_inferred": done.base_inferred,
         "prev_version": res.prev_version,
         "new_version": res.new_version,
         "snapshot_key": res.snapshot_key,
         "audit_key": res.audit_key,
-        "staging_objects_removed": removed,
+        "staging_objects_removed": done.staging_objects_removed,
         "incomplete": res.incomplete,
     }

@@ -32,8 +32,19 @@ class Engine(Protocol):
     name: str
 
     def run(
-        self, select_sql: str, master: pa.Table, table_name: str, *, store: Any
-    ) -> pa.Table: ...
+        self,
+        select_sql: str,
+        master: pa.Table,
+        table_name: str,
+        *,
+        store: Any,
+        base: Master | None = None,
+    ) -> pa.Table:
+        """The SELECT's result; ``base`` is the version ``master`` was loaded as."""
+
+    def done(self, store: Any) -> None:
+        """Called once the result is no longer needed (previewed, or saved): forget the
+        run, so that nothing promotes it again (Athena empties its staging)."""
 
 
 @dataclass(frozen=True)
@@ -66,15 +77,32 @@ def preview_bulk_edit(
     base: Master | None = None,
     allow_schema_change: bool = False,
 ) -> BulkPreview:
-    """Run the SELECT and show what it would change, without writing anything.
+    """Run the SELECT and show what it would change, without writing to the master.
+
+    Nothing the run staged is left to be promoted later (Athena's staging is emptied).
 
     Raises:
         SQLError / AthenaQueryError: the query failed.
         SchemaError: the result's columns or types do not fit the master.
         ValidationError: empty result, duplicate keys, or unsafe SQL/names.
     """
+    runner = _engine(engine, store)
+    try:
+        return _preview(store, select_sql, runner, table_name, base, allow_schema_change)
+    finally:
+        runner.done(store)
+
+
+def _preview(
+    store: MasterStore,
+    select_sql: str,
+    runner: Engine,
+    table_name: str,
+    base: Master | None,
+    allow_schema_change: bool,
+) -> BulkPreview:
     base = base or store.load()
-    result = _engine(engine, store).run(select_sql, base.table, table_name, store=store)
+    result = runner.run(select_sql, base.table, table_name, store=store, base=base)
     try:
         table = coerce_table(result, base.schema, allow_schema_change=allow_schema_change)
     except SchemaError as exc:
@@ -126,15 +154,10 @@ def bulk_edit(
     Raises:
         ConflictError: the master changed while the query ran; nothing was written.
     """
-    preview = preview_bulk_edit(
-        store,
-        select_sql,
-        engine=engine,
-        table_name=table_name,
-        base=base,
-        allow_schema_change=allow_schema_change,
-    )
-    return store.save(
+    runner = _engine(engine, store)
+    # Until the save succeeds, what the run staged stays (its manifest names the base).
+    preview = _preview(store, select_sql, runner, table_name, base, allow_schema_change)
+    res = store.save(
         preview.table,
         base=preview.base,
         note=note,
@@ -142,6 +165,8 @@ def bulk_edit(
         allow_schema_change=allow_schema_change,
         changes=preview.diff.counts if preview.table.schema == preview.base.schema else None,
     )
+    runner.done(store)  # a result is promoted once
+    return res
 
 
 def export_csv(

@@ -232,7 +232,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_flatten(args: argparse.Namespace) -> int:
-    from s3grid.flatten import flatten_to_bytes, flatten_to_table
+    from s3grid.flatten import flatten_to_bytes
+    from s3grid.promote import athena_query_state, promote
 
     cfg = config_from_args(args)
     prefix = args.prefix if args.prefix.endswith("/") else args.prefix + "/"
@@ -240,21 +241,32 @@ def cmd_flatten(args: argparse.Namespace) -> int:
     store = MasterStore(cfg.with_(master_key=output_key))
     existing = store.bucket.head(output_key)
     if existing is not None:
-        # The output is a master: promote through the locked save (snapshot + audit).
-        base = store.load()
-        table, info = flatten_to_table(
-            store.bucket, prefix, schema=base.schema, progress=not args.json
+        # The output is a master: promote over the version the query read (its run
+        # manifest, --base-version, or a master unchanged since), then empty staging.
+        done = promote(
+            store,
+            prefix,
+            note=args.note or f"flatten {prefix}",
+            source="sql",
+            base_version=args.base_version,
+            query_state=athena_query_state(cfg),
+            progress=not args.json,
         )
-        note = args.note or f"flatten {prefix} ({len(info.parts)} parts)"
-        res = store.save(table, base=base, note=note, source="sql")
+        info = done.flatten
         summary: dict[str, Any] = {
             "promoted": True,
             "rows": info.rows,
             "parts": len(info.parts),
             "skipped": len(info.skipped),
-            **asdict(res),
+            "base_inferred": done.base_inferred,
+            "staging_objects_removed": done.staging_objects_removed,
+            **asdict(done.save),
         }
     else:
+        if args.base_version:
+            raise ValidationError(
+                f"--base-version applies to a promotion, but {output_key} is not a master yet."
+            )
         body, info = flatten_to_bytes(store.bucket, prefix, progress=not args.json)
         store.bucket.put(output_key, body, IfNoneMatch="*")
         summary = {
@@ -422,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", required=True, help="the folder of part files (CTAS output)")
     p.add_argument("--output-key", help="where to write (default: the master key)")
     p.add_argument("--note", help="audit note when promoting over a master")
+    p.add_argument(
+        "--base-version",
+        help="promote over this master version (output without an s3grid manifest, "
+        "written before the master's latest save)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = add(

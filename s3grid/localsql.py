@@ -31,7 +31,13 @@ class DuckDBEngine:
     name = "duckdb"
 
     def run(
-        self, select_sql: str, master: pa.Table, table_name: str, *, store: Any = None
+        self,
+        select_sql: str,
+        master: pa.Table,
+        table_name: str,
+        *,
+        store: Any = None,
+        base: Any = None,
     ) -> pa.Table:
         """Run ``select_sql`` with ``master`` available as ``table_name``; return Arrow.
 
@@ -56,3 +62,6 @@ class DuckDBEngine:
         finally:
             con.close()
         return result
+
+    def done(self, store: Any) -> None:
+        """Nothing to forget: the SELECT ran in memory."""

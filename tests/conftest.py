@@ -170,3 +170,19 @@ def cut_proxy(endpoint: str) -> Iterator[Any]:
     proxy = CutProxy(endpoint)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture
+def engine(endpoint: str, bucket: str) -> Any:
+    """An AthenaEngine on moto's Athena (tests/test_athena.py's FakeAthena runs its CTAS)."""
+    from s3grid.athena import AthenaEngine
+
+    return AthenaEngine(
+        work_group="primary",
+        s3_staging_dir=f"s3://{bucket}/athena-results/",
+        database="lab",
+        region="us-east-1",
+        endpoint_url=endpoint,
+        progress=False,
+        poll_interval=0.01,
+    )

@@ -89,19 +89,6 @@ class FakeAthena:
 
 
 @pytest.fixture
-def engine(endpoint: str, bucket: str) -> AthenaEngine:
-    return AthenaEngine(
-        work_group="primary",
-        s3_staging_dir=f"s3://{bucket}/athena-results/",
-        database="lab",
-        region="us-east-1",
-        endpoint_url=endpoint,
-        progress=False,
-        poll_interval=0.01,
-    )
-
-
-@pytest.fixture
 def fake(engine: AthenaEngine, master_store: MasterStore, s3: Any) -> FakeAthena:
     return FakeAthena(engine, master_store, s3)
 

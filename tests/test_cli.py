@@ -14,7 +14,7 @@ import pytest
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.cli import main
-from tests.conftest import all_objects
+from tests.conftest import all_objects, keys_under
 
 
 @pytest.fixture
@@ -181,11 +181,15 @@ def test_flatten_promotes_over_master_and_refuses_empty(
 
     edited = base.to_pandas()
     edited.loc[0, "volume_filtered"] = 77.0
-    for i, part in enumerate((edited.iloc[:25], edited.iloc[25:])):
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), buf)
-        s3.put_object(Bucket=bucket, Key=f"staging/next/part-{i}", Body=buf.getvalue())
-    s3.put_object(Bucket=bucket, Key="staging/next/_SUCCESS", Body=b"")
+
+    def stage() -> None:
+        for i, part in enumerate((edited.iloc[:25], edited.iloc[25:])):
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), buf)
+            s3.put_object(Bucket=bucket, Key=f"staging/next/part-{i}", Body=buf.getvalue())
+        s3.put_object(Bucket=bucket, Key="staging/next/_SUCCESS", Body=b"")
+
+    stage()
     code, out, err = run(
         [
             "flatten",
@@ -207,7 +211,12 @@ def test_flatten_promotes_over_master_and_refuses_empty(
     assert after.to_pandas().loc[0, "volume_filtered"] == 77.0
     assert after.schema == base.schema
     assert master_store.audit_log().iloc[-1]["snapshot_key"] == summary["snapshot_key"]
+    assert "base inferred" in master_store.audit_log().iloc[-1]["note"]
+    assert keys_under(s3, bucket, "staging/next/") == []  # promoted once: staging emptied
+    code, _, err = run(["flatten", "--prefix", "staging/next/", *flags], capsys)
+    assert code == 1 and "No part files" in err
 
+    stage()
     code, out, _ = run(
         ["flatten", "--prefix", "staging/next/", "--output-key", "exports/flat.parquet", *flags],
         capsys,

@@ -105,6 +105,7 @@ def test_policy_covers_exactly_what_commands_do(
     assert main(["reconcile"]) == 0
     stage(store, s3, bucket, 5.0)
     assert main(["flatten", "--prefix", "staging/master_next.parquet/"]) == 0
+    stage(store, s3, bucket, 6.0)  # the flatten emptied staging: a new run's output
     assert handler(SCHEDULE, None)["status"] == "promoted"
     assert main(["prune", "--keep", "2", "--apply"]) == 0
     capsys.readouterr()
