@@ -96,6 +96,15 @@ def iam_policy(
                 "Resource": [f"{b}/{folder}/*", f"{b}/{staging}*"],
             }
         )
+        statements.append(
+            # IcebergTable records the master version an Iceberg table was seeded from.
+            {
+                "Sid": "IcebergSeeds",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [f"{b}/staging/{cfg.stem}_iceberg_*"],
+            }
+        )
         statements += [
             {
                 "Sid": "Athena",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -24,8 +25,9 @@ from s3grid.athena import (
     sql_literal,
     unload_sql,
 )
-from s3grid.errors import ValidationError
-from s3grid.flatten import empty_prefix, flatten_to_table
+from s3grid.errors import MasterNotFoundError, ValidationError
+from s3grid.flatten import empty_prefix
+from s3grid.promote import RunManifest, promote, write_manifest
 from s3grid.sqlcheck import check_identifier, check_location, check_one_statement
 from s3grid.store import MasterStore, SaveResult
 
@@ -120,10 +122,38 @@ class IcebergTable:
     ) -> None:
         """Create the Iceberg table with the master's schema and copy the master in.
 
-        ``master_table`` must already be registered (``external_table_ddl``).
+        ``master_table`` must already be registered (``external_table_ddl``). The version
+        copied in is recorded (a run manifest in the master's bucket): an export saves
+        over exactly that version, so a grid save made meanwhile is a conflict.
         """
-        self.engine.execute(self.create_sql(store.load().schema, location))
-        self.engine.execute(self.load_sql(master_table))
+        base = store.load()
+        self.engine.execute(self.create_sql(base.schema, location))
+        _, info = self.engine.execute(self.load_sql(master_table))
+        self._record_seed(store, RunManifest.for_base(base, query_id=info.query_id))
+
+    def seed_key(self, store: MasterStore) -> str:
+        """Where the version this table was seeded from (or last exported as) is kept."""
+        return f"staging/{store.cfg.stem}_iceberg_{self.name}.json"
+
+    def _record_seed(self, store: MasterStore, manifest: RunManifest) -> None:
+        store.bucket.put(self.seed_key(store), manifest.to_json(), ContentType="application/json")
+
+    def seed(self, store: MasterStore) -> RunManifest:
+        """The master version this table holds the edits of.
+
+        Raises:
+            ValidationError: no record: the table was not created by create_from_master.
+        """
+        key = self.seed_key(store)
+        try:
+            body, _ = store.bucket.get(key)
+        except MasterNotFoundError as exc:
+            raise ValidationError(
+                f"No record of the master version {self.table} was seeded from "
+                f"({store.bucket.url(key)}): exporting could overwrite saves made since. "
+                "Create it with create_from_master, or pass base_version= to export."
+            ) from exc
+        return RunManifest.from_json(bytes(body), where=store.bucket.url(key))
 
     def merge(self, edits: pd.DataFrame, key_columns: Sequence[str]) -> QueryInfo:
         """MERGE INTO from a DataFrame of edited/new rows (matched on the key columns)."""
@@ -156,17 +186,31 @@ class IcebergTable:
         return self.engine.execute(self.vacuum_sql())[1]
 
     def export_to_master(
-        self, store: MasterStore, *, note: str, prefix: str | None = None
+        self,
+        store: MasterStore,
+        *,
+        note: str,
+        prefix: str | None = None,
+        base_version: str | None = None,
     ) -> SaveResult:
-        """UNLOAD the table to an emptied prefix, flatten, and promote with the locked save.
+        """UNLOAD the table to an emptied prefix and promote it over the master version
+        the table was seeded from (or ``base_version``), with the locked save.
 
         Raises:
-            ConflictError: the master changed since the export started.
+            ConflictError: the master changed since the table was seeded; nothing written.
+            ValidationError: no record of the seed version, and no ``base_version``.
         """
-        base = store.load()
+        base = store.read_version(base_version) if base_version else None
+        seed = RunManifest.for_base(base) if base is not None else self.seed(store)
         prefix = prefix or self.engine.target_prefix(store.cfg)
         location = check_location(f"s3://{store.cfg.bucket}/{prefix}")
         empty_prefix(store.bucket, prefix)
-        self.engine.execute(unload_sql(f"SELECT * FROM {self.table}", location=location))
-        table, _ = flatten_to_table(store.bucket, prefix, schema=base.schema)
-        return store.save(table, base=base, note=note, source="sql")
+        _, info = self.engine.execute(unload_sql(f"SELECT * FROM {self.table}", location=location))
+        write_manifest(store, prefix, replace(seed, query_id=info.query_id))
+        done = promote(store, prefix, note=note, source="sql")
+        # the table now holds what the master holds: the next export is based on it
+        self._record_seed(
+            store,
+            replace(seed, base_version=done.save.new_version, base_etag=done.save.new_etag),
+        )
+        return done.save

@@ -9,9 +9,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from s3grid import MasterStore, ValidationError
+from s3grid import ConflictError, MasterStore, ValidationError
 from s3grid.athena import AthenaEngine, QueryInfo
 from s3grid.iceberg import IcebergTable
+from tests.conftest import keys_under
 
 
 class RecordingEngine(AthenaEngine):
@@ -116,7 +117,10 @@ def test_export_back_to_master(master_store: MasterStore, s3: Any, bucket: str) 
         edited, schema=base.schema, preserve_index=False
     )
     s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/old", Body=b"stale")
-    res = IcebergTable(engine, "tows_iceberg").export_to_master(master_store, note="from ice")
+    ice = IcebergTable(engine, "tows_iceberg")
+    ice.create_from_master(master_store, location=f"s3://{bucket}/iceberg/tows/")
+    engine.sent.clear()
+    res = ice.export_to_master(master_store, note="from ice")
     assert engine.sent == [
         'UNLOAD (SELECT * FROM "lab"."tows_iceberg")\n'
         f"TO 's3://{bucket}/staging/master_next.parquet/'\n"
@@ -125,3 +129,29 @@ def test_export_back_to_master(master_store: MasterStore, s3: Any, bucket: str) 
     assert master_store.load().table.equals(pa_table)
     assert res.cells_changed == 1
     assert master_store.audit_log().iloc[-1]["note"] == "from ice"
+    assert keys_under(s3, bucket, "staging/master_next.parquet/") == []  # promoted once
+    # the table now holds the master: the next export is based on the version just saved
+    assert ice.seed(master_store).base_version == res.new_version
+
+
+def test_an_export_after_a_grid_save_is_a_conflict(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    engine = RecordingEngine(s3)
+    ice = IcebergTable(engine, "tows_iceberg")
+    ice.create_from_master(master_store, location=f"s3://{bucket}/iceberg/tows/")
+    seeded = master_store.load()
+    engine.unload_table = seeded.table  # the Iceberg table, edited or not
+    m = master_store.load()
+    df = m.to_pandas()
+    df.loc[2, "volume_filtered"] = 8.75
+    saved = master_store.save(df, base=m, note="a grid save after the seed").new_version
+    with pytest.raises(ConflictError):
+        ice.export_to_master(master_store, note="export")
+    latest = master_store.load()
+    assert latest.version_id == saved
+    assert latest.to_pandas().loc[2, "volume_filtered"] == 8.75  # not overwritten
+    # without a record of the seed, an export is refused rather than guessed
+    s3.delete_object(Bucket=bucket, Key=ice.seed_key(master_store))
+    with pytest.raises(ValidationError, match="No record of the master version"):
+        ice.export_to_master(master_store, note="export")
