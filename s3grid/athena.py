@@ -9,10 +9,12 @@ or cancelled query raises :class:`AthenaQueryError` with the query id and Athena
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import posixpath
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ from s3grid.sqlcheck import (
     check_location,
     check_one_statement,
     check_single_select,
+    rename_table,
 )
 
 __all__ = [
@@ -356,21 +359,26 @@ class AthenaEngine:
             ValidationError: unsafe names, locations or SQL.
         """
         cfg: S3GridConfig = store.cfg
-        select = check_single_select(select_sql)
+        check_identifier(table_name, what="table name")
         prefix = self.target_prefix(cfg)
         location = f"s3://{cfg.bucket}/{prefix}"
-        self.execute(
-            external_table_ddl(
-                master.schema, table_name, database=self.database, location=_master_location(cfg)
+        # Tables of this master and this run only: an existing table of the same name
+        # (another master's, an older schema's) is never reused, and two runs, or two
+        # users on two masters in one database, never drop each other's tables.
+        source, tmp = run_table_names(cfg)
+        select = rename_table(select_sql, table_name, to=source, database=self.database)
+        ddl = external_table_ddl(
+            master.schema, source, database=self.database, location=_master_location(cfg)
+        )
+        self.execute(ddl.replace("CREATE EXTERNAL TABLE IF NOT EXISTS", "CREATE EXTERNAL TABLE"))
+        try:
+            empty_prefix(store.bucket, prefix)
+            _, info = self.execute(
+                ctas_sql(select, table=tmp, location=location, database=self.database)
             )
-        )
-        empty_prefix(store.bucket, prefix)
-        tmp = f"{table_name}_s3grid_next"
-        self.execute(drop_table_sql(tmp, self.database))
-        _, info = self.execute(
-            ctas_sql(select, table=tmp, location=location, database=self.database)
-        )
-        self.execute(drop_table_sql(tmp, self.database))  # metadata only: parts stay
+        finally:  # metadata only: the parts stay
+            self.execute(drop_table_sql(tmp, self.database))
+            self.execute(drop_table_sql(source, self.database))
         if base is not None:
             write_manifest(store, prefix, RunManifest.for_base(base, query_id=info.query_id))
         scanned = info.data_scanned_bytes or 0
@@ -382,6 +390,14 @@ class AthenaEngine:
         """Empty this engine's staging prefix: its result was previewed or saved, and must
         not be promoted (again) by anyone else (a schedule, say)."""
         empty_prefix(store.bucket, self.target_prefix(store.cfg))
+
+
+def run_table_names(cfg: S3GridConfig) -> tuple[str, str]:
+    """``(source, result)``: the tables one Athena run registers (the master) and creates
+    (its CTAS), unique to the master's bucket and key and to the run."""
+    digest = hashlib.sha256(cfg.uri.encode()).hexdigest()[:10]
+    run = uuid.uuid4().hex[:8]
+    return f"s3grid_{digest}_{run}_master", f"s3grid_{digest}_{run}_next"
 
 
 def _master_location(cfg: S3GridConfig) -> str:

@@ -111,3 +111,31 @@ def check_single_select(sql: str) -> str:
             f"{statements[0].key.upper()}."
         )
     return text
+
+
+def rename_table(select_sql: str, name: str, *, to: str, database: str | None = None) -> str:
+    """The SELECT with every unqualified reference to table ``name`` read from ``to``
+    instead (in ``database``), keeping ``name`` as its alias so that ``name.column``
+    still resolves. Lets a user's ``FROM work_master_parquet`` read a per-run table.
+
+    Raises:
+        ValidationError: the SQL is not one SELECT, or a name is not a safe identifier.
+    """
+    check_identifier(name, what="table name")
+    check_identifier(to, what="table name")
+    if database:
+        check_identifier(database, what="database name")
+    sqlglot, exp, _ = _sqlglot()
+    tree = sqlglot.parse_one(check_single_select(select_sql), read="trino")
+
+    def swap(node: Any) -> Any:
+        if isinstance(node, exp.Table) and node.name == name and not node.args.get("db"):
+            alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(name))
+            return exp.Table(
+                this=exp.to_identifier(to, quoted=True),
+                db=exp.to_identifier(database, quoted=True) if database else None,
+                alias=alias,
+            )
+        return node
+
+    return str(tree.transform(swap).sql(dialect="trino"))

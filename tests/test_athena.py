@@ -7,6 +7,7 @@ target fails the query, as Athena does. FAILED queries also come from botocore's
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -16,14 +17,22 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from botocore.stub import Stubber
 
 from s3grid import MasterStore, ValidationError, bulk_edit
-from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl, glue_type
+from s3grid.athena import (
+    AthenaEngine,
+    AthenaQueryError,
+    external_table_ddl,
+    glue_type,
+    run_table_names,
+)
 from s3grid.sample import SAMPLE_SCHEMA
+from s3grid.sqlcheck import rename_table
 from tests.conftest import all_objects, keys_under
 from tests.test_bulk import SEED_SQL, expected_seed_result
 
@@ -35,6 +44,7 @@ class FakeAthena:
         self.store, self.s3 = store, s3
         self.sent: list[str] = []
         self.failed: dict[str, tuple[str, str]] = {}  # query id -> (sql, reason)
+        self.tables: dict[str, str] = {}  # external tables registered: "db.name" -> LOCATION
         self._pending: str | None = None
         events = engine.connection.client.meta.events
         events.register("provide-client-params.athena.StartQueryExecution", self.on_params)
@@ -48,10 +58,23 @@ class FakeAthena:
         sql, self._pending = self._pending or "", None
         self.sent.append(sql)
         qid = parsed["QueryExecutionId"]
+        reason = None
         if sql.startswith("CREATE TABLE"):
             reason = self.ctas(sql)
-            if reason:
-                self.failed[qid] = (sql, reason)
+        elif sql.startswith("CREATE EXTERNAL TABLE"):
+            name = re.search(r"TABLE (?:IF NOT EXISTS )?`(\w+)`\.`(\w+)`", sql)
+            location = re.search(r"LOCATION '(s3://[^']+)'", sql)
+            assert name and location, sql
+            table = f"{name[1]}.{name[2]}"
+            if table in self.tables and "IF NOT EXISTS" not in sql:
+                reason = f"AlreadyExistsException: Table {table} already exists"
+            self.tables.setdefault(table, location[1])  # IF NOT EXISTS keeps the old one
+        elif sql.startswith("DROP TABLE IF EXISTS"):
+            name = re.search(r"`(\w+)`\.`(\w+)`", sql)
+            assert name, sql
+            self.tables.pop(f"{name[1]}.{name[2]}", None)
+        if reason:
+            self.failed[qid] = (sql, reason)
 
     def ctas(self, sql: str) -> str | None:
         location = re.search(r"external_location = '(s3://[^']+)'", sql)
@@ -61,7 +84,11 @@ class FakeAthena:
             return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location[1]}"
         select = sqlglot.parse_one(sql, read="athena").expression
         con = duckdb.connect()
-        con.register("work_master_parquet", self.store.load().table)
+        for table, where in self.tables.items():  # as Athena: every object in LOCATION
+            database, name = table.split(".")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+            con.register(f"src_{name}", self.read_folder(where))
+            con.execute(f'CREATE VIEW "{database}"."{name}" AS SELECT * FROM "src_{name}"')
         result = con.sql(select.sql(dialect="duckdb")).to_arrow_table()
         half = result.num_rows // 2
         for part in (result.slice(0, half), result.slice(half)):
@@ -70,6 +97,14 @@ class FakeAthena:
             key = f"{prefix}20240501_120000_00007_{uuid.uuid4().hex[:5]}_{uuid.uuid4()}"
             self.s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
         return None
+
+    def read_folder(self, location: str) -> Any:
+        bucket, _, prefix = location[5:].partition("/")
+        parts = [
+            pq.read_table(io.BytesIO(self.s3.get_object(Bucket=bucket, Key=k)["Body"].read()))
+            for k in keys_under(self.s3, bucket, prefix)
+        ]
+        return pa.concat_tables(parts)
 
     def on_get(self, params: dict[str, Any], **_: Any) -> Any:
         qid = json.loads(params["body"])["QueryExecutionId"]
@@ -121,20 +156,34 @@ def test_glue_types_and_ddl(master_store: MasterStore) -> None:
 
 
 def test_bulk_edit_on_athena_sends_exact_sql_and_promotes(
-    engine: AthenaEngine, fake: FakeAthena, master_store: MasterStore, s3: Any, bucket: str
+    engine: AthenaEngine,
+    fake: FakeAthena,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import s3grid.athena
+
     s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale-part", Body=b"old")
     base = master_store.load()
+    names = run_table_names(master_store.cfg)
+    source, tmp = names
+    monkeypatch.setattr(s3grid.athena, "run_table_names", lambda cfg: names)
     res = bulk_edit(master_store, SEED_SQL, engine=engine, note="athena: shift tow 4")
     location = f"s3://{bucket}/staging/master_next.parquet/"
+    digest = hashlib.sha256(master_store.cfg.uri.encode()).hexdigest()[:10]
+    assert source.startswith(f"s3grid_{digest}_") and source.endswith("_master")
     assert fake.sent == [
-        external_table_ddl(master_store, "work_master_parquet", database="lab"),
-        "DROP TABLE IF EXISTS `lab`.`work_master_parquet_s3grid_next`",
-        'CREATE TABLE "lab"."work_master_parquet_s3grid_next"\n'
+        external_table_ddl(master_store, source, database="lab").replace(" IF NOT EXISTS", ""),
+        f'CREATE TABLE "lab"."{tmp}"\n'
         "WITH (format = 'PARQUET', write_compression = 'SNAPPY', "
-        f"external_location = '{location}')\nAS\n{SEED_SQL.strip()}",
-        "DROP TABLE IF EXISTS `lab`.`work_master_parquet_s3grid_next`",
+        f"external_location = '{location}')\nAS\n"
+        + rename_table(SEED_SQL, "work_master_parquet", to=source, database="lab"),
+        f"DROP TABLE IF EXISTS `lab`.`{tmp}`",
+        f"DROP TABLE IF EXISTS `lab`.`{source}`",
     ]
+    assert f'FROM "lab"."{source}" AS work_master_parquet' in fake.sent[1]
     # the stale object was removed before the CTAS (else the fake, like Athena, fails it)
     assert "staging/master_next.parquet/stale-part" not in keys_under(s3, bucket, "staging/")
     after = master_store.load()
@@ -243,3 +292,20 @@ def test_run_any_statement_and_textfile_recipe(
         f"external_location = 's3://{bucket}/exports/csv/')\nAS\n"
         "SELECT * FROM work_master_parquet"
     )
+
+
+def test_two_masters_in_one_database_read_their_own_data(
+    engine: AthenaEngine, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    # the original workflow's table, registered long ago for master A's folder
+    fake = FakeAthena(engine, master_store, s3)
+    engine.execute(external_table_ddl(master_store, "work_master_parquet", database="lab"))
+    other = MasterStore(master_store.cfg.with_(master_key="other/master.parquet"))
+    table = master_store.load().table
+    i = table.schema.get_field_index("volume_filtered")
+    other.create(table.set_column(i, "volume_filtered", pa.array([2.0] * 50)), note="B")
+    sql = "SELECT * FROM work_master_parquet ORDER BY tow, net"
+    res = bulk_edit(other, sql, engine=engine, note="B: same rows")
+    assert res.cells_changed == 0  # B read B, not A's folder behind the old table
+    assert set(other.load().table.column("volume_filtered").to_pylist()) == {2.0}
+    assert fake.tables == {"lab.work_master_parquet": f"s3://{bucket}/data/"}  # untouched
