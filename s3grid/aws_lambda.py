@@ -20,6 +20,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Mapping
+from urllib.parse import unquote_plus
 from typing import Any
 
 from s3grid.config import S3GridConfig
@@ -46,8 +47,13 @@ def _trigger(event: Mapping[str, Any], prefix: str, marker: str) -> tuple[str, s
     if detail_type == "Scheduled Event" or event.get("source") == "aws.events" or not event:
         return "schedule", None, ""  # EventBridge Scheduler sends {} by default
     records = event.get("Records") or []
+    key = None
     if records and "s3" in records[0]:
-        key = records[0]["s3"]["object"]["key"]
+        # S3 notifications URL-encode the key ("+" for a space)
+        key = unquote_plus(str(records[0]["s3"]["object"]["key"]))
+    elif detail_type == "Object Created" and event.get("source") == "aws.s3":
+        key = str(event.get("detail", {}).get("object", {}).get("key", ""))  # EventBridge: plain
+    if key is not None:
         if not key.startswith(prefix):
             return "s3", None, f"{key} is not under the staging prefix {prefix}"
         if posixpath.basename(key) != marker:

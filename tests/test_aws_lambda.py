@@ -112,3 +112,39 @@ def test_conflict_reported_and_staging_intact(
     assert out["current_version"] == current.version_id
     assert keys_under(s3, bucket, STAGING) == staged
     assert master_store.load().etag == current.etag
+
+
+def eventbridge_s3_event(key: str) -> dict[str, Any]:
+    """S3 "Object Created" as EventBridge delivers it: the key is not URL-encoded."""
+    return {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": key, "size": 0}},
+    }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        s3_event(f"{STAGING}_DONE%3Dyes+now"),  # direct notification: URL-encoded
+        eventbridge_s3_event(f"{STAGING}_DONE=yes now"),
+    ],
+    ids=["s3-notification", "eventbridge"],
+)
+def test_s3_events_of_both_kinds_name_the_marker(
+    env: None,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    event: dict[str, Any],
+) -> None:
+    monkeypatch.setenv("S3GRID_TRIGGER_MARKER", "_DONE=yes now")
+    stage(master_store, s3, bucket, 42.0)
+    s3.put_object(Bucket=bucket, Key=f"{STAGING}_DONE=yes now", Body=b"")
+    out = handler(event, None)
+    assert out["status"] == "promoted", out
+    assert out["trigger"] == "s3"
+    part = eventbridge_s3_event(f"{STAGING}20240501_00000")
+    assert handler(part, None)["status"] == "ignored"
