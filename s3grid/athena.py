@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import S3GridError, SchemaError, ValidationError
@@ -360,6 +362,7 @@ class AthenaEngine:
         """
         cfg: S3GridConfig = store.cfg
         check_identifier(table_name, what="table name")
+        check_millisecond_timestamps(master)
         prefix = self.target_prefix(cfg)
         location = f"s3://{cfg.bucket}/{prefix}"
         # Tables of this master and this run only: an existing table of the same name
@@ -384,12 +387,46 @@ class AthenaEngine:
         scanned = info.data_scanned_bytes or 0
         print(f"Athena query {info.query_id}: {scanned / 1e6:.1f} MB scanned, output {location}")
         table, _ = flatten_to_table(store.bucket, prefix)
-        return table
+        return with_master_case(table, master.schema)
 
     def done(self, store: Any) -> None:
         """Empty this engine's staging prefix: its result was previewed or saved, and must
         not be promoted (again) by anyone else (a schedule, say)."""
         empty_prefix(store.bucket, self.target_prefix(store.cfg))
+
+
+def check_millisecond_timestamps(table: pa.Table) -> None:
+    """Refuse a master whose timestamps have sub-millisecond parts, before any query:
+    Athena reads Parquet timestamps as Hive ``timestamp``, which keeps milliseconds, so a
+    bulk edit there would cut every such value silently.
+
+    Raises:
+        ValidationError: names the column, the first row and its value.
+    """
+    per_ms = {"us": 1_000, "ns": 1_000_000}
+    for name, type_ in zip(table.column_names, table.schema.types, strict=True):
+        if not pa.types.is_timestamp(type_) or type_.unit not in per_ms:
+            continue
+        ticks = table.column(name).cast(pa.int64())
+        finer = pc.not_equal(pc.remainder(ticks, per_ms[type_.unit]), 0)
+        rows = np.flatnonzero(pc.fill_null(finer, False).to_numpy(zero_copy_only=False))
+        if len(rows):
+            value = table.column(name)[int(rows[0])]
+            raise ValidationError(
+                f"Column {name!r} holds times finer than a millisecond (row {int(rows[0])}: "
+                f"{value}; {len(rows)} row(s) in all). Athena keeps milliseconds and would cut "
+                "them in a bulk edit; run it with engine='duckdb', or round the column to "
+                "milliseconds first."
+            )
+
+
+def with_master_case(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with its column names in the master's case where they differ only in
+    case: Athena (Glue) lowercases every column name, so ``Tow`` comes back as ``tow``."""
+    by_lower = {name.lower(): name for name in schema.names}
+    if len(by_lower) != len(schema.names):  # names that differ only in case: leave them
+        return table
+    return table.rename_columns([by_lower.get(n.lower(), n) for n in table.column_names])
 
 
 def run_table_names(cfg: S3GridConfig) -> tuple[str, str]:

@@ -20,8 +20,8 @@ import logging
 import os
 import posixpath
 from collections.abc import Mapping
-from urllib.parse import unquote_plus
 from typing import Any
+from urllib.parse import unquote_plus
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import ConflictError, S3GridError, ValidationError

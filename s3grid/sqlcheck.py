@@ -16,6 +16,7 @@ __all__ = [
     "check_location",
     "check_one_statement",
     "check_single_select",
+    "rename_table",
 ]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
