@@ -462,10 +462,44 @@ def run(sql: str, *, engine: AthenaEngine | None = None) -> pd.DataFrame | Query
     return info
 
 
+# Athena refuses a query string longer than this many bytes.
+MAX_QUERY_BYTES = 262_144
+
+
 def merge_sql(
     table: str, edits: pd.DataFrame, key_columns: Sequence[str], *, database: str | None = None
 ) -> str:
-    """``MERGE INTO`` an Iceberg table from a DataFrame of edited rows (values escaped)."""
+    """``MERGE INTO`` an Iceberg table from a DataFrame of edited rows (values escaped).
+
+    Raises:
+        ValidationError: no edits, missing or duplicate keys, no column to set, or a
+            statement over Athena's query size (see :func:`merge_statements`).
+    """
+    statements = merge_statements(table, edits, key_columns, database=database)
+    if len(statements) > 1:
+        raise ValidationError(
+            f"These {len(edits)} edits make a MERGE over Athena's {MAX_QUERY_BYTES:,}-byte "
+            "query limit; use merge_statements (IcebergTable.merge does) to send it in parts."
+        )
+    return statements[0]
+
+
+def merge_statements(
+    table: str,
+    edits: pd.DataFrame,
+    key_columns: Sequence[str],
+    *,
+    database: str | None = None,
+    limit: int = MAX_QUERY_BYTES,
+) -> list[str]:
+    """``MERGE INTO`` statements for ``edits``, each under ``limit`` bytes (Athena's query
+    size): as many rows per statement as fit, every row in exactly one.
+
+    Raises:
+        ValidationError: no edits, missing or duplicate keys among the edits (which row
+            would win is undefined), only key columns (nothing to set), or one row alone
+            over the limit.
+    """
     if edits.empty:
         raise ValidationError("No edits to merge.")
     keys = [check_identifier(k, what="key column") for k in key_columns]
@@ -473,17 +507,41 @@ def merge_sql(
     missing = [k for k in keys if k not in cols]
     if missing:
         raise ValidationError(f"The edits lack key column(s) {missing}.")
-    rows = ",\n    ".join(
-        "(" + ", ".join(sql_literal(v) for v in row) + ")"
-        for row in edits.itertuples(index=False, name=None)
-    )
+    if not [c for c in cols if c not in keys]:
+        raise ValidationError("The edits hold only key columns: give the columns to set too.")
+    repeated = edits[edits.duplicated(subset=keys, keep=False)]
+    if not repeated.empty:
+        shown = repeated[keys].drop_duplicates().head(5).to_dict("records")
+        raise ValidationError(
+            f"The edits repeat key(s) {shown}: a MERGE takes one row per key. Keep one each."
+        )
     col_list = ", ".join(f'"{c}"' for c in cols)
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     sets = ", ".join(f'"{c}" = s."{c}"' for c in cols if c not in keys)
     values = ", ".join(f's."{c}"' for c in cols)
-    return (
-        f"MERGE INTO {_qualified(table, database)} t\n"
-        f"USING (VALUES\n    {rows}\n) AS s ({col_list})\nON {on}\n"
+    head = f"MERGE INTO {_qualified(table, database)} t\nUSING (VALUES\n    "
+    tail = (
+        f"\n) AS s ({col_list})\nON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"
         f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
     )
+    room = limit - len(head.encode()) - len(tail.encode())
+    sep = ",\n    "
+    statements: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for row in edits.itertuples(index=False, name=None):
+        text = "(" + ", ".join(sql_literal(v) for v in row) + ")"
+        width = len(text.encode()) + (len(sep) if chunk else 0)
+        if len(text.encode()) > room:
+            raise ValidationError(
+                f"One edited row makes a MERGE over Athena's {limit:,}-byte query limit; "
+                "update that row with UPDATE ... WHERE instead."
+            )
+        if chunk and size + width > room:
+            statements.append(head + sep.join(chunk) + tail)
+            chunk, size, width = [], 0, len(text.encode())
+        chunk.append(text)
+        size += width
+    statements.append(head + sep.join(chunk) + tail)
+    return statements

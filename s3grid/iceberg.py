@@ -20,7 +20,7 @@ from s3grid.athena import (
     QueryInfo,
     _columns,
     _qualified,
-    merge_sql,
+    merge_statements,
     run,
     sql_literal,
     unload_sql,
@@ -155,11 +155,15 @@ class IcebergTable:
             ) from exc
         return RunManifest.from_json(bytes(body), where=store.bucket.url(key))
 
-    def merge(self, edits: pd.DataFrame, key_columns: Sequence[str]) -> QueryInfo:
-        """MERGE INTO from a DataFrame of edited/new rows (matched on the key columns)."""
-        return self.engine.execute(
-            merge_sql(self.name, edits, key_columns, database=self.database)
-        )[1]
+    def merge(self, edits: pd.DataFrame, key_columns: Sequence[str]) -> list[QueryInfo]:
+        """MERGE INTO from a DataFrame of edited/new rows (matched on the key columns),
+        in as many statements as Athena's query size needs (one for most edits).
+
+        Each statement commits on its own: if one fails, the earlier ones are in the
+        Iceberg table (not the master); run the merge again, it is idempotent.
+        """
+        statements = merge_statements(self.name, edits, key_columns, database=self.database)
+        return [self.engine.execute(sql)[1] for sql in statements]
 
     def update(self, assignments: Mapping[str, Any], where: str) -> QueryInfo:
         """UPDATE rows matching ``where``."""

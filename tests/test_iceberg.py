@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import pandas as pd
@@ -155,3 +156,34 @@ def test_an_export_after_a_grid_save_is_a_conflict(
     s3.delete_object(Bucket=bucket, Key=ice.seed_key(master_store))
     with pytest.raises(ValidationError, match="No record of the master version"):
         ice.export_to_master(master_store, note="export")
+
+
+def test_a_merge_over_athenas_query_limit_goes_in_parts(ice: IcebergTable) -> None:
+    from s3grid.athena import MAX_QUERY_BYTES, merge_sql
+
+    n = 12_000
+    edits = pd.DataFrame({"tow": range(n), "net": [0] * n, "note": ["é" * 10] * n, "v": [0.5] * n})
+    with pytest.raises(ValidationError, match="over Athena's 262,144-byte query limit"):
+        merge_sql("tows_iceberg", edits, ["tow", "net"])
+    infos = ice.merge(edits, ["tow", "net"])
+    sent = ice.engine.sent  # type: ignore[attr-defined]
+    assert len(infos) == len(sent) >= 2
+    assert all(len(sql.encode()) <= MAX_QUERY_BYTES for sql in sent)
+    # every row in exactly one statement, in order
+    tows = [int(m) for sql in sent for m in re.findall(r"\n    \((\d+), 0, ", sql)]
+    assert tows == list(range(n))
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        (pd.DataFrame({"tow": [4, 4], "net": [1, 1], "v": [1.0, 2.0]}), "repeat key"),
+        (pd.DataFrame({"tow": [4], "net": [1]}), "only key columns"),
+    ],
+)
+def test_a_merge_refuses_edits_it_cannot_apply(
+    ice: IcebergTable, edits: pd.DataFrame, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ice.merge(edits, ["tow", "net"])
+    assert ice.engine.sent == []  # type: ignore[attr-defined]
