@@ -8,6 +8,7 @@ Athena: CTAS parts, flattened) -> check the result against the master's schema -
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from s3grid.diff import TableDiff, diff_tables
-from s3grid.errors import SchemaError, ValidationError
+from s3grid.errors import S3GridError, SchemaError, ValidationError
 from s3grid.localsql import DuckDBEngine
 from s3grid.schema import coerce_table
 from s3grid.store import Master, MasterStore, SaveResult
@@ -90,7 +91,21 @@ def preview_bulk_edit(
     try:
         return _preview(store, select_sql, runner, table_name, base, allow_schema_change)
     finally:
+        _forget(runner, store)
+
+
+def _forget(runner: Engine, store: MasterStore) -> None:
+    """``runner.done``, without hiding the error that may be on its way out: the staged
+    output keeps its manifest, so a later promotion of it is still over its own base."""
+    try:
         runner.done(store)
+    except S3GridError as exc:
+        warnings.warn(
+            f"Could not empty the run's staging ({exc}); a later promotion of it is still "
+            "checked against the version it read.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _preview(
@@ -165,7 +180,7 @@ def bulk_edit(
         allow_schema_change=allow_schema_change,
         changes=preview.diff.counts if preview.table.schema == preview.base.schema else None,
     )
-    runner.done(store)  # a result is promoted once
+    _forget(runner, store)  # a result is promoted once
     return res
 
 

@@ -183,3 +183,25 @@ def test_a_manifest_of_another_master_is_refused(
     with pytest.raises(ValidationError, match="computed from other/master.parquet"):
         promote(master_store, STAGING, note="x")
     assert f"{STAGING}{MANIFEST_NAME}" in keys_under(s3, bucket, STAGING)
+
+
+def test_a_failed_query_is_reported_even_if_staging_cannot_be_emptied(
+    env: None,
+    engine: AthenaEngine,
+    master_store: MasterStore,
+    s3: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from s3grid import preview_bulk_edit
+    from s3grid.athena import AthenaQueryError
+    from s3grid.errors import StoreUnavailableError
+
+    FakeAthena(engine, master_store, s3)
+
+    def down(*_: Any) -> None:
+        raise StoreUnavailableError("S3 is unreachable")
+
+    monkeypatch.setattr(engine, "done", down)
+    warns = pytest.warns(RuntimeWarning, match="Could not empty the run's staging")
+    with warns, pytest.raises(AthenaQueryError):  # the query's own error, not the cleanup's
+        preview_bulk_edit(master_store, "SELECT * FROM nope", engine=engine)
