@@ -104,7 +104,12 @@ def _columns(schema: pa.Schema) -> str:
 
 
 def external_table_ddl(
-    store: Any, name: str, *, database: str | None = None, location: str | None = None
+    store: Any,
+    name: str,
+    *,
+    database: str | None = None,
+    location: str | None = None,
+    if_not_exists: bool = True,
 ) -> str:
     """``CREATE EXTERNAL TABLE`` for the master, with Glue types from its Arrow schema.
 
@@ -115,6 +120,7 @@ def external_table_ddl(
         database: the Glue database (default: none, the connection's).
         location: the folder Athena reads; default the master's folder. Keep the master
             alone in it: Athena reads every object under the location.
+        if_not_exists: keep a table that exists (False: Athena fails the statement).
     """
     schema = store if isinstance(store, pa.Schema) else store.load().schema
     if location is None:
@@ -136,10 +142,8 @@ def external_table_ddl(
         else "STORED AS PARQUET"
     )
     props = "\nTBLPROPERTIES ('skip.header.line.count'='1')" if fmt == "csv" else ""
-    return (
-        f"CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n  {_columns(schema)}\n)\n"
-        f"{stored}\nLOCATION '{location}'{props}"
-    )
+    create = "CREATE EXTERNAL TABLE IF NOT EXISTS" if if_not_exists else "CREATE EXTERNAL TABLE"
+    return f"{create} {table} (\n  {_columns(schema)}\n)\n{stored}\nLOCATION '{location}'{props}"
 
 
 def _qualified(name: str, database: str | None, *, quote: str = '"') -> str:
@@ -370,10 +374,15 @@ class AthenaEngine:
         # users on two masters in one database, never drop each other's tables.
         source, tmp = run_table_names(cfg)
         select = rename_table(select_sql, table_name, to=source, database=self.database)
-        ddl = external_table_ddl(
-            master.schema, source, database=self.database, location=_master_location(cfg)
+        self.execute(
+            external_table_ddl(
+                master.schema,
+                source,
+                database=self.database,
+                location=_master_location(cfg),
+                if_not_exists=False,  # a new name: one that exists is not ours
+            )
         )
-        self.execute(ddl.replace("CREATE EXTERNAL TABLE IF NOT EXISTS", "CREATE EXTERNAL TABLE"))
         try:
             empty_prefix(store.bucket, prefix)
             _, info = self.execute(

@@ -82,9 +82,8 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if query_id and manifest is not None and manifest.query_id not in (None, query_id):
             reason = f"the staged output is from query {manifest.query_id}, not {query_id}"
             return {**summary, "status": "ignored", "reason": reason}
-        note = f"automation: promoted {prefix}"
-        if query_id or (manifest and manifest.query_id):
-            note += f" from Athena query {query_id or (manifest and manifest.query_id)}"
+        qid = query_id or (manifest.query_id if manifest else None)
+        note = f"automation: promoted {prefix}" + (f" from Athena query {qid}" if qid else "")
         done = promote(
             store,
             prefix,

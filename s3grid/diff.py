@@ -255,25 +255,25 @@ def keep_nans(new: pa.Table, base: pa.Table, key_columns: Sequence[str] = ()) ->
     null; the version it was loaded from can. Unmatched rows, and rows with duplicate or
     empty keys (refused by the save anyway), keep null.
     """
-    names = [
-        name
-        for name, type_ in zip(new.column_names, new.schema.types, strict=True)
-        if pa.types.is_floating(type_)
-        and name in base.column_names
-        and base.schema.field(name).type == type_
-        and pc.any(pc.is_nan(base.column(name))).as_py()
-    ]
-    if not names:
+    base_nans = {}  # the base's NaN cells, per float column that has any
+    for name, type_ in zip(new.column_names, new.schema.types, strict=True):
+        if not pa.types.is_floating(type_) or name not in base.column_names:
+            continue
+        if base.schema.field(name).type != type_:
+            continue
+        mask = pc.fill_null(pc.is_nan(base.column(name)), False)
+        if pc.any(mask).as_py():
+            base_nans[name] = mask.to_numpy(zero_copy_only=False)
+    if not base_nans:
         return new
     try:
         sources = row_sources(base, new, key_columns)
     except (ValueError, pd.errors.InvalidIndexError):
         return new  # keys that do not identify rows: validation names them
     found = sources >= 0
-    for name in names:
-        base_nan = pc.fill_null(pc.is_nan(base.column(name)), False)
+    for name, base_nan in base_nans.items():
         nan = np.zeros(new.num_rows, dtype=bool)
-        nan[found] = base_nan.to_numpy(zero_copy_only=False)[sources[found]]
+        nan[found] = base_nan[sources[found]]
         new = put_nans(new, name, nan)
     return new
 
@@ -388,8 +388,8 @@ def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def same_values(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     """Equality of two columns, row by row, as :func:`_same` (null equals null, NaN equals
-    NaN, NaN is not null): in Arrow, or in pandas (where NaN and null are one) for a type
-    Arrow cannot compare."""
+    NaN, NaN is not null): in Arrow, or value by value in Python for a type Arrow cannot
+    compare (lists, structs, maps; float16 is compared widened to float32)."""
     try:
         same: np.ndarray = _same(a, b).to_numpy(zero_copy_only=False)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):

@@ -35,12 +35,12 @@ from s3grid.store import Master, MasterStore
 
 __all__ = ["Editor"]
 
+log = logging.getLogger(__name__)
+
 STATUS = "⚑"  # the status column the grid shows first; not part of the master
 # From this many rows on, a sort, a row deletion or a merge takes about a second or more
 # (10M rows: 1.5-2.1 s to sort, 1.3-1.4 s to delete the first row, 1.6 s to undo that,
 # 2.6 s to merge): the editor says what it is doing meanwhile. Below, it would flash.
-log = logging.getLogger(__name__)
-
 SAY_WORK_ROWS = 1_000_000
 _READ_ONLY_BG = "#eeeeee"
 _NOTHING = object()

@@ -78,8 +78,8 @@ class RunManifest:
             return cls(**{**data, "columns": tuple(data["columns"])})
         except (ValueError, TypeError, KeyError) as exc:
             raise ValidationError(
-                f"{where} is not an s3grid run manifest ({exc}); remove it, or promote with "
-                "an explicit base version."
+                f"{where} is not an s3grid run manifest ({exc}). Remove it: the output is "
+                "then promoted as one s3grid did not start (--base-version names its base)."
             ) from exc
 
 

@@ -184,7 +184,7 @@ def test_bulk_edit_on_athena_sends_exact_sql_and_promotes(
     digest = hashlib.sha256(master_store.cfg.uri.encode()).hexdigest()[:10]
     assert source.startswith(f"s3grid_{digest}_") and source.endswith("_master")
     assert fake.sent == [
-        external_table_ddl(master_store, source, database="lab").replace(" IF NOT EXISTS", ""),
+        external_table_ddl(master_store, source, database="lab", if_not_exists=False),
         f'CREATE TABLE "lab"."{tmp}"\n'
         "WITH (format = 'PARQUET', write_compression = 'SNAPPY', "
         f"external_location = '{location}')\nAS\n"
