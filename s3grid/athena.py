@@ -13,20 +13,22 @@ import hashlib
 import math
 import os
 import posixpath
+import re
 import time
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import S3GridError, SchemaError, ValidationError
-from s3grid.flatten import empty_prefix, flatten_to_table, staging_prefix
+from s3grid.flatten import empty_prefix, flatten_to_table
+from s3grid.layout import new_run_id, run_prefix, source_prefix, staging_prefix
 from s3grid.promote import RunManifest, write_manifest
 from s3grid.sqlcheck import (
     check_identifier,
@@ -97,9 +99,9 @@ def glue_type(type_: pa.DataType) -> str:
     raise SchemaError(f"Arrow type {type_} has no exact Athena/Glue type; cast it first.")
 
 
-def _columns(schema: pa.Schema) -> str:
+def _columns(schema: pa.Schema, type_of: Callable[[pa.DataType], str] = glue_type) -> str:
     return ",\n  ".join(
-        f"`{check_identifier(f.name, what='column name')}` {glue_type(f.type)}" for f in schema
+        f"`{check_identifier(f.name, what='column name')}` {type_of(f.type)}" for f in schema
     )
 
 
@@ -110,8 +112,13 @@ def external_table_ddl(
     database: str | None = None,
     location: str | None = None,
     if_not_exists: bool = True,
+    csv: bool | None = None,
 ) -> str:
     """``CREATE EXTERNAL TABLE`` for the master, with Glue types from its Arrow schema.
+
+    A CSV master's table reads every field as text with OpenCSVSerDe (quoted commas and
+    newlines kept, the header skipped): its readers take typed columns only in narrow
+    forms, so CAST in the query what you need as a number or a date.
 
     Args:
         store: a MasterStore (its master is loaded to read the schema) or a pyarrow Schema
@@ -121,29 +128,30 @@ def external_table_ddl(
         location: the folder Athena reads; default the master's folder. Keep the master
             alone in it: Athena reads every object under the location.
         if_not_exists: keep a table that exists (False: Athena fails the statement).
+        csv: the files are CSV (default: the store's ``file_format``).
     """
     schema = store if isinstance(store, pa.Schema) else store.load().schema
     if location is None:
         if isinstance(store, pa.Schema):
             raise ValidationError("Give the location of the table's folder.")
-        folder = posixpath.dirname(store.cfg.master_key)
-        if not folder:
-            raise ValidationError(
-                "The master sits at the bucket root; Athena would read the whole bucket. "
-                "Pass location='s3://bucket/folder/' holding only the master."
-            )
-        location = f"s3://{store.cfg.bucket}/{folder}/"
+        location = _master_location(store.cfg)
     check_location(location)
     table = _qualified(name, database, quote="`")
-    fmt = getattr(getattr(store, "cfg", None), "file_format", "parquet")
-    stored = (
-        "ROW FORMAT DELIMITED FIELDS TERMINATED BY ','\nSTORED AS TEXTFILE"
-        if fmt == "csv"
-        else "STORED AS PARQUET"
-    )
-    props = "\nTBLPROPERTIES ('skip.header.line.count'='1')" if fmt == "csv" else ""
+    if csv is None:
+        csv = getattr(getattr(store, "cfg", None), "file_format", "parquet") == "csv"
     create = "CREATE EXTERNAL TABLE IF NOT EXISTS" if if_not_exists else "CREATE EXTERNAL TABLE"
-    return f"{create} {table} (\n  {_columns(schema)}\n)\n{stored}\nLOCATION '{location}'{props}"
+    if not csv:
+        columns = _columns(schema)
+        return f"{create} {table} (\n  {columns}\n)\nSTORED AS PARQUET\nLOCATION '{location}'"
+    columns = _columns(schema, lambda _: "string")
+    return (
+        f"{create} {table} (\n  {columns}\n)\n"
+        "ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'\n"
+        "WITH SERDEPROPERTIES ('separatorChar' = ',', 'quoteChar' = '\"', "
+        "'escapeChar' = '\\\\')\n"
+        f"STORED AS TEXTFILE\nLOCATION '{location}'\n"
+        "TBLPROPERTIES ('skip.header.line.count'='1')"
+    )
 
 
 def _qualified(name: str, database: str | None, *, quote: str = '"') -> str:
@@ -226,8 +234,9 @@ class AthenaEngine:
         database: Glue database (``ATHENA_DATABASE``).
         region: AWS region.
         profile: AWS profile.
-        output_prefix: key prefix (in the master's bucket) for CTAS output; default
-            ``staging/<stem>_next.parquet/``. Emptied before every bulk edit.
+        output_prefix: key prefix (in the master's bucket) for every run's output;
+            default a folder per run, ``staging/<master key>/runs/<run id>/``. Emptied
+            before every bulk edit.
         endpoint_url: an Athena endpoint (tests use a local one).
         progress: show a progress bar while queries run.
         poll_interval: seconds between status polls.
@@ -258,6 +267,7 @@ class AthenaEngine:
         self.progress = progress
         self.poll_interval = poll_interval
         self._connection: Any = None
+        self._staged: list[str] = []  # run folders to empty in done()
         self.history: list[tuple[str, QueryInfo]] = []
 
     @classmethod
@@ -296,8 +306,14 @@ class AthenaEngine:
             )
         return self._connection
 
-    def execute(self, sql: str) -> tuple[Any, QueryInfo]:
+    def execute(self, sql: str, *, arrow: bool = False) -> tuple[Any, QueryInfo]:
         """Run exactly one statement and wait for it, with progress.
+
+        Args:
+            sql: one statement.
+            arrow: read a SELECT's result with pyathena's Arrow cursor, as Parquet that
+                Athena UNLOADs under the results location (``as_arrow()``), instead of
+                pages of 1,000 rows through ``GetQueryResults``.
 
         Returns:
             The pyathena cursor (for results) and the query's :class:`QueryInfo`.
@@ -318,7 +334,12 @@ class AthenaEngine:
             bar.set_postfix_str(f"{execution.state} · {scanned / 1e6:.1f} MB scanned")
             bar.update(1)
 
-        cursor = self.connection.cursor(on_poll=on_poll)
+        if arrow and _is_select(sql):
+            from pyathena.arrow.cursor import ArrowCursor
+
+            cursor = self.connection.cursor(ArrowCursor, unload=True, on_poll=on_poll)
+        else:
+            cursor = self.connection.cursor(on_poll=on_poll)
         try:
             cursor.execute(sql, on_start_query_execution=ids.append)
         except PyAthenaError as exc:
@@ -341,9 +362,10 @@ class AthenaEngine:
         self.history.append((sql, info))
         return cursor, info
 
-    def target_prefix(self, cfg: S3GridConfig) -> str:
-        """The key prefix CTAS writes to (checked: ends with '/', not the master's)."""
-        return staging_prefix(cfg, self.output_prefix)
+    def target_prefix(self, cfg: S3GridConfig, run_id: str | None = None) -> str:
+        """The key prefix a run writes to: ``output_prefix`` when given, else the run's
+        own folder (checked: ends with '/', neither holds nor sits beside the master)."""
+        return staging_prefix(cfg, self.output_prefix or run_prefix(cfg, run_id or new_run_id()))
 
     def run(
         self,
@@ -354,11 +376,14 @@ class AthenaEngine:
         store: Any,
         base: Any = None,
     ) -> pa.Table:
-        """Bulk edit on Athena: register the master, CTAS to an emptied prefix, flatten.
+        """Bulk edit on Athena: register the master, UNLOAD the SELECT to the run's own
+        folder, flatten.
 
+        UNLOAD, not CTAS: a workgroup that enforces its results location fails a CTAS
+        with ``external_location``, but not an UNLOAD, and UNLOAD creates no table.
         With ``base`` (the loaded version the query reads), a manifest beside the output
-        records it and the query id, so that a promotion of this output by anyone (the
-        Lambda handler, ``s3grid flatten``) saves over that version and no other.
+        records it and the query id, so that a promotion of this output by anyone
+        (``s3grid flatten``) saves over that version and no other.
 
         Raises:
             AthenaQueryError: a statement failed; nothing is promoted.
@@ -367,41 +392,59 @@ class AthenaEngine:
         cfg: S3GridConfig = store.cfg
         check_identifier(table_name, what="table name")
         check_millisecond_timestamps(master)
-        prefix = self.target_prefix(cfg)
+        run_id = new_run_id()
+        prefix = self.target_prefix(cfg, run_id)
+        self._staged.append(prefix)
         location = f"s3://{cfg.bucket}/{prefix}"
-        # Tables of this master and this run only: an existing table of the same name
+        source_location = self._source_location(store, master, run_id)
+        # A table of this master and this run only: an existing table of the same name
         # (another master's, an older schema's) is never reused, and two runs, or two
         # users on two masters in one database, never drop each other's tables.
-        source, tmp = run_table_names(cfg)
+        source = run_table_name(cfg, run_id)
         select = rename_table(select_sql, table_name, to=source, database=self.database)
         self.execute(
             external_table_ddl(
                 master.schema,
                 source,
                 database=self.database,
-                location=_master_location(cfg),
+                location=source_location,
                 if_not_exists=False,  # a new name: one that exists is not ours
             )
         )
         try:
-            empty_prefix(store.bucket, prefix)
-            _, info = self.execute(
-                ctas_sql(select, table=tmp, location=location, database=self.database)
-            )
-        finally:  # metadata only: the parts stay
-            self.execute(drop_table_sql(tmp, self.database))
+            empty_prefix(store.bucket, prefix)  # an output_prefix of an earlier run
+            _, info = self.execute(unload_sql(select, location=location))
+        finally:  # metadata only: the master's data stays
             self.execute(drop_table_sql(source, self.database))
         if base is not None:
-            write_manifest(store, prefix, RunManifest.for_base(base, query_id=info.query_id))
+            manifest = RunManifest.for_base(base, query_id=info.query_id)
+            write_manifest(store, prefix, replace(manifest, run_id=run_id))
         scanned = info.data_scanned_bytes or 0
         print(f"Athena query {info.query_id}: {scanned / 1e6:.1f} MB scanned, output {location}")
         table, _ = flatten_to_table(store.bucket, prefix)
         return with_master_case(table, master.schema)
 
+    def _source_location(self, store: Any, master: pa.Table, run_id: str) -> str:
+        """Where Athena reads the master: its folder, or for a CSV master a Parquet copy
+        of the version loaded (Hive's CSV readers cannot tell an empty field from ``""``,
+        and read typed columns only in narrow forms, so the text would not come back
+        exactly)."""
+        cfg: S3GridConfig = store.cfg
+        if cfg.file_format != "csv":
+            return _master_location(cfg)
+        prefix = source_prefix(cfg, run_id)
+        self._staged.append(prefix)
+        sink = pa.BufferOutputStream()
+        pq.write_table(master, sink, compression="snappy")
+        store.bucket.put(prefix + "master.parquet", sink.getvalue().to_pybytes())
+        return f"s3://{cfg.bucket}/{prefix}"
+
     def done(self, store: Any) -> None:
-        """Empty this engine's staging prefix: its result was previewed or saved, and must
-        not be promoted (again) by anyone else (a schedule, say)."""
-        empty_prefix(store.bucket, self.target_prefix(store.cfg))
+        """Empty the folders this engine's runs staged: their results were previewed or
+        saved, and must not be promoted (again) by anyone else."""
+        while self._staged:
+            empty_prefix(store.bucket, self._staged[-1])
+            self._staged.pop()
 
 
 def check_millisecond_timestamps(table: pa.Table) -> None:
@@ -438,19 +481,19 @@ def with_master_case(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table.rename_columns([by_lower.get(n.lower(), n) for n in table.column_names])
 
 
-def run_table_names(cfg: S3GridConfig) -> tuple[str, str]:
-    """``(source, result)``: the tables one Athena run registers (the master) and creates
-    (its CTAS), unique to the master's bucket and key and to the run."""
+def run_table_name(cfg: S3GridConfig, run_id: str) -> str:
+    """The table one Athena run registers for the master: unique to the master's bucket
+    and key and to the run (Glue lowercases table names)."""
     digest = hashlib.sha256(cfg.uri.encode()).hexdigest()[:10]
-    run = uuid.uuid4().hex[:8]
-    return f"s3grid_{digest}_{run}_master", f"s3grid_{digest}_{run}_next"
+    return f"s3grid_{digest}_{re.sub(r'[^a-z0-9]', '_', run_id.lower())}"
 
 
 def _master_location(cfg: S3GridConfig) -> str:
     folder = posixpath.dirname(cfg.master_key)
     if not folder:
         raise ValidationError(
-            "The master sits at the bucket root; move it into its own folder for Athena."
+            "The master sits at the bucket root; Athena would read the whole bucket. "
+            "Move it into a folder of its own, or pass location='s3://bucket/folder/'."
         )
     return f"s3://{cfg.bucket}/{folder}/"
 
@@ -458,17 +501,26 @@ def _master_location(cfg: S3GridConfig) -> str:
 def run(sql: str, *, engine: AthenaEngine | None = None) -> pd.DataFrame | QueryInfo:
     """Run one statement on Athena from a notebook cell.
 
-    Returns a DataFrame for a SELECT (or WITH/SHOW/DESCRIBE), else the :class:`QueryInfo`.
+    Returns a DataFrame for a SELECT or WITH (read whole as Parquet through pyathena's
+    Arrow cursor) or SHOW/DESCRIBE, else the :class:`QueryInfo`.
 
     Raises:
         AthenaQueryError: the query failed.
     """
     engine = engine or AthenaEngine.from_env()
-    cursor, info = engine.execute(sql)
+    cursor, info = engine.execute(sql, arrow=True)
+    if hasattr(cursor, "as_arrow") and _is_select(sql):  # UNLOADed as Parquet: read whole
+        frame: pd.DataFrame = cursor.as_arrow().to_pandas()
+        return frame
     if cursor.description:
         columns = [d[0] for d in cursor.description]
         return pd.DataFrame(cursor.fetchall(), columns=columns)
     return info
+
+
+def _is_select(sql: str) -> bool:
+    """A query whose rows UNLOAD can write (``SELECT`` or ``WITH``), as pyathena wraps."""
+    return re.match(r"\s*(SELECT|WITH)\b", sql, re.IGNORECASE) is not None
 
 
 # Athena refuses a query string longer than this many bytes.

@@ -170,8 +170,12 @@ def bulk_edit(
         ConflictError: the master changed while the query ran; nothing was written.
     """
     runner = _engine(engine, store)
+    try:
+        preview = _preview(store, select_sql, runner, table_name, base, allow_schema_change)
+    except BaseException:
+        _forget(runner, store)  # a run that failed leaves nothing to promote
+        raise
     # Until the save succeeds, what the run staged stays (its manifest names the base).
-    preview = _preview(store, select_sql, runner, table_name, base, allow_schema_change)
     res = store.save(
         preview.table,
         base=preview.base,

@@ -233,11 +233,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_flatten(args: argparse.Namespace) -> int:
     from s3grid.flatten import flatten_to_bytes
+    from s3grid.layout import promote_prefix
     from s3grid.promote import athena_query_state, promote
 
     cfg = config_from_args(args)
-    prefix = args.prefix if args.prefix.endswith("/") else args.prefix + "/"
     output_key = args.output_key or cfg.master_key
+    prefix = args.prefix or promote_prefix(cfg.with_(master_key=output_key))
+    prefix = prefix if prefix.endswith("/") else prefix + "/"
     store = MasterStore(cfg.with_(master_key=output_key))
     existing = store.bucket.head(output_key)
     if existing is not None:
@@ -326,6 +328,8 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
             cfg,
             staging_prefix=args.staging_prefix,
             athena=args.athena,
+            athena_results=args.athena_results,
+            iceberg_location=args.iceberg_location,
             region=args.region,
             account=args.account,
         )
@@ -428,10 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_flatten,
         "Flatten Athena part files into one Parquet object; an existing master is "
         "promoted through the locked save.",
-        "s3grid flatten --bucket my-lab --prefix staging/master_next.parquet/ "
+        "s3grid flatten --bucket my-lab --prefix staging/data/master.parquet/next/ "
         "--output-key data/master.parquet",
     )
-    p.add_argument("--prefix", required=True, help="the folder of part files (CTAS output)")
+    p.add_argument(
+        "--prefix",
+        help="the folder of part files (CTAS/UNLOAD output; default staging/<master key>/next/)",
+    )
     p.add_argument("--output-key", help="where to write (default: the master key)")
     p.add_argument("--note", help="audit note when promoting over a master")
     p.add_argument(
@@ -458,7 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
         "s3grid iam-policy --bucket my-lab --athena > s3grid-policy.json",
     )
     p.add_argument("--athena", action="store_true", help="add Athena, Glue and results")
-    p.add_argument("--staging-prefix", help="part-file staging folder (flatten/Lambda)")
+    p.add_argument(
+        "--staging-prefix",
+        help="a staging folder outside staging/<master key>/ (the Lambda's, if set)",
+    )
+    p.add_argument(
+        "--athena-results", help="s3://bucket/prefix/ of Athena results (ATHENA_S3_STAGING_DIR)"
+    )
+    p.add_argument(
+        "--iceberg-location", help="s3://bucket/prefix/ of an Iceberg table's data (with --athena)"
+    )
     p.add_argument("--region", default="*", help="region for Athena/Glue ARNs")
     p.add_argument("--account", default="*", help="account id for Athena/Glue ARNs")
 

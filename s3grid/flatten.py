@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
 from s3grid.formats import PARQUET_WRITE_OPTIONS
 from s3grid.schema import coerce_table
-from s3grid.sqlcheck import check_location
 from s3grid.store import SeekableReader
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "flatten_to_bytes",
     "flatten_to_table",
     "list_parts",
-    "staging_prefix",
 ]
 
 
@@ -179,32 +177,6 @@ def flatten_to_bytes(
         raise ValidationError(f"The parts under {bucket.url(prefix)} hold no rows.")
     _check_rows(rows, sum(expected), prefix)
     return sink.getvalue(), FlattenResult(tuple(k for k, _ in parts), tuple(skipped), rows)
-
-
-def staging_prefix(cfg: Any, prefix: str | None = None) -> str:
-    """The staging folder for part files, checked safe to empty.
-
-    Default ``staging/<stem>_next.parquet/``. Refused: no trailing ``/``, unsafe
-    characters, a prefix that holds the master, or one inside the master's folder
-    (which Athena reads as the master table).
-
-    Raises:
-        ValidationError: the prefix is unsafe.
-    """
-    prefix = prefix or f"staging/{cfg.stem}_next.parquet/"
-    check_location(f"s3://{cfg.bucket}/{prefix}")
-    if cfg.master_key.startswith(prefix) or prefix.rstrip("/") == cfg.master_key:
-        raise ValidationError(
-            f"The staging prefix {prefix!r} contains the master {cfg.master_key!r}; "
-            "emptying it would delete the master. Choose another prefix."
-        )
-    folder = posixpath.dirname(cfg.master_key)
-    if folder and prefix.startswith(folder + "/"):
-        raise ValidationError(
-            f"The staging prefix {prefix!r} is inside the master's folder, which Athena "
-            "reads as the master table. Choose a prefix outside it."
-        )
-    return prefix
 
 
 def empty_prefix(bucket: Any, prefix: str) -> int:

@@ -11,7 +11,9 @@ from typing import Any
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import ValidationError
-from s3grid.sqlcheck import check_identifier
+from s3grid.layout import staging_prefix as checked_staging
+from s3grid.layout import staging_root
+from s3grid.sqlcheck import check_identifier, check_location
 
 __all__ = ["iam_policy"]
 
@@ -22,6 +24,7 @@ def iam_policy(
     staging_prefix: str | None = None,
     athena: bool = False,
     athena_results: str | None = None,
+    iceberg_location: str | None = None,
     region: str = "*",
     account: str = "*",
 ) -> dict[str, Any]:
@@ -29,16 +32,20 @@ def iam_policy(
 
     Args:
         cfg: the master's configuration.
-        staging_prefix: the part-file staging folder (flatten, Lambda, Athena CTAS).
-        athena: add Athena, Glue and the query-results location.
+        staging_prefix: a staging folder outside the master's own
+            (``staging/<master key>/``), e.g. the Lambda's ``S3GRID_STAGING_PREFIX``.
+        athena: add Athena, Glue, the query-results location and what Athena writes.
         athena_results: ``s3://bucket/prefix/`` of Athena results (``ATHENA_S3_STAGING_DIR``).
+        iceberg_location: ``s3://bucket/prefix/`` of an Iceberg table's data (Athena
+            reads, writes and, on VACUUM, deletes its files there).
         region: region for Athena/Glue ARNs.
         account: account id for Athena/Glue ARNs.
     """
-    from s3grid.flatten import staging_prefix as checked_staging
-
     b = f"arn:aws:s3:::{cfg.bucket}"
-    staging = checked_staging(cfg, staging_prefix)
+    staging = [f"{b}/{staging_root(cfg)}*"]
+    extra = checked_staging(cfg, staging_prefix) if staging_prefix else None
+    if extra and not extra.startswith(staging_root(cfg)):
+        staging.append(f"{b}/{extra}*")
     statements: list[dict[str, Any]] = [
         {
             "Sid": "Master",
@@ -67,10 +74,10 @@ def iam_policy(
             "Resource": [f"{b}/{cfg.archive_prefix}/*"],
         },
         {
-            "Sid": "Staging",  # flatten reads the parts; the Lambda empties them after
+            "Sid": "Staging",  # flatten reads the parts; a promotion empties them after
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:DeleteObject"],
-            "Resource": [f"{b}/{staging}*"],
+            "Resource": staging,
         },
         {
             "Sid": "List",
@@ -81,72 +88,105 @@ def iam_policy(
         },
     ]
     if athena:
-        wg = cfg.athena_work_group or "primary"
-        if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", wg):  # Athena's own rule for names
-            raise ValidationError(f"Invalid Athena work group {wg!r}.")
-        db = check_identifier(cfg.athena_database or "default", what="database")
-        results = athena_results or cfg.athena_s3_staging_dir
-        folder = cfg.master_key.rpartition("/")[0]
-        statements.append(
-            # Athena reads the master's folder and writes CTAS parts with your credentials.
-            {
-                "Sid": "AthenaData",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": [f"{b}/{folder}/*", f"{b}/{staging}*"],
-            }
+        statements += _athena_statements(
+            cfg, staging, athena_results, iceberg_location, region, account
         )
-        statements.append(
-            # IcebergTable records the master version an Iceberg table was seeded from.
-            {
-                "Sid": "IcebergSeeds",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": [f"{b}/staging/{cfg.stem}_iceberg_*"],
-            }
-        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# What Athena does with the caller's credentials when it writes query output (results,
+# UNLOAD, Iceberg data): multipart uploads, listed and aborted when a query fails.
+_ATHENA_WRITES = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+
+def _athena_statements(
+    cfg: S3GridConfig,
+    staging: list[str],
+    athena_results: str | None,
+    iceberg_location: str | None,
+    region: str,
+    account: str,
+) -> list[dict[str, Any]]:
+    wg = cfg.athena_work_group or "primary"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", wg):  # Athena's own rule for names
+        raise ValidationError(f"Invalid Athena work group {wg!r}.")
+    db = check_identifier(cfg.athena_database or "default", what="database")
+    b = f"arn:aws:s3:::{cfg.bucket}"
+    folder = cfg.master_key.rpartition("/")[0]
+    statements: list[dict[str, Any]] = [
+        # Athena reads the master's folder (only reads: the master changes by the lock).
+        {
+            "Sid": "AthenaReadsMaster",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{b}/{folder}/*" if folder else f"{b}/*"],
+        },
+        # UNLOAD output, run manifests, CSV masters' Parquet copies, Iceberg seed records.
+        {
+            "Sid": "AthenaStaging",
+            "Effect": "Allow",
+            "Action": list(_ATHENA_WRITES),
+            "Resource": staging,
+        },
+        {
+            "Sid": "AthenaListUploads",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucketMultipartUploads", "s3:GetBucketLocation"],
+            "Resource": [b],
+        },
+        {
+            "Sid": "Athena",
+            "Effect": "Allow",
+            "Action": [
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:GetQueryResults",
+                "athena:StopQueryExecution",
+            ],
+            "Resource": [f"arn:aws:athena:{region}:{account}:workgroup/{wg}"],
+        },
+        {
+            "Sid": "Glue",
+            "Effect": "Allow",
+            # UpdateTable: every Iceberg commit (INSERT, MERGE, UPDATE, DELETE, OPTIMIZE)
+            "Action": [
+                "glue:GetDatabase",
+                "glue:GetTable",
+                "glue:CreateTable",
+                "glue:DeleteTable",
+                "glue:UpdateTable",
+                "glue:GetPartitions",
+            ],
+            "Resource": [
+                f"arn:aws:glue:{region}:{account}:catalog",
+                f"arn:aws:glue:{region}:{account}:database/{db}",
+                f"arn:aws:glue:{region}:{account}:table/{db}/*",
+            ],
+        },
+    ]
+    for sid, location, actions in (
+        ("AthenaResults", athena_results or cfg.athena_s3_staging_dir, ["s3:GetObject"]),
+        ("IcebergData", iceberg_location, ["s3:GetObject", "s3:DeleteObject"]),
+    ):
+        if not location:
+            continue
+        rb, _, rp = check_location(location).removeprefix("s3://").partition("/")
         statements += [
             {
-                "Sid": "Athena",
+                "Sid": sid,
                 "Effect": "Allow",
-                "Action": [
-                    "athena:StartQueryExecution",
-                    "athena:GetQueryExecution",
-                    "athena:GetQueryResults",
-                    "athena:StopQueryExecution",
-                ],
-                "Resource": [f"arn:aws:athena:{region}:{account}:workgroup/{wg}"],
+                "Action": [*actions, *_ATHENA_WRITES],
+                "Resource": [f"arn:aws:s3:::{rb}/{rp}*"],
             },
             {
-                "Sid": "Glue",
+                "Sid": sid + "List",
                 "Effect": "Allow",
                 "Action": [
-                    "glue:GetDatabase",
-                    "glue:GetTable",
-                    "glue:CreateTable",
-                    "glue:DeleteTable",
-                    "glue:GetPartitions",
+                    "s3:ListBucket",
+                    "s3:ListBucketMultipartUploads",
+                    "s3:GetBucketLocation",
                 ],
-                "Resource": [
-                    f"arn:aws:glue:{region}:{account}:catalog",
-                    f"arn:aws:glue:{region}:{account}:database/{db}",
-                    f"arn:aws:glue:{region}:{account}:table/{db}/*",
-                ],
+                "Resource": [f"arn:aws:s3:::{rb}"],
             },
         ]
-        if results:
-            rb, _, rp = results.removeprefix("s3://").partition("/")
-            statements.append(
-                {
-                    "Sid": "AthenaResults",
-                    "Effect": "Allow",
-                    "Action": [
-                        "s3:GetObject",
-                        "s3:PutObject",
-                        "s3:ListBucket",
-                        "s3:GetBucketLocation",
-                    ],
-                    "Resource": [f"arn:aws:s3:::{rb}", f"arn:aws:s3:::{rb}/{rp}*"],
-                }
-            )
-    return {"Version": "2012-10-17", "Statement": statements}
+    return statements

@@ -20,18 +20,44 @@ from s3grid.athena import (
     QueryInfo,
     _columns,
     _qualified,
+    check_millisecond_timestamps,
+    glue_type,
     merge_statements,
     run,
     sql_literal,
     unload_sql,
 )
-from s3grid.errors import MasterNotFoundError, ValidationError
+from s3grid.errors import MasterNotFoundError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix
+from s3grid.layout import iceberg_seed_key
 from s3grid.promote import RunManifest, promote, write_manifest
 from s3grid.sqlcheck import check_identifier, check_location, check_one_statement
 from s3grid.store import MasterStore, SaveResult
 
-__all__ = ["IcebergTable"]
+__all__ = ["IcebergTable", "iceberg_type"]
+
+
+def iceberg_type(type_: pa.DataType) -> str:
+    """The Athena DDL type of an Iceberg column for an Arrow type.
+
+    Athena's Iceberg tables have no ``tinyint``/``smallint``: 8- and 16-bit integers are
+    kept as ``int`` and cast back (checked) when the table is exported to the master.
+
+    Raises:
+        SchemaError: a zone-aware timestamp (Athena creates Iceberg tables with
+            ``timestamp`` without zone only), or a type with no exact Athena type.
+    """
+    if type_ in (pa.int8(), pa.int16(), pa.uint8(), pa.uint16()):
+        return "int"
+    if type_ == pa.uint32():
+        return "bigint"
+    if pa.types.is_timestamp(type_) and type_.tz is not None:
+        raise SchemaError(
+            f"A timestamp with time zone ({type_}) cannot be an Iceberg column created by "
+            "Athena, which creates timestamp without zone only. Keep this master's bulk "
+            "edits on the Parquet master (bulk_edit), or store the column as UTC without zone."
+        )
+    return glue_type(type_)
 
 
 def _where(predicate: str) -> str:
@@ -63,7 +89,7 @@ class IcebergTable:
         check_location(location)
         return (
             f"CREATE TABLE {_qualified(self.name, self.database, quote='`')} (\n"
-            f"  {_columns(schema)}\n)\nLOCATION '{location}'\n"
+            f"  {_columns(schema, iceberg_type)}\n)\nLOCATION '{location}'\n"
             "TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet', "
             "'write_compression'='snappy')"
         )
@@ -127,13 +153,14 @@ class IcebergTable:
         over exactly that version, so a grid save made meanwhile is a conflict.
         """
         base = store.load()
+        check_millisecond_timestamps(base.table)  # the Hive source table reads milliseconds
         self.engine.execute(self.create_sql(base.schema, location))
         _, info = self.engine.execute(self.load_sql(master_table))
         self._record_seed(store, RunManifest.for_base(base, query_id=info.query_id))
 
     def seed_key(self, store: MasterStore) -> str:
         """Where the version this table was seeded from (or last exported as) is kept."""
-        return f"staging/{store.cfg.stem}_iceberg_{self.name}.json"
+        return iceberg_seed_key(store.cfg, self.name)
 
     def _record_seed(self, store: MasterStore, manifest: RunManifest) -> None:
         store.bucket.put(self.seed_key(store), manifest.to_json(), ContentType="application/json")

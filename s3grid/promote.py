@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -26,12 +25,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3grid.audit import format_timestamp, parse_timestamp
 from s3grid.errors import ConflictError, MasterNotFoundError, S3GridError, ValidationError
 from s3grid.flatten import FlattenResult, empty_prefix, flatten_to_table
+from s3grid.layout import is_run_prefix, new_run_id
 from s3grid.store import Master, MasterStore, SaveResult
 
 __all__ = [
     "MANIFEST_NAME",
     "PromoteResult",
     "RunManifest",
+    "athena_execution",
     "athena_query_state",
     "promote",
     "read_manifest",
@@ -51,7 +52,7 @@ class RunManifest:
     base_etag: str
     columns: tuple[str, ...]
     query_id: str | None = None
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str = field(default_factory=new_run_id)
     started_at: str = field(default_factory=lambda: format_timestamp(datetime.now(UTC)))
 
     @classmethod
@@ -156,6 +157,13 @@ def promote(
                 )
         base = store.read_version(manifest.base_version)
         inferred = False
+    elif is_run_prefix(store.cfg, prefix):
+        raise ValidationError(
+            f"{store.bucket.url(prefix)} is the folder of an Athena run s3grid started, but "
+            "holds no run manifest: the run did not finish (its query failed, was "
+            "cancelled, or the notebook stopped), so its output may be partial. Nothing was "
+            "promoted; run the edit again."
+        )
     elif base_version:
         base = store.read_version(base_version)
         inferred = False
@@ -206,12 +214,12 @@ def _utc(value: Any) -> datetime:
     return parse_timestamp(str(value))
 
 
-def athena_query_state(cfg: Any) -> Callable[[str], str]:
-    """A ``query_state`` for :func:`promote` that asks Athena (``GetQueryExecution``), on
+def athena_execution(cfg: Any) -> Callable[[str], dict[str, Any]]:
+    """Looks up an Athena query (``GetQueryExecution``: its state, SQL and work group), on
     the endpoint ``ATHENA_ENDPOINT_URL`` names when set (tests use a local one)."""
     clients: list[Any] = []
 
-    def state(query_id: str) -> str:
+    def execution(query_id: str) -> dict[str, Any]:
         import boto3
 
         try:
@@ -219,11 +227,17 @@ def athena_query_state(cfg: Any) -> Callable[[str], str]:
                 session = boto3.session.Session(profile_name=cfg.profile, region_name=cfg.region)
                 endpoint = os.environ.get("ATHENA_ENDPOINT_URL") or None
                 clients.append(session.client("athena", endpoint_url=endpoint))
-            execution = clients[0].get_query_execution(QueryExecutionId=query_id)
+            found = clients[0].get_query_execution(QueryExecutionId=query_id)
         except (BotoCoreError, ClientError) as exc:  # cannot look: cannot trust it whole
             raise S3GridError(
                 f"Could not look up Athena query {query_id} ({exc}); nothing was promoted."
             ) from exc
-        return str(execution["QueryExecution"]["Status"]["State"])
+        return dict(found["QueryExecution"])
 
-    return state
+    return execution
+
+
+def athena_query_state(cfg: Any) -> Callable[[str], str]:
+    """A ``query_state`` for :func:`promote` that asks Athena (see :func:`athena_execution`)."""
+    execution = athena_execution(cfg)
+    return lambda query_id: str(execution(query_id)["Status"]["State"])

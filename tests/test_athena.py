@@ -1,8 +1,10 @@
 """The Athena engine without AWS: moto records the queries, a hook plays Athena.
 
-The hook runs each CTAS's SELECT on DuckDB (transpiled by sqlglot) and writes
-extension-less part files to its external_location, as Athena does; a non-empty
-target fails the query, as Athena does. FAILED queries also come from botocore's Stubber.
+The hook runs each CTAS's or UNLOAD's SELECT on DuckDB (transpiled by sqlglot) and
+writes extension-less part files to its location, as Athena does. As Athena does, it
+fails a query whose target is not empty, fails a CTAS with ``external_location`` in a
+work group that enforces its results location, and leaves the parts it wrote when a
+query fails midway. FAILED queries also come from botocore's Stubber.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from s3grid.athena import (
     AthenaQueryError,
     external_table_ddl,
     glue_type,
-    run_table_names,
+    run_table_name,
 )
 from s3grid.sample import SAMPLE_SCHEMA
 from s3grid.sqlcheck import rename_table
@@ -45,11 +47,17 @@ class FakeAthena:
         self.sent: list[str] = []
         self.failed: dict[str, tuple[str, str]] = {}  # query id -> (sql, reason)
         self.tables: dict[str, str] = {}  # external tables registered: "db.name" -> LOCATION
+        self.enforced_results = False  # the work group overrides client-side settings
+        self.fail_midway: str | None = None  # a reason: fail after writing one part
         self._pending: str | None = None
+        self.results = engine.s3_staging_dir  # the work group's results location
+        self.written: list[str] = []  # s3:// paths of the parts the last query wrote
+        self.data_manifests: dict[str, str] = {}  # UNLOAD query id -> its data manifest
         events = engine.connection.client.meta.events
         events.register("provide-client-params.athena.StartQueryExecution", self.on_params)
         events.register("after-call.athena.StartQueryExecution", self.on_started)
         events.register("before-call.athena.GetQueryExecution", self.on_get)
+        events.register("after-call.athena.GetQueryExecution", self.on_got)
 
     def on_params(self, params: dict[str, Any], **_: Any) -> None:
         self._pending = params["QueryString"]
@@ -61,6 +69,16 @@ class FakeAthena:
         reason = None
         if sql.startswith("CREATE TABLE"):
             reason = self.ctas(sql)
+        elif sql.startswith("UNLOAD"):
+            unload = re.fullmatch(r"UNLOAD \((.*)\)\s*TO '(s3://[^']+)'\s*WITH \(.*\)", sql, re.S)
+            assert unload, sql
+            reason = self.write_result(sqlglot.parse_one(unload[1], read="athena"), unload[2])
+            if not reason and self.results:  # Athena lists what an UNLOAD wrote
+                bucket, _, prefix = self.results[5:].partition("/")
+                key = f"{prefix}{qid}-manifest.csv"
+                body = "".join(f"{path}\n" for path in self.written).encode()
+                self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+                self.data_manifests[qid] = f"s3://{bucket}/{key}"
         elif sql.startswith("CREATE EXTERNAL TABLE"):
             name = re.search(r"TABLE (?:IF NOT EXISTS )?`(\w+)`\.`(\w+)`", sql)
             location = re.search(r"LOCATION '(s3://[^']+)'", sql)
@@ -79,10 +97,17 @@ class FakeAthena:
     def ctas(self, sql: str) -> str | None:
         location = re.search(r"external_location = '(s3://[^']+)'", sql)
         assert location, sql
-        bucket, _, prefix = location[1][5:].partition("/")
+        if self.enforced_results:  # Athena's workgroup troubleshooting page, in words
+            return (
+                "INVALID_INPUT: the work group enforces its query results location; a "
+                "CTAS query cannot specify external_location"
+            )
+        return self.write_result(sqlglot.parse_one(sql, read="athena").expression, location[1])
+
+    def write_result(self, select: Any, location: str) -> str | None:
+        bucket, _, prefix = location[5:].partition("/")
         if keys_under(self.s3, bucket, prefix):
-            return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location[1]}"
-        select = sqlglot.parse_one(sql, read="athena").expression
+            return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location}"
         con = duckdb.connect()
         for table, where in self.tables.items():  # as Athena: every object in LOCATION
             database, name = table.split(".")
@@ -99,12 +124,16 @@ class FakeAthena:
             ],
             names=result.column_names,
         )
+        self.written = []
         half = result.num_rows // 2
         for part in (result.slice(0, half), result.slice(half)):
             buf = io.BytesIO()
             pq.write_table(part, buf, compression="snappy")
             key = f"{prefix}20240501_120000_00007_{uuid.uuid4().hex[:5]}_{uuid.uuid4()}"
             self.s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+            self.written.append(f"s3://{bucket}/{key}")
+            if self.fail_midway:  # Athena does not delete what a failed query wrote
+                return self.fail_midway
         return None
 
     def read_folder(self, location: str) -> Any:
@@ -114,6 +143,12 @@ class FakeAthena:
             for k in keys_under(self.s3, bucket, prefix)
         ]
         return pa.concat_tables(parts)
+
+    def on_got(self, parsed: dict[str, Any], **_: Any) -> None:
+        execution = parsed.get("QueryExecution", {})
+        manifest = self.data_manifests.get(execution.get("QueryExecutionId", ""))
+        if manifest:
+            execution.setdefault("Statistics", {})["DataManifestLocation"] = manifest
 
     def on_get(self, params: dict[str, Any], **_: Any) -> Any:
         qid = json.loads(params["body"])["QueryExecutionId"]
@@ -164,6 +199,9 @@ def test_glue_types_and_ddl(master_store: MasterStore) -> None:
     )
 
 
+RUN_ID = "20240501T120000Z_abcd1234"
+
+
 def test_bulk_edit_on_athena_sends_exact_sql_and_promotes(
     engine: AthenaEngine,
     fake: FakeAthena,
@@ -174,27 +212,22 @@ def test_bulk_edit_on_athena_sends_exact_sql_and_promotes(
 ) -> None:
     import s3grid.athena
 
-    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale-part", Body=b"old")
+    monkeypatch.setattr(s3grid.athena, "new_run_id", lambda: RUN_ID)
     base = master_store.load()
-    names = run_table_names(master_store.cfg)
-    source, tmp = names
-    monkeypatch.setattr(s3grid.athena, "run_table_names", lambda cfg: names)
     res = bulk_edit(master_store, SEED_SQL, engine=engine, note="athena: shift tow 4")
-    location = f"s3://{bucket}/staging/master_next.parquet/"
+    run = f"staging/data/master.parquet/runs/{RUN_ID}/"
     digest = hashlib.sha256(master_store.cfg.uri.encode()).hexdigest()[:10]
-    assert source.startswith(f"s3grid_{digest}_") and source.endswith("_master")
+    source = run_table_name(master_store.cfg, RUN_ID)
+    assert source == f"s3grid_{digest}_20240501t120000z_abcd1234"
     assert fake.sent == [
         external_table_ddl(master_store, source, database="lab", if_not_exists=False),
-        f'CREATE TABLE "lab"."{tmp}"\n'
-        "WITH (format = 'PARQUET', write_compression = 'SNAPPY', "
-        f"external_location = '{location}')\nAS\n"
-        + rename_table(SEED_SQL, "work_master_parquet", to=source, database="lab"),
-        f"DROP TABLE IF EXISTS `lab`.`{tmp}`",
+        "UNLOAD ("
+        + rename_table(SEED_SQL, "work_master_parquet", to=source, database="lab")
+        + f")\nTO 's3://{bucket}/{run}'\nWITH (format = 'PARQUET', compression = 'SNAPPY')",
         f"DROP TABLE IF EXISTS `lab`.`{source}`",
     ]
     assert f'FROM "lab"."{source}" AS work_master_parquet' in fake.sent[1]
-    # the stale object was removed before the CTAS (else the fake, like Athena, fails it)
-    assert "staging/master_next.parquet/stale-part" not in keys_under(s3, bucket, "staging/")
+    assert keys_under(s3, bucket, "staging/") == []  # saved: the run's folder is emptied
     after = master_store.load()
     assert after.schema == base.schema
     # Athena guarantees no row order across part files: compare in key order.
@@ -215,7 +248,9 @@ def test_non_empty_target_fails_like_athena(
     import s3grid.athena
 
     monkeypatch.setattr(s3grid.athena, "empty_prefix", lambda *_: 0)
-    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/stale", Body=b"old")
+    monkeypatch.setattr(s3grid.athena, "new_run_id", lambda: RUN_ID)
+    run = f"staging/data/master.parquet/runs/{RUN_ID}/"
+    s3.put_object(Bucket=bucket, Key=f"{run}stale", Body=b"old")
     master = master_store.load()
     with pytest.raises(AthenaQueryError, match="HIVE_PATH_ALREADY_EXISTS") as info:
         bulk_edit(master_store, SEED_SQL, engine=engine, note="x")
@@ -350,3 +385,136 @@ def test_sub_millisecond_timestamps_are_refused_before_any_query(
         bulk_edit(store, "SELECT * FROM work_master_parquet", engine=engine, note="x")
     assert fake.sent == []
     assert all_objects(s3, bucket) == before
+
+
+def test_a_workgroup_that_enforces_its_results_location(
+    engine: AthenaEngine, fake: FakeAthena, master_store: MasterStore, bucket: str
+) -> None:
+    from s3grid.athena import ctas_sql, run
+
+    fake.enforced_results = True
+    # As Athena's documentation says: a CTAS naming external_location fails there...
+    ctas = ctas_sql(
+        "SELECT * FROM t", table="x", location=f"s3://{bucket}/elsewhere/", database="lab"
+    )
+    with pytest.raises(AthenaQueryError, match="cannot specify external_location"):
+        run(ctas, engine=engine)
+    # ...so a bulk edit writes its result with UNLOAD, which works in any work group
+    base = master_store.load()
+    bulk_edit(master_store, SEED_SQL, engine=engine, note="enforced work group")
+    got = master_store.load().to_pandas().sort_values(["tow", "net"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected_seed_result(base.to_pandas()))
+    assert not [sql for sql in fake.sent[1:] if sql.startswith("CREATE TABLE")]
+
+
+def test_partial_output_of_a_failed_query_is_never_promoted(
+    engine: AthenaEngine,
+    fake: FakeAthena,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from s3grid.promote import promote
+
+    fake.fail_midway = "Query cancelled by user"
+    before = master_store.load()
+    with pytest.raises(AthenaQueryError, match="cancelled by user"):
+        bulk_edit(master_store, SEED_SQL, engine=engine, note="x")
+    assert master_store.load().etag == before.etag
+    assert keys_under(s3, bucket, "staging/") == []  # the failed run's part is removed
+    # Even when it cannot be removed, the part a failed run left is never promoted:
+    monkeypatch.setattr(engine, "done", lambda store: None)
+    with pytest.raises(AthenaQueryError):
+        bulk_edit(master_store, SEED_SQL, engine=engine, note="x")
+    (part,) = keys_under(s3, bucket, "staging/data/master.parquet/runs/")
+    run = part.rpartition("/")[0] + "/"
+    with pytest.raises(ValidationError, match="holds no run manifest") as info:
+        promote(master_store, run, note="pick up the output", base_version=before.version_id)
+    assert "may be partial" in str(info.value)
+    assert master_store.load().etag == before.etag
+
+
+def test_a_csv_master_keeps_its_text_through_an_athena_bulk_edit(
+    engine: AthenaEngine, cfg: Any, s3: Any, bucket: str
+) -> None:
+    from tests.test_csv_master import HAND_WRITTEN, cell_texts
+
+    csv_cfg = cfg.with_(master_key="data/master.csv", file_format="csv")
+    store = MasterStore(csv_cfg, key_columns=("station",))
+    s3.put_object(Bucket=bucket, Key="data/master.csv", Body=HAND_WRITTEN.encode())
+    fake = FakeAthena(engine, store, s3)
+    sql = (
+        "SELECT station, \"when\", depth, CASE WHEN station = '012' THEN 'edited' "
+        "ELSE comment END AS comment, empty, flag FROM work_master_parquet"
+    )
+    res = bulk_edit(store, sql, engine=engine, note="one comment")
+    assert res.cells_changed == 1  # "" and empty, "007", "1e3", "NA" all unchanged
+    after = cell_texts(s3.get_object(Bucket=bucket, Key="data/master.csv")["Body"].read())
+    expected = cell_texts(HAND_WRITTEN.encode())
+    expected[2][3] = "edited"
+    # Athena promises no row order across part files; the rows, cell for cell
+    assert after[0] == expected[0] and sorted(after[1:]) == sorted(expected[1:])
+    # Athena read a Parquet copy of the version loaded, from the run's own folder
+    (ddl,) = [sql for sql in fake.sent if sql.startswith("CREATE EXTERNAL TABLE")]
+    assert "STORED AS PARQUET" in ddl
+    assert f"LOCATION 's3://{bucket}/staging/data/master.csv/sources/" in ddl
+    assert keys_under(s3, bucket, "staging/") == []
+
+
+def test_csv_ddl_reads_quoted_fields_as_text(store: MasterStore, bucket: str) -> None:
+    schema = pa.schema([("station", pa.string()), ("depth", pa.float64())])
+    csv = MasterStore(store.cfg.with_(master_key="data/master.csv", file_format="csv"))
+    csv.create(pa.table({"station": ["007"], "depth": [1.5]}), note="csv")
+    ddl = external_table_ddl(csv, "tows_csv", database="lab")
+    assert ddl == external_table_ddl(
+        schema, "tows_csv", database="lab", location=f"s3://{bucket}/data/", csv=True
+    )
+    assert ddl == (
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `lab`.`tows_csv` (\n"
+        "  `station` string,\n  `depth` string\n)\n"
+        "ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'\n"
+        "WITH SERDEPROPERTIES ('separatorChar' = ',', 'quoteChar' = '\"', "
+        "'escapeChar' = '\\\\')\n"
+        "STORED AS TEXTFILE\n"
+        f"LOCATION 's3://{bucket}/data/'\n"
+        "TBLPROPERTIES ('skip.header.line.count'='1')"
+    )
+
+
+def test_two_masters_of_one_name_stage_apart(cfg: Any) -> None:
+    from s3grid.layout import promote_prefix, run_prefix, staging_prefix
+
+    a, b = cfg.with_(master_key="a/master.parquet"), cfg.with_(master_key="b/master.parquet")
+    assert promote_prefix(a) == "staging/a/master.parquet/next/"
+    assert promote_prefix(b) == "staging/b/master.parquet/next/"
+    assert run_prefix(a, "r1") != run_prefix(a, "r2")
+    assert not run_prefix(a, "r1").startswith(staging_prefix(b).rpartition("next/")[0])
+    odd = cfg.with_(master_key="lab data/tows (v2).parquet")
+    assert staging_prefix(odd) == "staging/lab_data/tows__v2_.parquet/next/"
+
+
+def test_run_reads_a_select_whole_through_the_arrow_cursor(
+    engine: AthenaEngine,
+    fake: FakeAthena,
+    master_store: MasterStore,
+    endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functools
+
+    from pyarrow import fs
+
+    from s3grid.athena import run
+
+    # pyathena reads the results with boto3 and pyarrow's S3, made for AWS: point both here
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    local = functools.partial(fs.S3FileSystem, endpoint_override=endpoint)
+    monkeypatch.setattr(fs, "S3FileSystem", local)
+    engine.execute(external_table_ddl(master_store, "tows", database="lab"))
+    got = run('SELECT tow, count(*) AS nets FROM "lab"."tows" GROUP BY tow', engine=engine)
+    # pyathena wrapped the SELECT in UNLOAD (Parquet) under the results location
+    assert re.match(r"UNLOAD \(\s*SELECT tow", fake.sent[-1])
+    assert "athena-results/unload/" in fake.sent[-1]
+    expected = master_store.load().to_pandas().groupby("tow").size()
+    assert dict(zip(got["tow"], got["nets"], strict=True)) == expected.to_dict()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,16 +15,34 @@ from s3grid import MasterStore, S3GridConfig
 from s3grid.aws_lambda import handler
 from tests.conftest import all_objects, keys_under
 
-STAGING = "staging/master_next.parquet/"
+STAGING = "staging/data/master.parquet/next/"
 SCHEDULE = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 
 
-def athena_event(state: str, qid: str = "q-123") -> dict[str, Any]:
+def athena_event(state: str, qid: str = "q-123", group: str = "primary") -> dict[str, Any]:
     return {
         "source": "aws.athena",
         "detail-type": "Athena Query State Change",
-        "detail": {"currentState": state, "queryExecutionId": qid},
+        "detail": {"currentState": state, "queryExecutionId": qid, "workgroupName": group},
     }
+
+
+def started_query(sql: str) -> str:
+    """A query moto's Athena knows (GetQueryExecution gives back its SQL); its id."""
+    athena = boto3.client(
+        "athena", endpoint_url=os.environ["ATHENA_ENDPOINT_URL"], region_name="us-east-1"
+    )
+    return str(
+        athena.start_query_execution(
+            QueryString=sql,
+            WorkGroup="primary",
+            ResultConfiguration={"OutputLocation": "s3://results/athena/"},
+        )["QueryExecutionId"]
+    )
+
+
+def unload_into(bucket: str, prefix: str = STAGING) -> str:
+    return f"UNLOAD (SELECT * FROM t) TO 's3://{bucket}/{prefix}' WITH (format = 'PARQUET')"
 
 
 def s3_event(key: str) -> dict[str, Any]:
@@ -30,9 +50,10 @@ def s3_event(key: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.setenv("S3_BUCKET", cfg.bucket)
     monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
+    monkeypatch.setenv("ATHENA_ENDPOINT_URL", endpoint)
 
 
 def stage(master_store: MasterStore, s3: Any, bucket: str, value: float) -> pa.Table:
@@ -47,14 +68,17 @@ def stage(master_store: MasterStore, s3: Any, bucket: str, value: float) -> pa.T
     return table
 
 
-@pytest.mark.parametrize(
-    "event", [SCHEDULE, athena_event("SUCCEEDED"), s3_event(f"{STAGING}_SUCCESS")]
-)
+@pytest.mark.parametrize("kind", ["schedule", "athena", "s3"])
 def test_promotes_then_empties_staging(
-    env: None, master_store: MasterStore, s3: Any, bucket: str, event: dict[str, Any]
+    env: None, master_store: MasterStore, s3: Any, bucket: str, kind: str
 ) -> None:
     stage(master_store, s3, bucket, 42.0)
     s3.put_object(Bucket=bucket, Key=f"{STAGING}_SUCCESS", Body=b"")
+    event = {
+        "schedule": lambda: SCHEDULE,
+        "athena": lambda: athena_event("SUCCEEDED", started_query(unload_into(bucket))),
+        "s3": lambda: s3_event(f"{STAGING}_SUCCESS"),
+    }[kind]()
     out = handler(event, None)
     assert out["status"] == "promoted", out
     assert out["rows"] == 50
@@ -62,8 +86,8 @@ def test_promotes_then_empties_staging(
     assert master_store.load().to_pandas().loc[0, "volume_filtered"] == 42.0
     last = master_store.audit_log().iloc[-1]
     assert last["source"] == "automation"
-    if event.get("detail-type") == "Athena Query State Change":
-        assert "q-123" in last["note"]
+    if kind == "athena":
+        assert event["detail"]["queryExecutionId"] in last["note"]
     assert keys_under(s3, bucket, STAGING) == []
 
 
@@ -71,19 +95,48 @@ def test_promotes_then_empties_staging(
     ("event", "reason"),
     [
         (athena_event("FAILED"), "is FAILED"),
+        (athena_event("SUCCEEDED", group="other-wg"), "ran in work group other-wg, not lab-wg"),
         (s3_event(f"{STAGING}20240501_00000"), "waiting for it"),
         (s3_event("elsewhere/_SUCCESS"), "not under the staging prefix"),
         ({"hello": "world"}, "unrecognised"),
     ],
 )
 def test_ignored_events_change_nothing(
-    env: None, master_store: MasterStore, s3: Any, bucket: str, event: dict[str, Any], reason: str
+    env: None,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    event: dict[str, Any],
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("ATHENA_WORK_GROUP", "lab-wg")
     stage(master_store, s3, bucket, 1.0)
     before = all_objects(s3, bucket)
     out = handler(event, None)
     assert out["status"] == "ignored"
     assert reason in out["reason"]
+    assert all_objects(s3, bucket) == before
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SELECT count(*) FROM t", "is not a CTAS or UNLOAD"),
+        ("UNLOAD (SELECT 1) TO 's3://{bucket}/elsewhere/' WITH (format = 'PARQUET')", "does not"),
+        ("UNLOAD (SELECT 1) TO 's3://{bucket}/{staging}more/' WITH (format = 'PARQUET')", "not"),
+    ],
+    ids=["a-select", "another-folder", "a-subfolder"],
+)
+def test_an_athena_event_about_another_query_is_ignored(
+    env: None, master_store: MasterStore, s3: Any, bucket: str, sql: str, reason: str
+) -> None:
+    stage(master_store, s3, bucket, 1.0)
+    before = all_objects(s3, bucket)
+    qid = started_query(sql.format(bucket=bucket, staging=STAGING))
+    out = handler(athena_event("SUCCEEDED", qid), None)
+    assert out["status"] == "ignored", out
+    assert reason in out["reason"] and qid in out["reason"]
     assert all_objects(s3, bucket) == before
 
 

@@ -63,8 +63,9 @@ def access_denied(store: MasterStore, s3: Any, bucket: str) -> Any:
     return store.load()
 
 
-def ctas_target_not_empty(store: MasterStore, s3: Any, bucket: str) -> Any:
+def unload_target_not_empty(store: MasterStore, s3: Any, bucket: str) -> Any:
     engine = AthenaEngine(
+        output_prefix="staging/fixed/",
         work_group="primary",
         s3_staging_dir=f"s3://{bucket}/results/",
         database="lab",
@@ -229,7 +230,7 @@ CASES: dict[str, tuple[Case, type[Exception], str]] = {
         ValidationError,
         "no rows",
     ),
-    "non-empty ctas target": (ctas_target_not_empty, AthenaQueryError, "HIVE_PATH_ALREADY"),
+    "non-empty unload target": (unload_target_not_empty, AthenaQueryError, "HIVE_PATH_ALREADY"),
     "target is the master's prefix": (
         lambda st, s3, b: bulk_edit(
             st, SEED_SQL, note="x", engine=AthenaEngine(output_prefix="data/", progress=False)
@@ -369,8 +370,8 @@ SETUP: dict[str, Callable[[Any, str], Any]] = {
     "truncated parquet": truncate_master,
     "empty object": lambda s3, b: put_master(s3, b, b""),
     "csv ragged rows": lambda s3, b: put_master(s3, b, b"tow,net\n1,0\n2\n", "data/m.csv"),
-    "non-empty ctas target": lambda s3, b: s3.put_object(
-        Bucket=b, Key="staging/master_next.parquet/left-over", Body=b"x"
+    "non-empty unload target": lambda s3, b: s3.put_object(
+        Bucket=b, Key="staging/fixed/left-over", Body=b"x"
     ),
 }
 

@@ -104,7 +104,7 @@ def test_policy_covers_exactly_what_commands_do(
     monkeypatch.setattr(S3Bucket, "call", recording_call)
     assert main(["reconcile"]) == 0
     stage(store, s3, bucket, 5.0)
-    assert main(["flatten", "--prefix", "staging/master_next.parquet/"]) == 0
+    assert main(["flatten", "--prefix", "staging/data/master.parquet/next/"]) == 0
     stage(store, s3, bucket, 6.0)  # the flatten emptied staging: a new run's output
     assert handler(SCHEDULE, None)["status"] == "promoted"
     assert main(["prune", "--keep", "2", "--apply"]) == 0
@@ -142,6 +142,6 @@ def test_athena_policy_adds_athena_glue_and_results(cfg: S3GridConfig) -> None:
         "arn:aws:s3:::lab-results/athena/*",
     ]
     assert (
-        f"arn:aws:s3:::{cfg.bucket}/staging/master_next.parquet/*"
+        f"arn:aws:s3:::{cfg.bucket}/staging/data/master.parquet/next/*"
         in (by_sid["AthenaData"]["Resource"])
     )

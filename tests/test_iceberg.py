@@ -25,7 +25,7 @@ class RecordingEngine(AthenaEngine):
         self.s3 = s3
         self.unload_table: Any = None
 
-    def execute(self, sql: str) -> tuple[Any, QueryInfo]:
+    def execute(self, sql: str, *, arrow: bool = False) -> tuple[Any, QueryInfo]:
         self.sent.append(sql)
         if sql.startswith("UNLOAD") and self.unload_table is not None:
             location = sql.split("TO '")[1].split("'")[0]
@@ -117,20 +117,24 @@ def test_export_back_to_master(master_store: MasterStore, s3: Any, bucket: str) 
     engine.unload_table = pa_table = base.table.from_pandas(
         edited, schema=base.schema, preserve_index=False
     )
-    s3.put_object(Bucket=bucket, Key="staging/master_next.parquet/old", Body=b"stale")
     ice = IcebergTable(engine, "tows_iceberg")
     ice.create_from_master(master_store, location=f"s3://{bucket}/iceberg/tows/")
     engine.sent.clear()
     res = ice.export_to_master(master_store, note="from ice")
-    assert engine.sent == [
-        'UNLOAD (SELECT * FROM "lab"."tows_iceberg")\n'
-        f"TO 's3://{bucket}/staging/master_next.parquet/'\n"
-        "WITH (format = 'PARQUET', compression = 'SNAPPY')"
-    ]
+    (unload,) = engine.sent
+    run = re.fullmatch(
+        r"UNLOAD \(SELECT \* FROM \"lab\".\"tows_iceberg\"\)\n"
+        rf"TO 's3://{bucket}/(staging/data/master.parquet/runs/\d{{8}}T\d{{6}}Z_[0-9a-f]{{8}}/)'\n"
+        r"WITH \(format = 'PARQUET', compression = 'SNAPPY'\)",
+        unload,
+    )
+    assert run, unload
     assert master_store.load().table.equals(pa_table)
     assert res.cells_changed == 1
     assert master_store.audit_log().iloc[-1]["note"] == "from ice"
-    assert keys_under(s3, bucket, "staging/master_next.parquet/") == []  # promoted once
+    # promoted once: the run's folder is gone; only the seed record stays
+    assert keys_under(s3, bucket, "staging/") == [ice.seed_key(master_store)]
+    assert ice.seed_key(master_store) == "staging/data/master.parquet/iceberg/tows_iceberg.json"
     # the table now holds the master: the next export is based on the version just saved
     assert ice.seed(master_store).base_version == res.new_version
 
@@ -186,4 +190,56 @@ def test_a_merge_refuses_edits_it_cannot_apply(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         ice.merge(edits, ["tow", "net"])
+    assert ice.engine.sent == []  # type: ignore[attr-defined]
+
+
+def test_small_integers_become_int_and_come_back_exactly(
+    store: MasterStore, s3: Any, bucket: str
+) -> None:
+    import pyarrow as pa
+
+    from s3grid import SchemaError
+
+    master = pa.table(
+        {
+            "tow": pa.array([1, 2], pa.int16()),
+            "grade": pa.array([3, -4], pa.int8()),
+            "v": [0.5, 1.5],
+        }
+    )
+    keyed = MasterStore(store.cfg, key_columns=("tow",))
+    keyed.create(master, note="small ints")
+    engine = RecordingEngine(s3)
+    ice = IcebergTable(engine, "tows_iceberg")
+    ice.create_from_master(keyed, location=f"s3://{bucket}/iceberg/tows/")
+    assert "`tow` int,\n  `grade` int,\n  `v` double" in engine.sent[0]  # no tinyint/smallint
+    # Athena gives the Iceberg table's ints back as int32: cast to the master's, checked
+    widened = master.cast(
+        pa.schema([("tow", pa.int32()), ("grade", pa.int32()), ("v", pa.float64())])
+    )
+    engine.unload_table = widened.set_column(2, "v", pa.array([0.5, 2.5]))
+    res = ice.export_to_master(keyed, note="from ice")
+    after = keyed.load().table
+    assert after.schema == master.schema and res.cells_changed == 1
+    engine.unload_table = widened.set_column(1, "grade", pa.array([3, 300], pa.int32()))
+    saved = keyed.load().etag
+    with pytest.raises(SchemaError, match="grade"):
+        ice.export_to_master(keyed, note="out of range")
+    assert keyed.load().etag == saved  # nothing written
+
+
+def test_zone_aware_timestamps_are_refused_before_any_query(
+    store: MasterStore, bucket: str
+) -> None:
+    import pyarrow as pa
+
+    from s3grid import SchemaError
+
+    store.create(
+        pa.table({"tow": [1], "net": [0], "at": pa.array([0], pa.timestamp("ms", "UTC"))}),
+        note="tz",
+    )
+    ice = IcebergTable(RecordingEngine(), "tows_iceberg")
+    with pytest.raises(SchemaError, match="timestamp without zone only"):
+        ice.create_from_master(store, location=f"s3://{bucket}/iceberg/tows/")
     assert ice.engine.sent == []  # type: ignore[attr-defined]

@@ -15,7 +15,14 @@ from s3grid.cli import main
 from s3grid.promote import MANIFEST_NAME, RunManifest, read_manifest, write_manifest
 from tests.conftest import all_objects, keys_under
 from tests.test_athena import FakeAthena
-from tests.test_aws_lambda import SCHEDULE, STAGING, athena_event, stage
+from tests.test_aws_lambda import (
+    SCHEDULE,
+    STAGING,
+    athena_event,
+    stage,
+    started_query,
+    unload_into,
+)
 from tests.test_bulk import SEED_SQL
 
 
@@ -75,21 +82,34 @@ def test_a_preview_on_athena_leaves_nothing_to_promote(
 
 
 def test_an_athena_run_that_lost_its_save_keeps_its_base(
-    env: None, engine: AthenaEngine, master_store: MasterStore, s3: Any, bucket: str
+    env: None,
+    engine: AthenaEngine,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fake = FakeAthena(engine, master_store, s3)
+    FakeAthena(engine, master_store, s3)
     base = master_store.load()
     newer = grid_save(master_store, 3.25)  # lands while the query runs
     with pytest.raises(s3grid.ConflictError):
         bulk_edit(master_store, SEED_SQL, note="bulk", engine=engine, base=base)
-    manifest = read_manifest(master_store, STAGING)
+    runs = "staging/data/master.parquet/runs/"
+    (key,) = [k for k in keys_under(s3, bucket, runs) if k.endswith(MANIFEST_NAME)]
+    run = key.removesuffix(MANIFEST_NAME)
+    manifest = read_manifest(master_store, run)
     assert manifest is not None
     assert (manifest.base_version, manifest.base_etag) == (base.version_id, base.etag)
-    ctas = [info for sql, info in engine.history if sql.startswith("CREATE TABLE")]
-    assert manifest.query_id == ctas[-1].query_id
-    assert fake.sent  # the CTAS ran
+    unloads = [info for sql, info in engine.history if sql.startswith("UNLOAD")]
+    assert manifest.query_id == unloads[-1].query_id
+    # the Lambda watches the promotion folder, not the runs of notebooks
     out = s3grid.aws_lambda.handler(athena_event("SUCCEEDED", manifest.query_id or ""), None)
-    assert out["status"] == "conflict", out
+    assert out["status"] == "ignored", out
+    assert f"does not write to s3://{bucket}/{STAGING}" in out["reason"]
+    # promoting the run by hand is over its own base: a conflict, never an overwrite
+    flags = ["--bucket", bucket, "--endpoint-url", master_store.cfg.endpoint_url or ""]
+    assert main(["flatten", "--prefix", run, *flags]) == 2
+    assert newer in capsys.readouterr().err
     assert master_store.load().version_id == newer
 
 
@@ -136,9 +156,10 @@ def test_an_event_about_another_query_is_ignored(
 ) -> None:
     stage(master_store, s3, bucket, 42.0)
     write_manifest(master_store, STAGING, RunManifest.for_base(master_store.load(), query_id="q-1"))
-    out = s3grid.aws_lambda.handler(athena_event("SUCCEEDED", "q-2"), None)
+    q2 = started_query(unload_into(bucket))  # wrote to the same folder: a second run's
+    out = s3grid.aws_lambda.handler(athena_event("SUCCEEDED", q2), None)
     assert out["status"] == "ignored"
-    assert "from query q-1, not q-2" in out["reason"]
+    assert f"from query q-1, not {q2}" in out["reason"]
 
 
 def test_output_without_a_manifest_after_a_newer_save_is_refused_then_promoted_on_request(

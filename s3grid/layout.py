@@ -1,0 +1,106 @@
+"""Where s3grid stages query output for a master: one folder per master, one per run.
+
+Every key derives from the master's key, so two masters in one bucket (even two called
+``master.parquet`` in different folders) never share staged output::
+
+    staging/<master key>/next/                 output to promote: a CTAS or UNLOAD run
+                                               outside s3grid, the Lambda's default
+    staging/<master key>/runs/<run id>/        one Athena run that s3grid started
+    staging/<master key>/sources/<run id>/     a run's Parquet copy of a CSV master
+    staging/<master key>/iceberg/<table>.json  the master version an Iceberg table holds
+
+Pure: builds and checks keys, no I/O.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from s3grid.errors import ValidationError
+from s3grid.sqlcheck import check_identifier, check_location
+
+__all__ = [
+    "iceberg_seed_key",
+    "is_run_prefix",
+    "new_run_id",
+    "promote_prefix",
+    "run_prefix",
+    "source_prefix",
+    "staging_prefix",
+    "staging_root",
+]
+
+# Athena takes locations of these characters only (see sqlcheck.check_location).
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-=/]")
+
+
+def staging_root(cfg: Any) -> str:
+    """``staging/<master key>/``: everything staged for this master, and nothing else.
+
+    Characters Athena refuses in a location become ``_``.
+    """
+    return f"staging/{_UNSAFE.sub('_', cfg.master_key)}/"
+
+
+def promote_prefix(cfg: Any) -> str:
+    """``staging/<master key>/next/``: where output to promote is written by queries
+    s3grid does not start (the Athena console, a Step Functions UNLOAD), and where the
+    Lambda handler and ``s3grid flatten`` look by default."""
+    return staging_root(cfg) + "next/"
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time: ``20261201T123456Z_1a2b3c4d``."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:8]}"
+
+
+def run_prefix(cfg: Any, run_id: str) -> str:
+    """``staging/<master key>/runs/<run id>/``: one run's output and manifest."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", run_id):
+        raise ValidationError(f"Invalid run id {run_id!r}.")
+    return f"{staging_root(cfg)}runs/{run_id}/"
+
+
+def source_prefix(cfg: Any, run_id: str) -> str:
+    """``staging/<master key>/sources/<run id>/``: what one run reads, when not the master."""
+    return run_prefix(cfg, run_id).replace("/runs/", "/sources/", 1)
+
+
+def is_run_prefix(cfg: Any, prefix: str) -> bool:
+    """Whether ``prefix`` is (inside) a folder of runs that s3grid started: such output
+    is whole only once its run manifest is written."""
+    return prefix.startswith(staging_root(cfg) + "runs/")
+
+
+def iceberg_seed_key(cfg: Any, table: str) -> str:
+    """``staging/<master key>/iceberg/<table>.json``: the version an Iceberg table holds."""
+    return f"{staging_root(cfg)}iceberg/{check_identifier(table, what='table name')}.json"
+
+
+def staging_prefix(cfg: Any, prefix: str | None = None) -> str:
+    """A staging folder for part files, checked safe to empty; default
+    :func:`promote_prefix`.
+
+    Raises:
+        ValidationError: no trailing ``/``, characters Athena refuses, a prefix that
+            holds the master, or one inside the master's folder (which Athena reads as
+            the master table).
+    """
+    prefix = prefix or promote_prefix(cfg)
+    check_location(f"s3://{cfg.bucket}/{prefix}")
+    if cfg.master_key.startswith(prefix) or prefix.rstrip("/") == cfg.master_key:
+        raise ValidationError(
+            f"The staging prefix {prefix!r} contains the master {cfg.master_key!r}; "
+            "emptying it would delete the master. Choose another prefix."
+        )
+    folder = posixpath.dirname(cfg.master_key)
+    if folder and prefix.startswith(folder + "/"):
+        raise ValidationError(
+            f"The staging prefix {prefix!r} is inside the master's folder, which Athena "
+            "reads as the master table. Choose a prefix outside it."
+        )
+    return prefix
