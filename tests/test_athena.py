@@ -38,6 +38,19 @@ from s3grid.sqlcheck import rename_table
 from tests.conftest import all_objects, keys_under
 from tests.test_bulk import SEED_SQL, expected_seed_result
 
+# Athena DDL types of Iceberg columns (Iceberg keeps timestamps to the microsecond).
+ICEBERG_TYPES = {
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+    "binary": pa.binary(),
+}
+
 
 class FakeAthena:
     """Side effects of Athena queries on the local S3, keyed by moto's query ids."""
@@ -47,6 +60,7 @@ class FakeAthena:
         self.sent: list[str] = []
         self.failed: dict[str, tuple[str, str]] = {}  # query id -> (sql, reason)
         self.tables: dict[str, str] = {}  # external tables registered: "db.name" -> LOCATION
+        self.iceberg: dict[str, tuple[str, pa.Table]] = {}  # "db.name" -> (LOCATION, rows)
         self.enforced_results = False  # the work group overrides client-side settings
         self.fail_midway: str | None = None  # a reason: fail after writing one part
         self._pending: str | None = None
@@ -67,8 +81,12 @@ class FakeAthena:
         self.sent.append(sql)
         qid = parsed["QueryExecutionId"]
         reason = None
-        if sql.startswith("CREATE TABLE"):
+        if sql.startswith("CREATE TABLE") and "'table_type'='ICEBERG'" in sql:
+            reason = self.create_iceberg(sql)
+        elif sql.startswith("CREATE TABLE"):
             reason = self.ctas(sql)
+        elif sql.startswith(("INSERT INTO", "MERGE INTO", "UPDATE", "DELETE FROM")):
+            reason = self.iceberg_dml(sql)
         elif sql.startswith("UNLOAD"):
             unload = re.fullmatch(r"UNLOAD \((.*)\)\s*TO '(s3://[^']+)'\s*WITH \(.*\)", sql, re.S)
             assert unload, sql
@@ -104,26 +122,31 @@ class FakeAthena:
             )
         return self.write_result(sqlglot.parse_one(sql, read="athena").expression, location[1])
 
-    def write_result(self, select: Any, location: str) -> str | None:
-        bucket, _, prefix = location[5:].partition("/")
-        if keys_under(self.s3, bucket, prefix):
-            return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location}"
+    def connect(self) -> Any:
+        """DuckDB with every table Athena knows: Hive tables read every object in their
+        LOCATION (timestamps to milliseconds, as Hive's ``timestamp``), Iceberg tables
+        hold their rows."""
         con = duckdb.connect()
-        for table, where in self.tables.items():  # as Athena: every object in LOCATION
+        for table, where in self.tables.items():
             database, name = table.split(".")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
             con.register(f"src_{name}", self.read_folder(where))
             con.execute(f'CREATE VIEW "{database}"."{name}" AS SELECT * FROM "src_{name}"')
-        result = con.sql(select.sql(dialect="duckdb")).to_arrow_table()
-        # as Athena does: Glue lowercases column names, Hive timestamps keep milliseconds
+        for table, (_, rows) in self.iceberg.items():
+            database, name = table.split(".")
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+            con.register(f"ice_{name}", rows)
+            con.execute(f'CREATE TABLE "{database}"."{name}" AS SELECT * FROM "ice_{name}"')
+            con.unregister(f"ice_{name}")
+        return con
+
+    def write_result(self, select: Any, location: str) -> str | None:
+        bucket, _, prefix = location[5:].partition("/")
+        if keys_under(self.s3, bucket, prefix):
+            return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location}"
+        result = self.connect().sql(select.sql(dialect="duckdb")).to_arrow_table()
+        # as Athena does: Glue lowercases column names
         result = result.rename_columns([c.lower() for c in result.column_names])
-        result = pa.table(
-            [
-                c.cast(pa.timestamp("ms", c.type.tz)) if pa.types.is_timestamp(c.type) else c
-                for c in result.columns
-            ],
-            names=result.column_names,
-        )
         self.written = []
         half = result.num_rows // 2
         for part in (result.slice(0, half), result.slice(half)):
@@ -136,13 +159,47 @@ class FakeAthena:
                 return self.fail_midway
         return None
 
+    def create_iceberg(self, sql: str) -> str | None:
+        found = re.match(
+            r"CREATE TABLE `(\w+)`\.`(\w+)` \(\n(.*)\n\)\nLOCATION '([^']+)'", sql, re.S
+        )
+        assert found, sql
+        fields = []
+        for line in found[3].split(",\n"):
+            column = re.fullmatch(r"\s*`(\w+)` (\w+(?:\(\d+,\d+\))?)", line)
+            assert column, line
+            if column[2] in ("tinyint", "smallint"):  # Athena's Iceberg type table
+                return f"NOT_SUPPORTED: Unsupported Iceberg column type: {column[2]}"
+            fields.append((column[1], ICEBERG_TYPES[column[2]]))
+        schema = pa.schema(fields)
+        self.iceberg[f"{found[1]}.{found[2]}"] = (found[4], schema.empty_table())
+        return None
+
+    def iceberg_dml(self, sql: str) -> str | None:
+        """INSERT, MERGE, UPDATE, DELETE on an Iceberg table (rows kept in memory)."""
+        con = self.connect()
+        con.execute(sqlglot.transpile(sql, read="athena", write="duckdb")[0])
+        for table, (location, rows) in self.iceberg.items():
+            kept = con.sql(f"SELECT * FROM {table}").to_arrow_table()
+            self.iceberg[table] = (location, kept.cast(rows.schema))
+        return None
+
     def read_folder(self, location: str) -> Any:
         bucket, _, prefix = location[5:].partition("/")
         parts = [
             pq.read_table(io.BytesIO(self.s3.get_object(Bucket=bucket, Key=k)["Body"].read()))
             for k in keys_under(self.s3, bucket, prefix)
         ]
-        return pa.concat_tables(parts)
+        rows = pa.concat_tables(parts)
+        return pa.table(  # Hive's timestamp keeps milliseconds: finer parts are cut
+            [
+                c.cast(pa.timestamp("ms", c.type.tz), safe=False)
+                if pa.types.is_timestamp(c.type)
+                else c
+                for c in rows.columns
+            ],
+            names=rows.column_names,
+        )
 
     def on_got(self, parsed: dict[str, Any], **_: Any) -> None:
         execution = parsed.get("QueryExecution", {})

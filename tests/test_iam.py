@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
 from s3grid.store import S3Bucket
+from tests.test_athena import FakeAthena
 from tests.test_aws_lambda import SCHEDULE, stage
 
 
@@ -120,28 +122,156 @@ def test_policy_covers_exactly_what_commands_do(
     assert granted - exercised == set()  # nothing granted that no command needs
 
 
-def test_athena_policy_adds_athena_glue_and_results(cfg: S3GridConfig) -> None:
+REGION, ACCOUNT = "us-east-1", "123456789012"
+GLUE = f"arn:aws:glue:{REGION}:{ACCOUNT}"
+
+
+def athena_does(sql: str, fake: FakeAthena) -> list[tuple[str, str]]:
+    """The (action, resource) pairs Athena needs of the caller for one statement, as its
+    documentation lists them: Glue for the tables it reads, creates, changes or drops;
+    S3 reads of their data; S3 writes (multipart) where it writes; the results location."""
+    needs: list[tuple[str, str]] = []
+
+    def reads(location: str) -> None:
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        needs.extend(
+            [
+                ("s3:ListBucket", f"arn:aws:s3:::{bucket}"),
+                ("s3:GetObject", f"arn:aws:s3:::{bucket}/{prefix}x"),
+            ]
+        )
+
+    def writes(location: str) -> None:
+        bucket, _, prefix = location.removeprefix("s3://").partition("/")
+        obj = f"arn:aws:s3:::{bucket}/{prefix}x"
+        needs.extend(
+            (a, obj)
+            for a in ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+        )
+        needs.extend(
+            (a, f"arn:aws:s3:::{bucket}")
+            for a in ("s3:ListBucketMultipartUploads", "s3:GetBucketLocation")
+        )
+
+    writes(fake.results or "")  # every query writes its result (or metadata) there
+    named = re.findall(r'[`"](\w+)[`"]\.[`"](\w+)[`"]', sql)
+    target = f"{named[0][0]}.{named[0][1]}" if named else ""
+    if re.match(r"CREATE (EXTERNAL )?TABLE", sql):
+        needs += [
+            ("glue:GetDatabase", f"{GLUE}:database/{named[0][0]}"),
+            ("glue:CreateTable", f"{GLUE}:table/{named[0][0]}/{named[0][1]}"),
+        ]
+        if "ICEBERG" in sql:
+            writes(re.findall(r"LOCATION '([^']+)'", sql)[0])  # its first metadata
+        named = []
+    elif sql.startswith("DROP TABLE"):
+        needs += [
+            ("glue:GetTable", f"{GLUE}:table/{named[0][0]}/{named[0][1]}"),
+            ("glue:DeleteTable", f"{GLUE}:table/{named[0][0]}/{named[0][1]}"),
+        ]
+        named = []
+    elif target in fake.iceberg:  # a commit: new data and metadata files, then the catalog
+        location = fake.iceberg[target][0]
+        needs.append(("glue:UpdateTable", f"{GLUE}:table/{target.replace('.', '/')}"))
+        writes(location)
+        if sql.startswith(("VACUUM", "OPTIMIZE")):
+            needs.append(("s3:DeleteObject", f"arn:aws:s3:::{location.removeprefix('s3://')}x"))
+    for database, name in named:  # every table the statement reads
+        needs.append(("glue:GetTable", f"{GLUE}:table/{database}/{name}"))
+        table = f"{database}.{name}"
+        if table in fake.tables:
+            needs.append(("glue:GetPartitions", f"{GLUE}:table/{database}/{name}"))
+            reads(fake.tables[table])
+        elif table in fake.iceberg:
+            reads(fake.iceberg[table][0])
+    unload = re.search(r"\)\s*TO '([^']+)'", sql)
+    if sql.startswith("UNLOAD") and unload:
+        writes(unload[1])
+        if "/unload/" in unload[1]:  # pyathena's Arrow cursor reads it back
+            reads(unload[1])
+            reads(fake.results or "")  # and the data manifest
+    return needs
+
+
+def test_athena_policy_covers_exactly_what_the_athena_paths_do(
+    cfg: S3GridConfig,
+    engine: Any,
+    master_store: MasterStore,
+    s3: Any,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functools
+
+    import pandas as pd
+    from pyarrow import fs
+
+    from s3grid import bulk_edit, preview_bulk_edit
+    from s3grid.athena import external_table_ddl, run
+    from s3grid.iceberg import IcebergTable
+    from tests.test_bulk import SEED_SQL
+
+    used: list[tuple[str, str]] = []
+    real_call = S3Bucket.call
+
+    def recording_call(self: S3Bucket, op: str, **kw: Any) -> Any:
+        used.extend(actions_of(op, kw, self.name))
+        return real_call(self, op, **kw)
+
+    monkeypatch.setattr(S3Bucket, "call", recording_call)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", cfg.endpoint_url or "")
+    monkeypatch.setattr(
+        fs, "S3FileSystem", functools.partial(fs.S3FileSystem, endpoint_override=cfg.endpoint_url)
+    )
+    workgroup = f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/primary"
+
+    def api_call(event_name: str, **_: Any) -> None:
+        used.append((f"athena:{event_name.rsplit('.', 1)[-1]}", workgroup))
+
+    engine.connection.client.meta.events.register("before-call.athena", api_call)
+    fake = FakeAthena(engine, master_store, s3)
+    iceberg = f"s3://{bucket}/iceberg/tows/"
+
+    bulk_edit(master_store, SEED_SQL, engine=engine, note="on athena")
+    preview_bulk_edit(master_store, "SELECT * FROM work_master_parquet", engine=engine)
+    engine.execute(external_table_ddl(master_store, "work_master_parquet", database="lab"))
+    run('SELECT count(*) AS n FROM "lab"."work_master_parquet"', engine=engine)
+    ice = IcebergTable(engine, "tows_iceberg")
+    ice.create_from_master(master_store, location=iceberg)
+    ice.update({"volume_filtered": 9.5}, "tow = 4 AND net = 1")
+    ice.delete("tow = 4 AND net = 0")
+    ice.merge(pd.DataFrame({"tow": [1], "net": [2], "volume_filtered": [7.25]}), ["tow", "net"])
+    ice.optimize()
+    ice.vacuum()
+    ice.export_to_master(master_store, note="from iceberg")
+    assert fake.failed == {}
+    for sql in fake.sent:
+        used.extend(athena_does(sql, fake))
+
     policy = iam_policy(
-        cfg.with_(
-            athena_work_group="lab-wg",
-            athena_database="lab",
-            athena_s3_staging_dir="s3://lab-results/athena/",
-        ),
+        cfg.with_(athena_work_group="primary", athena_database="lab"),
         athena=True,
-        region="us-west-2",
-        account="123456789012",
+        athena_results=engine.s3_staging_dir,
+        iceberg_location=iceberg,
+        region=REGION,
+        account=ACCOUNT,
     )
+    uncovered = sorted({u for u in used if not allowed(policy, *u)})
+    assert uncovered == []
+    # the statements --athena adds: each action in them is needed by an Athena path
+    added = {st["Sid"] for st in policy["Statement"]} - {
+        st["Sid"] for st in iam_policy(cfg)["Statement"]
+    }
+    granted = {
+        (st["Sid"], a) for st in policy["Statement"] if st["Sid"] in added for a in st["Action"]
+    }
+    exercised = {g for u in set(used) for g in allowed(policy, *u)}
+    # pyathena stops a running query when the user interrupts the cell (kill_on_interrupt)
+    assert granted - exercised == {("Athena", "athena:StopQueryExecution")}
     by_sid = {st["Sid"]: st for st in policy["Statement"]}
-    assert by_sid["Athena"]["Resource"] == [
-        "arn:aws:athena:us-west-2:123456789012:workgroup/lab-wg"
+    # Athena only reads the master's folder: the master changes through the lock alone
+    assert by_sid["AthenaReadsMaster"]["Action"] == ["s3:GetObject"]
+    puts = [
+        r for st in policy["Statement"] if "s3:PutObject" in st["Action"] for r in st["Resource"]
     ]
-    assert "glue:CreateTable" in by_sid["Glue"]["Action"]
-    assert "arn:aws:glue:us-west-2:123456789012:table/lab/*" in by_sid["Glue"]["Resource"]
-    assert by_sid["AthenaResults"]["Resource"] == [
-        "arn:aws:s3:::lab-results",
-        "arn:aws:s3:::lab-results/athena/*",
-    ]
-    assert (
-        f"arn:aws:s3:::{cfg.bucket}/staging/data/master.parquet/next/*"
-        in (by_sid["AthenaData"]["Resource"])
-    )
+    assert f"arn:aws:s3:::{bucket}/data/*" not in puts

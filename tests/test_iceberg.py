@@ -243,3 +243,29 @@ def test_zone_aware_timestamps_are_refused_before_any_query(
     with pytest.raises(SchemaError, match="timestamp without zone only"):
         ice.create_from_master(store, location=f"s3://{bucket}/iceberg/tows/")
     assert ice.engine.sent == []  # type: ignore[attr-defined]
+
+
+def test_an_iceberg_round_trip_on_the_athena_fake(
+    engine: AthenaEngine, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    from s3grid.athena import external_table_ddl
+    from tests.test_athena import FakeAthena
+
+    fake = FakeAthena(engine, master_store, s3)
+    engine.execute(external_table_ddl(master_store, "work_master_parquet", database="lab"))
+    ice = IcebergTable(engine, "tows_iceberg")
+    ice.create_from_master(master_store, location=f"s3://{bucket}/iceberg/tows/")
+    ice.update({"volume_filtered": 9.5}, "tow = 4 AND net = 1")
+    ice.delete("tow = 4 AND net = 0")
+    ice.merge(pd.DataFrame({"tow": [1], "net": [2], "volume_filtered": [7.25]}), ["tow", "net"])
+    assert fake.failed == {}
+    base = master_store.load()
+    res = ice.export_to_master(master_store, note="from iceberg")
+    after = master_store.load()
+    assert after.schema == base.schema
+    df = after.to_pandas().set_index(["tow", "net"])
+    assert df.loc[(4, 1), "volume_filtered"] == 9.5
+    assert df.loc[(1, 2), "volume_filtered"] == 7.25
+    assert (4, 0) not in df.index
+    assert (res.cells_changed, res.rows_deleted, res.rows_added) == (2, 1, 0)
+    assert keys_under(s3, bucket, "staging/") == [ice.seed_key(master_store)]
