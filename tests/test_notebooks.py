@@ -78,7 +78,7 @@ def test_02_bulk_edit_sql_applies_the_seed_recipe(
     assert SEED_SQL.strip() in nb.cells[1].source
     assert "ChangeCounts(cells_changed=7, rows_added=0, rows_deleted=1)" in out
     assert "testing" not in out  # no credentials printed
-    assert 'CREATE TABLE "lab"."work_master_parquet_s3grid_next"' in out
+    assert f"TO 's3://{cfg.bucket}/staging/data/master.parquet/runs/RUN_ID/'" in out
     after = store.load().to_pandas()
     pd.testing.assert_frame_equal(after, expected_seed_result(base.to_pandas()))
     assert store.audit_log().iloc[-1]["source"] == "sql"
