@@ -396,21 +396,8 @@ class AthenaEngine:
         prefix = self.target_prefix(cfg, run_id)
         self._staged.append(prefix)
         location = f"s3://{cfg.bucket}/{prefix}"
-        source_location = self._source_location(store, master, run_id)
-        # A table of this master and this run only: an existing table of the same name
-        # (another master's, an older schema's) is never reused, and two runs, or two
-        # users on two masters in one database, never drop each other's tables.
-        source = run_table_name(cfg, run_id)
+        source = self.register_master(store, master, run_id)
         select = rename_table(select_sql, table_name, to=source, database=self.database)
-        self.execute(
-            external_table_ddl(
-                master.schema,
-                source,
-                database=self.database,
-                location=source_location,
-                if_not_exists=False,  # a new name: one that exists is not ours
-            )
-        )
         try:
             empty_prefix(store.bucket, prefix)  # an output_prefix of an earlier run
             _, info = self.execute(unload_sql(select, location=location))
@@ -423,6 +410,26 @@ class AthenaEngine:
         print(f"Athena query {info.query_id}: {scanned / 1e6:.1f} MB scanned, output {location}")
         table, _ = flatten_to_table(store.bucket, prefix)
         return with_master_case(table, master.schema)
+
+    def register_master(self, store: Any, master: pa.Table, run_id: str) -> str:
+        """Register ``master`` (the version loaded) as an external table of this run only;
+        returns its name. Drop it with :func:`drop_table_sql` when the run is done.
+
+        A table of this master and this run only: an existing table of the same name
+        (another master's, an older schema's) is never reused, and two runs, or two
+        users on two masters in one database, never drop each other's tables.
+        """
+        source = run_table_name(store.cfg, run_id)
+        self.execute(
+            external_table_ddl(
+                master.schema,
+                source,
+                database=self.database,
+                location=self._source_location(store, master, run_id),
+                if_not_exists=False,  # a new name: one that exists is not ours
+            )
+        )
+        return source
 
     def _source_location(self, store: Any, master: pa.Table, run_id: str) -> str:
         """Where Athena reads the master: its folder, or for a CSV master a Parquet copy

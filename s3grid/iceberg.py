@@ -21,6 +21,7 @@ from s3grid.athena import (
     _columns,
     _qualified,
     check_millisecond_timestamps,
+    drop_table_sql,
     glue_type,
     merge_statements,
     run,
@@ -29,7 +30,7 @@ from s3grid.athena import (
 )
 from s3grid.errors import MasterNotFoundError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix
-from s3grid.layout import iceberg_seed_key
+from s3grid.layout import iceberg_seed_key, new_run_id
 from s3grid.promote import RunManifest, promote, write_manifest
 from s3grid.sqlcheck import check_identifier, check_location, check_one_statement
 from s3grid.store import MasterStore, SaveResult
@@ -144,18 +145,27 @@ class IcebergTable:
     # --------------------------------------------------------------- running
 
     def create_from_master(
-        self, store: MasterStore, *, location: str, master_table: str = "work_master_parquet"
+        self, store: MasterStore, *, location: str, master_table: str | None = None
     ) -> None:
         """Create the Iceberg table with the master's schema and copy the master in.
 
-        ``master_table`` must already be registered (``external_table_ddl``). The version
-        copied in is recorded (a run manifest in the master's bucket): an export saves
-        over exactly that version, so a grid save made meanwhile is a conflict.
+        The master is read through a table of this run only (registered, then dropped),
+        never through a table of another name that may point elsewhere; pass
+        ``master_table`` to read one you registered yourself instead. The version copied
+        in is recorded (a run manifest in the master's bucket): an export saves over
+        exactly that version, so a grid save made meanwhile is a conflict.
         """
         base = store.load()
         check_millisecond_timestamps(base.table)  # the Hive source table reads milliseconds
-        self.engine.execute(self.create_sql(base.schema, location))
-        _, info = self.engine.execute(self.load_sql(master_table))
+        create = self.create_sql(base.schema, location)  # refuses types first
+        source = master_table or self.engine.register_master(store, base.table, new_run_id())
+        try:
+            self.engine.execute(create)
+            _, info = self.engine.execute(self.load_sql(source))
+        finally:
+            if master_table is None:
+                self.engine.execute(drop_table_sql(source, self.database))
+                self.engine.done(store)  # a CSV master's copy, if one was made
         self._record_seed(store, RunManifest.for_base(base, query_id=info.query_id))
 
     def seed_key(self, store: MasterStore) -> str:

@@ -122,13 +122,15 @@ class FakeAthena:
             )
         return self.write_result(sqlglot.parse_one(sql, read="athena").expression, location[1])
 
-    def connect(self) -> Any:
-        """DuckDB with every table Athena knows: Hive tables read every object in their
+    def connect(self, sql: str) -> Any:
+        """DuckDB with the tables ``sql`` names: Hive tables read every object in their
         LOCATION (timestamps to milliseconds, as Hive's ``timestamp``), Iceberg tables
         hold their rows."""
         con = duckdb.connect()
         for table, where in self.tables.items():
             database, name = table.split(".")
+            if name not in sql:  # as Athena, read only what the query reads
+                continue
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
             con.register(f"src_{name}", self.read_folder(where))
             con.execute(f'CREATE VIEW "{database}"."{name}" AS SELECT * FROM "src_{name}"')
@@ -144,7 +146,8 @@ class FakeAthena:
         bucket, _, prefix = location[5:].partition("/")
         if keys_under(self.s3, bucket, prefix):
             return f"HIVE_PATH_ALREADY_EXISTS: Target directory for table exists: {location}"
-        result = self.connect().sql(select.sql(dialect="duckdb")).to_arrow_table()
+        text = select.sql(dialect="duckdb")
+        result = self.connect(text).sql(text).to_arrow_table()
         # as Athena does: Glue lowercases column names
         result = result.rename_columns([c.lower() for c in result.column_names])
         self.written = []
@@ -177,7 +180,7 @@ class FakeAthena:
 
     def iceberg_dml(self, sql: str) -> str | None:
         """INSERT, MERGE, UPDATE, DELETE on an Iceberg table (rows kept in memory)."""
-        con = self.connect()
+        con = self.connect(sql)
         con.execute(sqlglot.transpile(sql, read="athena", write="duckdb")[0])
         for table, (location, rows) in self.iceberg.items():
             kept = con.sql(f"SELECT * FROM {table}").to_arrow_table()

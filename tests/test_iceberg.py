@@ -45,14 +45,18 @@ def ice() -> IcebergTable:
 
 def test_create_and_load(ice: IcebergTable, master_store: MasterStore) -> None:
     ice.create_from_master(master_store, location="s3://lab-bucket/iceberg/tows/")
-    create, load = ice.engine.sent  # type: ignore[attr-defined]
+    register, create, load, drop = ice.engine.sent  # type: ignore[attr-defined]
+    source = re.match(r"CREATE EXTERNAL TABLE `lab`\.`(s3grid_\w+)` ", register)
+    assert source, register  # the master, through a table of this run only
+    assert f"LOCATION 's3://{master_store.cfg.bucket}/data/'" in register
+    assert drop == f"DROP TABLE IF EXISTS `lab`.`{source[1]}`"
     assert create.startswith("CREATE TABLE `lab`.`tows_iceberg` (\n  `vessel` string,\n")
     assert create.endswith(
         ")\nLOCATION 's3://lab-bucket/iceberg/tows/'\n"
         "TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet', "
         "'write_compression'='snappy')"
     )
-    assert load == 'INSERT INTO "lab"."tows_iceberg"\nSELECT * FROM "lab"."work_master_parquet"'
+    assert load == f'INSERT INTO "lab"."tows_iceberg"\nSELECT * FROM "lab"."{source[1]}"'
 
 
 def test_merge_update_delete(ice: IcebergTable) -> None:
@@ -212,7 +216,8 @@ def test_small_integers_become_int_and_come_back_exactly(
     engine = RecordingEngine(s3)
     ice = IcebergTable(engine, "tows_iceberg")
     ice.create_from_master(keyed, location=f"s3://{bucket}/iceberg/tows/")
-    assert "`tow` int,\n  `grade` int,\n  `v` double" in engine.sent[0]  # no tinyint/smallint
+    (create,) = [sql for sql in engine.sent if "ICEBERG" in sql]
+    assert "`tow` int,\n  `grade` int,\n  `v` double" in create  # no tinyint/smallint
     # Athena gives the Iceberg table's ints back as int32: cast to the master's, checked
     widened = master.cast(
         pa.schema([("tow", pa.int32()), ("grade", pa.int32()), ("v", pa.float64())])
@@ -251,8 +256,14 @@ def test_an_iceberg_round_trip_on_the_athena_fake(
     from s3grid.athena import external_table_ddl
     from tests.test_athena import FakeAthena
 
+    s3.put_object(Bucket=bucket, Key="old/other.parquet", Body=b"not this master")
     fake = FakeAthena(engine, master_store, s3)
-    engine.execute(external_table_ddl(master_store, "work_master_parquet", database="lab"))
+    # the original workflow's table, registered long ago for another master's folder
+    engine.execute(
+        external_table_ddl(
+            master_store, "work_master_parquet", database="lab", location=f"s3://{bucket}/old/"
+        )
+    )
     ice = IcebergTable(engine, "tows_iceberg")
     ice.create_from_master(master_store, location=f"s3://{bucket}/iceberg/tows/")
     ice.update({"volume_filtered": 9.5}, "tow = 4 AND net = 1")
