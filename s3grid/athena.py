@@ -30,6 +30,7 @@ from s3grid.errors import S3GridError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix, flatten_to_table
 from s3grid.layout import new_run_id, run_prefix, source_prefix, staging_prefix
 from s3grid.promote import RunManifest, write_manifest
+from s3grid.schema import with_master_case
 from s3grid.sqlcheck import (
     check_identifier,
     check_location,
@@ -477,15 +478,6 @@ def check_millisecond_timestamps(table: pa.Table) -> None:
                 "them in a bulk edit; run it with engine='duckdb', or round the column to "
                 "milliseconds first."
             )
-
-
-def with_master_case(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with its column names in the master's case where they differ only in
-    case: Athena (Glue) lowercases every column name, so ``Tow`` comes back as ``tow``."""
-    by_lower = {name.lower(): name for name in schema.names}
-    if len(by_lower) != len(schema.names):  # names that differ only in case: leave them
-        return table
-    return table.rename_columns([by_lower.get(n.lower(), n) for n in table.column_names])
 
 
 def run_table_name(cfg: S3GridConfig, run_id: str) -> str:

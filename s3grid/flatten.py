@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
 from s3grid.formats import PARQUET_WRITE_OPTIONS
-from s3grid.schema import coerce_table
+from s3grid.schema import coerce_table, with_master_case
 from s3grid.store import SeekableReader
 
 __all__ = [
@@ -103,8 +103,8 @@ def _batches(
         expected.append(pf.metadata.num_rows)
         for i in range(pf.num_row_groups):
             table = pf.read_row_group(i)
-            if schema is not None:
-                table = coerce_table(table, schema)  # bigint -> int32 etc., refusing loss
+            if schema is not None:  # Athena lowercases names; bigint -> int32, refusing loss
+                table = coerce_table(with_master_case(table, schema), schema)
             for batch in table.to_batches():
                 yield key, batch
 

@@ -33,6 +33,7 @@ __all__ = [
     "strip_metadata",
     "to_pandas",
     "viewable",
+    "with_master_case",
 ]
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
@@ -636,3 +637,12 @@ def _check_exact_cast(col: pa.ChunkedArray, cast: pa.ChunkedArray, field: pa.Fie
         return
     row = int(positions[0])
     raise _value_error(row, field, col[row].as_py(), reason, more=len(positions) - 1)
+
+
+def with_master_case(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with its column names in the master's case where they differ only in
+    case: Athena (Glue) lowercases every column name, so ``Tow`` comes back as ``tow``."""
+    by_lower = {name.lower(): name for name in schema.names}
+    if len(by_lower) != len(schema.names):  # names that differ only in case: leave them
+        return table
+    return table.rename_columns([by_lower.get(n.lower(), n) for n in table.column_names])

@@ -226,3 +226,28 @@ def test_a_failed_query_is_reported_even_if_staging_cannot_be_emptied(
     warns = pytest.warns(RuntimeWarning, match="Could not empty the run's staging")
     with warns, pytest.raises(AthenaQueryError):  # the query's own error, not the cleanup's
         preview_bulk_edit(master_store, "SELECT * FROM nope", engine=engine)
+
+
+def test_lowercased_output_promotes_into_a_mixed_case_master(
+    store: MasterStore, s3: Any, bucket: str
+) -> None:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from s3grid.promote import promote
+
+    master = pa.table({"Tow": pa.array([1, 2], pa.int32()), "DepthMax": [10.5, 20.0]})
+    store = MasterStore(store.cfg, key_columns=("Tow",))
+    store.create(master, note="mixed case")
+    base = store.load()
+    # as Athena writes it: names lowercased, ints widened
+    out = pa.table({"tow": pa.array([1, 2], pa.int64()), "depthmax": [10.5, 21.0]})
+    buf = io.BytesIO()
+    pq.write_table(out, buf)
+    s3.put_object(Bucket=bucket, Key=f"{STAGING}part-0", Body=buf.getvalue())
+    write_manifest(store, STAGING, RunManifest.for_base(base))
+    done = promote(store, STAGING, note="from Athena")
+    assert store.load().table.equals(master.set_column(1, "DepthMax", pa.array([10.5, 21.0])))
+    assert done.save.cells_changed == 1
