@@ -38,9 +38,9 @@ __all__ = ["Editor"]
 log = logging.getLogger(__name__)
 
 STATUS = "⚑"  # the status column the grid shows first; not part of the master
-# From this many rows on, a sort, a row deletion or a merge takes about a second or more
-# (10M rows: 1.5-2.1 s to sort, 1.3-1.4 s to delete the first row, 1.6 s to undo that,
-# 2.6 s to merge): the editor says what it is doing meanwhile. Below, it would flash.
+# From this many rows on, a sort, a row deletion or a merge takes long enough to wonder
+# about (docs/performance.md), so the editor says what it is doing meanwhile. Below, the
+# message would only flash.
 SAY_WORK_ROWS = 1_000_000
 _READ_ONLY_BG = "#eeeeee"
 _NOTHING = object()
@@ -557,8 +557,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         elif accepted and grid_row is not None and self.grid_patch.patched:
             self._show_row_status(grid_row, row_id)
         # Without the front-end patch every value the kernel sets costs the browser a
-        # full grid rebuild and repaint (~350 ms at 1600x420 px without a GPU), so the ⚑
-        # flag waits for the next refresh; the status line counts pending edits now.
+        # full grid rebuild and repaint, so the ⚑ flag waits for the next refresh; the
+        # status line counts pending edits now.
         self._refresh_status()
         self._refresh_changes()
         return accepted

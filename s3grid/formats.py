@@ -23,8 +23,8 @@ __all__ = [
 
 # How s3grid writes Parquet (the master and a flattened query result alike). A column
 # whose dictionary outgrows 64 KiB (Arrow's default: 1 MiB) switches to plain encoding
-# early: dictionaries that large rarely shrink the file, and building them was a third
-# of the encode time and memory of a 1M-row master (files +2%).
+# early: dictionaries that large rarely shrink the file, and building them costs much
+# of the encode time and memory of a large master (docs/performance.md).
 PARQUET_WRITE_OPTIONS: dict[str, object] = {
     "compression": "snappy",
     "dictionary_pagesize_limit": 64 * 1024,

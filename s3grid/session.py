@@ -100,7 +100,7 @@ class EditSession:
     ) -> None:
         # One chunk per column that pandas can view, so that the base below shares the
         # table's memory. Other columns are converted anyway: joining their chunks would be
-        # a copy for nothing (0.8 s for two string columns of 10M rows).
+        # a copy for nothing, and a slow one for long string columns.
         viewed = [f.name for f in master.schema if viewable(f.type)]
         self.master = replace(master, table=contiguous(master.table, columns=viewed))
         self.schema: pa.Schema = master.schema
@@ -120,7 +120,7 @@ class EditSession:
         self._next_id = len(self.base)
         self._added: set[int] = set()
         self._deleted: set[int] = set()
-        # cached; keys change rarely. A full check over 1M rows holds ~60 MB for a moment.
+        # cached: keys change rarely, and a full check holds memory for every key.
         self._dups: dict[Key, list[int]] | None = {} if keys_verified else None
         self._undo: list[_Op] = []
         self._redo: list[_Op] = []
@@ -261,8 +261,8 @@ class EditSession:
             return {}
         keys = self.df[list(self.key_columns)]
         # The common answer, "none", from a sort in Arrow: lighter than pandas' hashing
-        # of every key column (~60 MB at 1M rows, kept by the allocator). Empty keys and
-        # float keys (None from keys_unique) take the pandas path below.
+        # of every key column, whose memory the allocator keeps. Empty keys and float
+        # keys (None from keys_unique) take the pandas path below.
         if not keys.isna().to_numpy().any() and _unique_in_arrow(keys):
             return {}
         mask = keys.duplicated(keep=False).to_numpy()
@@ -323,7 +323,7 @@ class EditSession:
             column_changes = self._column_changes.get(sort_by or "", 0)
             key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
         if self._kept_rows is None or self._kept_rows[0] != key:
-            self._kept_rows = None  # let the old answer go first (10M positions: 80 MB)
+            self._kept_rows = None  # let the old answer go first: it is one int per row
             rows = np.flatnonzero(_matching(self.df, query)) if query else None
             if sort_by:  # only the matching rows are sorted
                 column = self.df[sort_by] if rows is None else self.df[sort_by].iloc[rows]
@@ -487,9 +487,10 @@ class EditSession:
 
     def _keep_order_without(self, gone: np.ndarray) -> None:
         """The rows at positions ``gone`` (sorted) were deleted. A kept sort order holds
-        for the rest, renumbered: a stable sort of fewer rows keeps their relative order
-        (re-sorting 10M rows after deleting one took 2 s). A kept filter answer is not
-        kept: a query may compare rows with each other, e.g. ``x > x.mean()``."""
+        for the rest, renumbered: a stable sort of fewer rows keeps their relative
+        order, so a large master is not sorted again for one deleted row. A kept filter
+        answer is not kept: a query may compare rows with each other, e.g.
+        ``x > x.mean()``."""
         kept = self._carried_sort()
         if kept is None:
             return
@@ -500,7 +501,7 @@ class EditSession:
     def _keep_order_with(self, added: np.ndarray) -> None:
         """Rows were inserted at positions ``added`` (sorted). A kept sort order takes
         them in where a stable sort would put them: two comparisons over the column per
-        row instead of sorting it again (1.6 s for 10M rows of floats). A kept filter
+        row instead of sorting it again. A kept filter
         answer is not kept, as in :meth:`_keep_order_without`."""
         kept = self._carried_sort()
         if kept is None or len(added) > _PLACE_MAX:
@@ -602,8 +603,8 @@ class EditSession:
         base, content = session.master.table, coerce_table(table, session.schema)
         # Only what differs is copied: the working frame starts as the session's, which
         # shares the master's memory, and takes the content's deleted rows, changed cells
-        # and new rows. (Converting the whole content to pandas took 1.1 s and 1 GB at
-        # 10M rows, to keep a few edits.) Rows are matched and compared in Arrow.
+        # and new rows, rather than converting the whole content to pandas to keep a few
+        # edits. Rows are matched and compared in Arrow.
         sources = row_sources(base, content, session.key_columns)
         kept_at = np.flatnonzero(sources >= 0)  # positions in the content
         kept_ids = sources[kept_at]  # the same rows' ids (positions in the master)
@@ -656,8 +657,8 @@ def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with ``rows`` in row-id order (both are in row-id order already).
 
     New rows go after the last one. Rows an undo brings back go to their places: a few
-    are spliced between slices of ``frame``, one copy of it (sorting the whole index and
-    taking every column instead took 5 s for one row at 10M rows; the splice, 0.1 s).
+    are spliced between slices of ``frame``, one copy of it, instead of sorting the whole
+    index and taking every column again for one row.
     """
     if len(rows) > _SPLICE_MAX:
         return pd.concat([frame, rows]).sort_index()
@@ -670,18 +671,18 @@ def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([p for p in pieces if len(p)])
 
 
-# Rows placed into a kept sort one at a time; for more, sort again. Placing one row of
-# 10M took 18 ms for a float column and 76 ms for a string one, against 1.6 s and 1.2 s
-# to sort them; eight rows stay well under either sort.
+# Rows placed into a kept sort one at a time; for more, sort again. Placing one row is
+# a binary search and an insert, a small fraction of a full sort (docs/performance.md),
+# so a few rows stay well under it.
 _PLACE_MAX = 8
 
 
 def _without(frame: pd.DataFrame, gone: np.ndarray) -> pd.DataFrame:
     """``frame`` without the rows at positions ``gone`` (sorted, unique).
 
-    A few rows are cut out by joining the slices between them, one copy of the rest
-    (``drop`` hashed all 10M row ids, then took every row of every column: 2.7-3.0 s for
-    one row; the slices, 0.1-0.5 s).
+    A few rows are cut out by joining the slices between them, one copy of the rest,
+    instead of ``drop``, which hashes every row id and then takes every row of every
+    column, for one row.
     """
     if not len(gone):
         return frame.copy(deep=False)

@@ -24,8 +24,8 @@ _LOCATION = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-
 
 
 def _sqlglot() -> tuple[Any, Any, Any]:
-    # Imported on first use: sqlglot takes ~0.2 s to import, and opening the editor
-    # should not wait for a SQL parser it may never need.
+    # Imported on first use: sqlglot is slow to import, and opening the editor should
+    # not wait for a SQL parser it may never need.
     import sqlglot
     from sqlglot import TokenType, exp
 

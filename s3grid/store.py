@@ -1160,15 +1160,14 @@ class MasterStore:
             preparing = pool.submit(prepare)
             try:
                 # A master that has already moved on is a conflict now, not after encoding
-                # and sending the whole table (5.6 s at 10M rows). The conditional PUT
-                # still decides.
+                # and sending the whole table. The conditional PUT still decides.
                 self._check_unchanged(expect)
             except (ConflictError, StoreUnavailableError):
                 preparing.result()  # a table that cannot be saved anyway says so first
                 raise
             # The encoder stays on this thread: the body grows by reallocation, and in a
             # worker thread glibc serves that from a per-thread arena that keeps every
-            # outgrown copy (a 33 MB body peaked at +101 MB there, +38 MB here).
+            # outgrown copy, which raised the peak memory of a save (docs/performance.md).
             body = encode_table(table, self.cfg.file_format, save_id=save_id)
             changes = preparing.result()
         meta = SaveMetadata(

@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, settings
 from moto.server import ThreadedMotoServer
 
 from s3grid import MasterStore, S3GridConfig
@@ -134,32 +133,6 @@ def master_store(store: MasterStore, table: pa.Table) -> MasterStore:
     """A store whose master exists (created with source=init)."""
     store.create(table, note="initial upload")
     return store
-
-
-def all_objects(s3: Any, bucket: str) -> list[tuple[str, str]]:
-    """Every (key, version id) in the bucket, delete markers included."""
-    out = []
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            out.append((v["Key"], v["VersionId"]))
-    return sorted(out)
-
-
-def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
-    resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return sorted(o["Key"] for o in resp.get("Contents", []))
-
-
-def machine_settings(examples: int, steps: int) -> settings:
-    """Settings for a state machine against moto: the same examples every run (CI
-    explores what a developer explored), no deadline (S3 calls vary in time)."""
-    return settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 @pytest.fixture

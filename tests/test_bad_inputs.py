@@ -28,9 +28,9 @@ from s3grid import (
 from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl
 from s3grid.localsql import SQLError
 from s3grid.sqlcheck import check_location
-from tests.conftest import all_objects
-from tests.test_athena import FakeAthena
-from tests.test_bulk import SEED_SQL
+from tests.support.athena import FakeAthena
+from tests.support.s3 import all_objects
+from tests.support.seed import SEED_SQL
 
 Case = Callable[[MasterStore, Any, str], Any]
 

@@ -14,7 +14,7 @@ import pytest
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.cli import main
-from tests.conftest import all_objects, keys_under
+from tests.support.s3 import all_objects, keys_under
 
 
 @pytest.fixture

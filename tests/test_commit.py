@@ -18,7 +18,8 @@ from s3grid import (
     StoreUnavailableError,
     ValidationError,
 )
-from tests.conftest import all_objects
+from tests.support.locks import ignoring_if_match, without_lock
+from tests.support.s3 import all_objects
 
 
 def flaky_master_put(store: MasterStore, *, send_first: bool, times: int = 1) -> list[str]:
@@ -127,26 +128,6 @@ def test_racing_savers_one_winner_per_round(
     assert all(prev == new for prev, new in chain)
     snapshots = [k for k, _ in all_objects(s3, bucket) if k.startswith("snapshots/")]
     assert len(snapshots) == rounds + 1
-
-
-def ignoring_if_match(store: MasterStore) -> None:
-    """A store without atomic conditional writes: the master PUT ignores IfMatch."""
-    client = store.bucket.client
-    real = client.put_object
-
-    def put_object(**kwargs: Any) -> Any:
-        if kwargs["Key"] == store.cfg.master_key:
-            kwargs.pop("IfMatch", None)
-        return real(**kwargs)
-
-    client.put_object = put_object
-
-
-def without_lock(store: MasterStore) -> None:
-    """A store that ignores IfMatch, where a colleague's save lands between the save's
-    look at the master and its PUT (the race that look cannot close): a lost update."""
-    ignoring_if_match(store)
-    store._check_unchanged = lambda expect: None  # type: ignore[method-assign]
 
 
 def test_a_save_looks_first_so_a_lockless_store_still_refuses_a_stale_base(
@@ -338,7 +319,7 @@ def test_flatten_output_put_that_landed_is_not_a_conflict(
     master_store: MasterStore, cut_proxy: Any, s3: Any, bucket: str
 ) -> None:
     from s3grid.cli import main
-    from tests.test_bulk import put_part
+    from tests.support.seed import put_part
 
     put_part(s3, bucket, "staging/run/part-0", master_store.load().table)
     rule = cut_proxy.cut("PUT", "/exports/flat.parquet", "drop")

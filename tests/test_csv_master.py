@@ -3,8 +3,6 @@ and nothing is guessed per load."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,20 +12,8 @@ import pytest
 
 from s3grid import MasterStore, S3GridConfig, SchemaError
 from s3grid.cli import main
-from tests.conftest import all_objects
-
-# As a spreadsheet or an instrument writes it: leading zeros, offsets, whole-number
-# floats, an empty column, quoted commas and newlines, words pandas calls missing.
-HAND_WRITTEN = (
-    "station,when,depth,comment,empty,flag\n"
-    '007,2024-06-30T19:01:00-05:00,110.0,"calm, clear",,NA\n'
-    '012,2024-07-01T08:00:00+02:00,95,"two\nlines",,nan\n'
-    '100,2024-07-02,1e3,"",,TRUE\n'
-)
-
-
-def cell_texts(body: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(body.decode())))
+from tests.support.csvtext import HAND_WRITTEN, cell_texts
+from tests.support.s3 import all_objects
 
 
 @pytest.fixture

@@ -18,8 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from s3grid import MasterStore
-from tests.test_aws_lambda import STAGING, stage
+from tests.support.events import STAGING, stage
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "lambda" / "Dockerfile"

@@ -19,6 +19,7 @@ from s3grid.diff import (
     row_sources,
     three_way_merge,
 )
+from tests.support.merge import reference_merge
 
 SCHEMA = pa.schema(
     [("tow", pa.int32()), ("net", pa.int32()), ("v", pa.float64()), ("s", pa.string())]
@@ -198,62 +199,6 @@ def test_merge_with_one_side_unchanged_is_the_other_side(
     assert r.table.schema == b.schema
 
 
-Row = tuple[object, ...]
-
-
-def _reference_merge(
-    base: dict[tuple[int, int], Row],
-    theirs: dict[tuple[int, int], Row],
-    mine: dict[tuple[int, int], Row],
-    choice: str,
-) -> tuple[dict[tuple[int, int], Row], int, int]:
-    """The merge rules row by row on plain dicts: the merged rows, the number of
-    conflicts, and of my changes applied without one.
-
-    Every conflict is resolved by ``choice``; unresolved, *theirs* stands.
-    """
-    merged, conflicts, auto = dict(theirs), 0, 0
-    for k in sorted(base.keys() | mine.keys()):
-        b, t, m = base.get(k), theirs.get(k), mine.get(k)
-        if m == b:
-            continue  # I did not touch this row
-        if m is None:  # I deleted it
-            if t == b:
-                del merged[k]
-                auto += 1
-            elif t is not None:
-                conflicts += 1  # they edited the row I deleted
-                if choice == MINE:
-                    del merged[k]
-            continue
-        if b is None:  # I added it
-            if t is None:
-                merged[k] = m
-                auto += 1
-            elif t != m:
-                conflicts += 1  # both added it, differently
-                if choice == MINE:
-                    merged[k] = m
-            continue
-        changed = [i for i in range(len(m)) if m[i] != b[i]]
-        if t is None:  # they deleted the row I edited: one conflict per cell
-            conflicts += len(changed)
-            if choice == MINE:
-                merged[k] = m
-            continue
-        row = list(t)
-        for i in changed:
-            if t[i] != b[i] and t[i] != m[i]:
-                conflicts += 1  # we both changed this cell, differently
-                if choice != MINE:
-                    continue
-            else:
-                auto += 1
-            row[i] = m[i]
-        merged[k] = tuple(row)
-    return merged, conflicts, auto
-
-
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(base=ROWS, theirs=ROWS, mine=ROWS, choice=st.sampled_from(["theirs", MINE]))
 def test_merge_follows_the_rules_row_by_row(
@@ -271,7 +216,7 @@ def test_merge_follows_the_rules_row_by_row(
     unresolved = three_way_merge(b, t, m, keys)
     resolved = three_way_merge(b, t, m, keys, {c.id: choice for c in unresolved.conflicts})
     for r, rule in ((unresolved, "theirs"), (resolved, choice)):
-        expected, conflicts, auto = _reference_merge(rows_b, rows_t, rows_m, rule)
+        expected, conflicts, auto = reference_merge(rows_b, rows_t, rows_m, rule)
         assert (len(r.conflicts), r.auto_merged) == (conflicts, auto)
         assert r.table.num_rows == len(expected)  # no row twice
         got = _rows_by_key(r.table)

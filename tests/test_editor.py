@@ -12,56 +12,8 @@ import s3grid.editor as editor_mod
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS, Editor, cell_text
 from s3grid.store import SaveResult
-from tests.conftest import all_objects
-
-
-class FrontEnd:
-    """Records what the kernel sends to the grid's front-end."""
-
-    def __init__(self, editor: Editor) -> None:
-        self.editor = editor
-        self.sent: list[dict[str, Any]] = []
-        editor.grid.comm.send = lambda data=None, **_: self.sent.append(data)
-
-    def type_into(self, grid_row: int, column: str, value: Any) -> None:
-        """What ipydatagrid's front-end sends when a user edits a cell."""
-        names = list(self.editor.grid.data.columns)
-        self.editor.grid._handle_custom_msg(
-            {
-                "event_type": "cell-changed",
-                "row": grid_row,
-                "column_index": names.index(column),
-                "value": value,
-            },
-            [],
-        )
-
-    def bounce(self) -> None:
-        """What ipydatagrid's front-end does with each value the kernel sets: it reports
-        it back as a cell edit."""
-        for data in list(self.sent):
-            c = data["content"]
-            self.editor.grid._handle_custom_msg(
-                {
-                    "event_type": "cell-changed",
-                    "row": c["row"],
-                    "column_index": c["column_index"],
-                    "value": c["value"],
-                },
-                [],
-            )
-        self.sent.clear()
-
-    def last_echo(self, column: str) -> dict[str, Any]:
-        """The last value the kernel pushed to the browser for a cell of ``column``."""
-        for data in reversed(self.sent):
-            content: dict[str, Any] = data["content"]
-            if content["event_type"] == "cell-changed" and content["column"] == column:
-                return content
-        raise AssertionError(f"nothing was sent for column {column!r}")
-
-    def shown(self, grid_row: int, column: str) -> Any:
-        return self.editor.grid.data.iloc[grid_row][column]
+from tests.support.frontend import FrontEnd
+from tests.support.s3 import all_objects
 
 
 def msg(editor: Editor) -> str:
@@ -563,7 +515,7 @@ def test_retarget_to_master_without_key_columns_is_reported(
 def test_lost_update_offers_the_merge(
     editor: Editor, fe: FrontEnd, master_store: MasterStore
 ) -> None:
-    from tests.test_commit import without_lock
+    from tests.support.locks import without_lock
 
     without_lock(editor.store)
     fe.type_into(1, "volume_filtered", 11.0)
@@ -586,7 +538,7 @@ def test_lost_update_offers_the_merge(
 def _lost_update_conflict(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> SaveResult:
     """I set row 5's max_depth to 600, a colleague saves it as 555, and my Save goes
     through a store that ignores IfMatch: a lost update, whose merge conflicts there."""
-    from tests.test_commit import without_lock
+    from tests.support.locks import without_lock
 
     without_lock(editor.store)
     fe.type_into(5, "max_depth", 600)

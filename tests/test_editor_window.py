@@ -28,8 +28,8 @@ from hypothesis.stateful import (
 
 from s3grid import MasterStore
 from s3grid.editor import STATUS, Editor, cell_text
-from tests.conftest import machine_settings
-from tests.test_editor import FrontEnd
+from tests.support.frontend import FrontEnd
+from tests.support.machines import machine_settings
 
 EDITABLE = ("volume_filtered", "net_size")
 FILTERS = ("", "tow == 2", "net > 1", "volume_filtered > 50", "tow < 3 and net != 0")

@@ -9,7 +9,7 @@ saves commit, and it must offer back what they overwrote.
 A model keeps, per editor, the version its session started from and the content it
 should hold, and the master's content. A stale save, a reload onto a newer master and
 a lost update are checked against the merge rules written out on plain dicts
-(``tests.test_diff._reference_merge``), not against s3grid's merge.
+(``tests.test_diff.reference_merge``), not against s3grid's merge.
 
 After every step:
 
@@ -43,9 +43,9 @@ from hypothesis.stateful import (
 from s3grid import MasterStore, S3GridConfig
 from s3grid.diff import MINE, THEIRS
 from s3grid.editor import Editor
-from tests.conftest import machine_settings
-from tests.test_commit import without_lock
-from tests.test_diff import _reference_merge
+from tests.support.locks import without_lock
+from tests.support.machines import machine_settings
+from tests.support.merge import reference_merge
 
 KEYS = ("tow", "net")
 SCHEMA = pa.schema(
@@ -166,7 +166,7 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
 
         def _merge(self, i: int, merge: Merge) -> None:
             """What a stale save, a reload onto a newer master or a lost update must do."""
-            _, conflicts, _ = _reference_merge(self.base[i], merge.theirs, self.mine[i], THEIRS)
+            _, conflicts, _ = reference_merge(self.base[i], merge.theirs, self.mine[i], THEIRS)
             if conflicts:
                 self.conflict[i] = merge
                 shown = self.editors[i].merge
@@ -175,7 +175,7 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
                 self._merged(i, merge, THEIRS)
 
         def _merged(self, i: int, merge: Merge, choice: str) -> None:
-            self.mine[i] = _reference_merge(self.base[i], merge.theirs, self.mine[i], choice)[0]
+            self.mine[i] = reference_merge(self.base[i], merge.theirs, self.mine[i], choice)[0]
             self.base[i], self.based_on[i] = dict(merge.onto), merge.version
             self.conflict[i] = None
 

@@ -21,9 +21,9 @@ import pytest
 from s3grid import MasterStore, SchemaError, bulk_edit
 from s3grid.editor import Editor
 from s3grid.flatten import flatten_to_table
-from tests.conftest import all_objects
 from tests.support.cells import assert_same_table, cells
-from tests.test_editor import FrontEnd
+from tests.support.frontend import FrontEnd
+from tests.support.s3 import all_objects
 
 NAN = math.nan
 
@@ -225,9 +225,9 @@ def test_nan_mask_answers_for_any_order_of_rows() -> None:
 
 
 def test_read_only_types_show_and_refuse_sorting_by_nested_values(store: MasterStore) -> None:
-    from tests.test_store import _every_kind_of_column
+    from tests.support.tables import every_kind_of_column
 
-    table = _every_kind_of_column()
+    table = every_kind_of_column()
     s = MasterStore(store.cfg, key_columns=("k",))
     s.create(table, note="every type")
     editor = Editor(s, page_size=10)

@@ -14,8 +14,8 @@ from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
 from s3grid.store import S3Bucket
-from tests.test_athena import FakeAthena
-from tests.test_aws_lambda import SCHEDULE, stage
+from tests.support.athena import FakeAthena
+from tests.support.events import SCHEDULE, stage
 
 
 def actions_of(op: str, kw: dict[str, Any], bucket: str) -> list[tuple[str, str]]:
@@ -209,7 +209,7 @@ def test_athena_policy_covers_exactly_what_the_athena_paths_do(
     from s3grid import bulk_edit, preview_bulk_edit
     from s3grid.athena import external_table_ddl, run
     from s3grid.iceberg import IcebergTable
-    from tests.test_bulk import SEED_SQL
+    from tests.support.seed import SEED_SQL
 
     used: list[tuple[str, str]] = []
     real_call = S3Bucket.call

@@ -13,7 +13,7 @@ import pytest
 from s3grid import ConflictError, MasterStore, ValidationError
 from s3grid.athena import AthenaEngine, QueryInfo
 from s3grid.iceberg import IcebergTable
-from tests.conftest import keys_under
+from tests.support.s3 import keys_under
 
 
 class RecordingEngine(AthenaEngine):
@@ -254,7 +254,7 @@ def test_an_iceberg_round_trip_on_the_athena_fake(
     engine: AthenaEngine, master_store: MasterStore, s3: Any, bucket: str
 ) -> None:
     from s3grid.athena import external_table_ddl
-    from tests.test_athena import FakeAthena
+    from tests.support.athena import FakeAthena
 
     s3.put_object(Bucket=bucket, Key="old/other.parquet", Body=b"not this master")
     fake = FakeAthena(engine, master_store, s3)

@@ -12,6 +12,8 @@ from nbclient import NotebookClient
 from s3grid import MasterStore, S3GridConfig
 from s3grid.sample import sample_master
 
+pytestmark = pytest.mark.notebook
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
@@ -68,7 +70,7 @@ def test_03_review_audits_diffs_and_restores(
 def test_02_bulk_edit_sql_applies_the_seed_recipe(
     cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_bulk import SEED_SQL, expected_seed_result
+    from tests.support.seed import SEED_SQL, expected_seed_result
 
     store = MasterStore(cfg)
     store.create(sample_master(30), note="seed")

@@ -13,17 +13,10 @@ from s3grid import MasterStore, S3GridConfig, bulk_edit
 from s3grid.athena import AthenaEngine
 from s3grid.cli import main
 from s3grid.promote import MANIFEST_NAME, RunManifest, read_manifest, write_manifest
-from tests.conftest import all_objects, keys_under
-from tests.test_athena import FakeAthena
-from tests.test_aws_lambda import (
-    SCHEDULE,
-    STAGING,
-    athena_event,
-    stage,
-    started_query,
-    unload_into,
-)
-from tests.test_bulk import SEED_SQL
+from tests.support.athena import FakeAthena
+from tests.support.events import SCHEDULE, STAGING, athena_event, stage, started_query, unload_into
+from tests.support.s3 import all_objects, keys_under
+from tests.support.seed import SEED_SQL
 
 
 @pytest.fixture

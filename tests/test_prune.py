@@ -9,7 +9,7 @@ import pytest
 from s3grid import MasterStore
 from s3grid.cli import main
 from s3grid.prune import plan_prune, prune
-from tests.conftest import all_objects, keys_under
+from tests.support.s3 import all_objects, keys_under
 
 
 @pytest.fixture

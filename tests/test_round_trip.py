@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from s3grid import MasterStore, S3GridConfig
 from tests.support.cells import assert_same_table
 
+pytestmark = pytest.mark.slow
+
 _masters = itertools.count()
 
 _FLOATS = st.one_of(

@@ -12,13 +12,16 @@ import itertools
 from typing import Any
 
 import boto3
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from s3grid import ConflictError, MasterStore, S3GridConfig
 from s3grid.prune import prune
 from s3grid.sample import sample_master
-from tests.conftest import machine_settings
+from tests.support.machines import machine_settings
+
+pytestmark = pytest.mark.slow
 
 CLIENTS = 3
 _numbers = itertools.count()

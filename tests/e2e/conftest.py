@@ -7,6 +7,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -72,6 +73,14 @@ def lab(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
         }
     )
     env.pop("AWS_PROFILE", None)
+    # Warm up first: in a fresh clone nothing is compiled to bytecode yet, and the first
+    # kernel would spend its first minute on that while the browser test waits for it.
+    # The kernel's imports, run once here to the end, leave every module compiled.
+    subprocess.run(
+        [sys.executable, "-c", "import ipykernel.kernelapp, s3grid.editor, s3grid.sample"],
+        check=True,
+        env=env,
+    )
     cmd = lab_command(port=port, root=root, token=token)
     log = open(root / "jupyter.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -15,6 +15,8 @@ from s3grid.editor import cell_text
 from s3grid.sample import sample_master
 from tests.e2e.conftest import E2E_BUCKET, Lab
 
+pytestmark = pytest.mark.e2e
+
 ROW_HEADER = 64  # ipydatagrid defaults: base_row_header_size, base_column_size, row size
 COL_WIDTH = 64
 ROW_HEIGHT = 20
