@@ -24,7 +24,8 @@ from s3grid.errors import (
     ValidationError,
     VersioningError,
 )
-from s3grid.store import Master, MasterStore, Repair, SaveResult, VersionInfo
+from s3grid.model import Master, Repair, SaveResult, VersionInfo
+from s3grid.store import MasterStore
 
 if TYPE_CHECKING:
     from s3grid.editor import Editor

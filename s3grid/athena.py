@@ -100,7 +100,7 @@ def glue_type(type_: pa.DataType) -> str:
     raise SchemaError(f"Arrow type {type_} has no exact Athena/Glue type; cast it first.")
 
 
-def _columns(schema: pa.Schema, type_of: Callable[[pa.DataType], str] = glue_type) -> str:
+def column_list(schema: pa.Schema, type_of: Callable[[pa.DataType], str] = glue_type) -> str:
     return ",\n  ".join(
         f"`{check_identifier(f.name, what='column name')}` {type_of(f.type)}" for f in schema
     )
@@ -137,14 +137,14 @@ def external_table_ddl(
             raise ValidationError("Give the location of the table's folder.")
         location = _master_location(store.cfg)
     check_location(location)
-    table = _qualified(name, database, quote="`")
+    table = qualified_name(name, database, quote="`")
     if csv is None:
         csv = getattr(getattr(store, "cfg", None), "file_format", "parquet") == "csv"
     create = "CREATE EXTERNAL TABLE IF NOT EXISTS" if if_not_exists else "CREATE EXTERNAL TABLE"
     if not csv:
-        columns = _columns(schema)
+        columns = column_list(schema)
         return f"{create} {table} (\n  {columns}\n)\nSTORED AS PARQUET\nLOCATION '{location}'"
-    columns = _columns(schema, lambda _: "string")
+    columns = column_list(schema, lambda _: "string")
     return (
         f"{create} {table} (\n  {columns}\n)\n"
         "ROW FORMAT SERDE 'org.apache.hadoop.hive.serde2.OpenCSVSerde'\n"
@@ -155,7 +155,7 @@ def external_table_ddl(
     )
 
 
-def _qualified(name: str, database: str | None, *, quote: str = '"') -> str:
+def qualified_name(name: str, database: str | None, *, quote: str = '"') -> str:
     check_identifier(name, what="table name")
     q = f"{quote}{name}{quote}"
     if database:
@@ -180,7 +180,7 @@ def ctas_sql(
         options = (
             f"format = 'PARQUET', write_compression = 'SNAPPY', external_location = '{location}'"
         )
-    return f"CREATE TABLE {_qualified(table, database)}\nWITH ({options})\nAS\n{select}"
+    return f"CREATE TABLE {qualified_name(table, database)}\nWITH ({options})\nAS\n{select}"
 
 
 def unload_sql(select_sql: str, *, location: str) -> str:
@@ -194,7 +194,7 @@ def unload_sql(select_sql: str, *, location: str) -> str:
 
 def drop_table_sql(table: str, database: str | None = None) -> str:
     """``DROP TABLE IF EXISTS`` (Hive DDL, backticks): metadata only for external tables."""
-    return f"DROP TABLE IF EXISTS {_qualified(table, database, quote='`')}"
+    return f"DROP TABLE IF EXISTS {qualified_name(table, database, quote='`')}"
 
 
 def sql_literal(value: Any) -> str:
@@ -579,7 +579,7 @@ def merge_statements(
     on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     sets = ", ".join(f'"{c}" = s."{c}"' for c in cols if c not in keys)
     values = ", ".join(f's."{c}"' for c in cols)
-    head = f"MERGE INTO {_qualified(table, database)} t\nUSING (VALUES\n    "
+    head = f"MERGE INTO {qualified_name(table, database)} t\nUSING (VALUES\n    "
     tail = (
         f"\n) AS s ({col_list})\nON {on}\n"
         f"WHEN MATCHED THEN UPDATE SET {sets}\n"

@@ -19,8 +19,9 @@ import pyarrow.csv as pacsv
 from s3grid.diff import TableDiff, diff_tables
 from s3grid.errors import S3GridError, SchemaError, ValidationError
 from s3grid.localsql import DuckDBEngine
+from s3grid.model import Master, SaveResult
 from s3grid.schema import coerce_table
-from s3grid.store import Master, MasterStore, SaveResult
+from s3grid.store import MasterStore
 
 __all__ = ["BulkPreview", "Engine", "bulk_edit", "export_csv", "preview_bulk_edit"]
 

@@ -30,8 +30,9 @@ from s3grid.diff import (
 )
 from s3grid.errors import ConflictError, LostUpdateError, S3GridError, StoreUnavailableError
 from s3grid.gridpatch import GridPatch
+from s3grid.model import Master
 from s3grid.session import ROW_ID, EditSession
-from s3grid.store import Master, MasterStore
+from s3grid.store import MasterStore
 
 __all__ = ["Editor"]
 

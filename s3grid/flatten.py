@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
 from s3grid.formats import PARQUET_WRITE_OPTIONS
+from s3grid.s3 import SeekableReader
 from s3grid.schema import coerce_table, with_master_case
-from s3grid.store import SeekableReader
 
 __all__ = [
     "FlattenResult",
@@ -52,13 +52,7 @@ class _RangedObject(SeekableReader):
         self._key = key
 
     def _read_range(self, start: int, n: int) -> Any:
-        resp = self._bucket.call(
-            "get_object",
-            what=f"GET {self._bucket.url(self._key)}",
-            Key=self._key,
-            Range=f"bytes={start}-{start + n - 1}",
-        )
-        return resp["Body"].read()
+        return self._bucket.get_range(self._key, start, n)
 
 
 def list_parts(bucket: Any, prefix: str) -> tuple[list[tuple[str, int]], list[str]]:
@@ -190,12 +184,7 @@ def empty_prefix(bucket: Any, prefix: str) -> int:
     if not prefix.endswith("/"):
         raise ValidationError(f"Prefix {prefix!r} must end with '/' (a folder of part files).")
     keys = [o["Key"] for o in bucket.list_objects(prefix)]
-    for i in range(0, len(keys), 1000):
-        bucket.call(
-            "delete_objects",
-            what=f"DELETE {bucket.url(prefix)}*",
-            Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
-        )
+    bucket.delete_many(keys, what=f"DELETE {bucket.url(prefix)}*")
     return len(keys)
 
 

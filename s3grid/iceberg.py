@@ -18,12 +18,12 @@ import pyarrow as pa
 from s3grid.athena import (
     AthenaEngine,
     QueryInfo,
-    _columns,
-    _qualified,
     check_millisecond_timestamps,
+    column_list,
     drop_table_sql,
     glue_type,
     merge_statements,
+    qualified_name,
     run,
     sql_literal,
     unload_sql,
@@ -31,9 +31,10 @@ from s3grid.athena import (
 from s3grid.errors import MasterNotFoundError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix
 from s3grid.layout import iceberg_seed_key, new_run_id
+from s3grid.model import SaveResult
 from s3grid.promote import RunManifest, promote, write_manifest
 from s3grid.sqlcheck import check_identifier, check_location, check_one_statement
-from s3grid.store import MasterStore, SaveResult
+from s3grid.store import MasterStore
 
 __all__ = ["IcebergTable", "iceberg_type"]
 
@@ -81,7 +82,7 @@ class IcebergTable:
         self.engine = engine
         self.name = check_identifier(name, what="table name")
         self.database = database or engine.database
-        self.table = _qualified(name, self.database)
+        self.table = qualified_name(name, self.database)
 
     # ------------------------------------------------------------------- SQL
 
@@ -89,15 +90,17 @@ class IcebergTable:
         """``CREATE TABLE ... TBLPROPERTIES ('table_type'='ICEBERG')`` from a master schema."""
         check_location(location)
         return (
-            f"CREATE TABLE {_qualified(self.name, self.database, quote='`')} (\n"
-            f"  {_columns(schema, iceberg_type)}\n)\nLOCATION '{location}'\n"
+            f"CREATE TABLE {qualified_name(self.name, self.database, quote='`')} (\n"
+            f"  {column_list(schema, iceberg_type)}\n)\nLOCATION '{location}'\n"
             "TBLPROPERTIES ('table_type'='ICEBERG', 'format'='parquet', "
             "'write_compression'='snappy')"
         )
 
     def load_sql(self, source_table: str) -> str:
         """``INSERT INTO <iceberg> SELECT * FROM <source>`` (e.g. the master's table)."""
-        return f"INSERT INTO {self.table}\nSELECT * FROM {_qualified(source_table, self.database)}"
+        return (
+            f"INSERT INTO {self.table}\nSELECT * FROM {qualified_name(source_table, self.database)}"
+        )
 
     def update_sql(self, assignments: Mapping[str, Any], where: str) -> str:
         """``UPDATE <t> SET col = <literal>, ... WHERE <predicate>``."""

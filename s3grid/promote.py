@@ -26,7 +26,8 @@ from s3grid.audit import format_timestamp, parse_timestamp
 from s3grid.errors import ConflictError, MasterNotFoundError, S3GridError, ValidationError
 from s3grid.flatten import FlattenResult, empty_prefix, flatten_to_table
 from s3grid.layout import is_run_prefix, new_run_id
-from s3grid.store import Master, MasterStore, SaveResult
+from s3grid.model import Master, SaveResult
+from s3grid.store import MasterStore
 
 __all__ = [
     "MANIFEST_NAME",

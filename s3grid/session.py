@@ -30,6 +30,7 @@ from s3grid.diff import (
     values_equal,
 )
 from s3grid.errors import ValidationError
+from s3grid.model import Master
 from s3grid.schema import (
     coerce_series,
     coerce_table,
@@ -41,7 +42,6 @@ from s3grid.schema import (
     to_pandas,
     viewable,
 )
-from s3grid.store import Master
 
 __all__ = ["ROW_ID", "EditSession", "Window"]
 
@@ -80,7 +80,7 @@ class Window:
 
 
 class EditSession:
-    """Pending edits over one loaded :class:`~s3grid.store.Master`.
+    """Pending edits over one loaded :class:`~s3grid.model.Master`.
 
     Args:
         master: the loaded version (the base of every edit).

@@ -11,7 +11,7 @@ import pytest
 import s3grid.editor as editor_mod
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS, Editor, cell_text
-from s3grid.store import SaveResult
+from s3grid.model import SaveResult
 from tests.support.frontend import FrontEnd
 from tests.support.s3 import all_objects
 

@@ -14,7 +14,7 @@ from s3grid.errors import (
     StoreUnavailableError,
     translate,
 )
-from s3grid.store import S3Bucket
+from s3grid.s3 import S3Bucket
 
 
 def client_error(code: str, status: int) -> ClientError:

@@ -210,8 +210,8 @@ def test_a_float32_cell_shows_and_echoes_at_its_own_precision(nan_store: MasterS
 
 
 def test_nan_mask_answers_for_any_order_of_rows() -> None:
+    from s3grid.model import Master
     from s3grid.session import EditSession
-    from s3grid.store import Master
 
     s = EditSession(Master(table=MASTER, version_id="v", etag='"e"', key="k"), key_columns=("k",))
     s.set_cell(1, "f", "nan")  # 1.0 -> NaN

@@ -13,7 +13,7 @@ from s3grid import ConflictError, MasterStore, S3GridConfig
 from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
-from s3grid.store import S3Bucket
+from s3grid.s3 import S3Bucket
 from tests.support.athena import FakeAthena
 from tests.support.events import SCHEDULE, stage
 

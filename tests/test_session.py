@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from s3grid.diff import diff_tables
 from s3grid.errors import SchemaError, ValidationError
+from s3grid.model import Master
 from s3grid.sample import sample_master
 from s3grid.session import EditSession
-from s3grid.store import Master
 from tests.support.cells import assert_same_table
 
 

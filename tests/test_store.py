@@ -30,9 +30,9 @@ from s3grid import (
     export_csv,
 )
 from s3grid.cli import main
+from s3grid.commit import SaveMetadata
 from s3grid.prune import prune
 from s3grid.sample import sample_master
-from s3grid.store import SaveMetadata
 from tests.support.cells import assert_same_table
 from tests.support.s3 import all_objects, keys_under
 from tests.support.tables import every_kind_of_column
@@ -289,12 +289,12 @@ def test_bad_notes_refused(
     ),
 )
 def test_a_note_cut_for_metadata_ends_on_a_whole_character(shift: int, tail: list[str]) -> None:
-    from s3grid.store import _NOTE_METADATA_BYTES, _metadata_note
+    from s3grid.commit import NOTE_METADATA_BYTES, metadata_note
 
     clusters = ["a"] * shift + tail
     note = "".join(clusters)
-    encoded, truncated = _metadata_note(note)
-    assert len(encoded) <= _NOTE_METADATA_BYTES
+    encoded, truncated = metadata_note(note)
+    assert len(encoded) <= NOTE_METADATA_BYTES
     assert encoded.isascii()
     cut = unquote(encoded, errors="strict")
     assert truncated == (cut != note)
@@ -302,7 +302,7 @@ def test_a_note_cut_for_metadata_ends_on_a_whole_character(shift: int, tail: lis
     whole = [i for i in range(len(clusters) + 1) if "".join(clusters[:i]) == cut]
     assert whole, (note, cut)
     if truncated:  # and it is the longest such prefix that fits
-        assert len(quote("".join(clusters[: whole[0] + 1]), safe="")) > _NOTE_METADATA_BYTES
+        assert len(quote("".join(clusters[: whole[0] + 1]), safe="")) > NOTE_METADATA_BYTES
 
 
 def test_non_parquet_master(store: MasterStore, s3: Any, bucket: str) -> None:
@@ -533,7 +533,7 @@ def test_unknown_source_refused(master_store: MasterStore) -> None:
 def test_save_ids_sort_by_time_within_a_second() -> None:
     from datetime import UTC, datetime
 
-    from s3grid.store import new_save_id
+    from s3grid.commit import new_save_id
 
     early = new_save_id(datetime(2024, 5, 1, 12, 0, 0, 1_000, tzinfo=UTC))
     late = new_save_id(datetime(2024, 5, 1, 12, 0, 0, 999_000, tzinfo=UTC))
@@ -544,9 +544,9 @@ def test_save_ids_sort_by_time_within_a_second() -> None:
 def test_large_transfers_stream_with_progress(
     master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import s3grid.store
+    import s3grid.s3
 
-    monkeypatch.setattr(s3grid.store, "PROGRESS_BYTES", 1)  # every transfer is "large"
+    monkeypatch.setattr(s3grid.s3, "PROGRESS_BYTES", 1)  # every transfer is "large"
     m = master_store.load()
     df = edit_volume(m.to_pandas(), 2, 2.75)
     res = master_store.save(df, base=m, note="chunked")
@@ -565,10 +565,10 @@ def _in_parts(store: MasterStore) -> MasterStore:
 def test_multipart_save_commits_with_a_conditional_complete(
     master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import s3grid.store
+    import s3grid.s3
 
-    monkeypatch.setattr(s3grid.store, "PART_BYTES", 5 * 1024**2)  # S3's smallest part
-    monkeypatch.setattr(s3grid.store, "PROGRESS_BYTES", 1)
+    monkeypatch.setattr(s3grid.s3, "PART_BYTES", 5 * 1024**2)  # S3's smallest part
+    monkeypatch.setattr(s3grid.s3, "PROGRESS_BYTES", 1)
     store = _in_parts(master_store)
     sent: list[dict[str, Any]] = []
     store.bucket.client.meta.events.register(
@@ -629,9 +629,9 @@ def test_failed_part_aborts_the_upload_and_writes_nothing(
 def test_over_single_put_limit_refused(
     master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import s3grid.store
+    import s3grid.s3
 
-    monkeypatch.setattr(s3grid.store, "MAX_SINGLE_PUT", 1000)
+    monkeypatch.setattr(s3grid.s3, "MAX_SINGLE_PUT", 1000)
     m = master_store.load()
     before = all_objects(s3, bucket)
     with pytest.raises(ValidationError, match="over 5 GB"):

@@ -270,8 +270,8 @@ def test_save_shows_its_progress_in_the_editor(page: Any, lab: Lab, e2e_store: M
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "import s3grid.store\n"
-            "s3grid.store.PROGRESS_BYTES = 1\n"
+            "import s3grid.s3\n"
+            "s3grid.s3.PROGRESS_BYTES = 1\n"
             "from s3grid import Editor\n"
             "editor = Editor.from_env()\n"
             "editor"

@@ -1,0 +1,243 @@
+"""What every save writes and checks: its S3 metadata, its precondition, its note.
+
+:class:`SaveMetadata` is everything a version carries about the save that wrote it (so
+reconcile can rebuild its snapshot and audit from the version alone); :class:`ExpectEtag`
+is the commit's precondition, turned into request conditions and checked against a
+HEAD. Pure: no I/O (the commit itself is :meth:`s3grid.store.MasterStore._commit`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from s3grid.audit import format_timestamp, parse_timestamp
+from s3grid.diff import (
+    ChangeCounts,
+)
+from s3grid.errors import (
+    ConflictError,
+    ValidationError,
+)
+
+__all__ = [
+    "MAX_NOTE_CHARS",
+    "ExpectEtag",
+    "SaveMetadata",
+    "check_note",
+    "current_user",
+    "metadata_note",
+    "new_save_id",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_NOTE_CHARS = 1000
+# S3 limits user metadata to 2 KB in total; the note gets what the other fields leave.
+NOTE_METADATA_BYTES = 1200
+_META = "s3grid-"
+# S3 keeps 2 KB of user metadata per object: the CSV types' share comes off the note's.
+TYPES_METADATA_BYTES = 900
+
+
+@dataclass(frozen=True)
+class SaveMetadata:
+    """The s3grid metadata carried by every master version s3grid writes.
+
+    It is everything reconcile needs to rebuild the snapshot and audit keys and the
+    audit record, so a repair never depends on anything but the version itself.
+    """
+
+    save_id: str
+    saved_at: datetime
+    user: str
+    source: str
+    note: str
+    base_version: str | None
+    base_etag: str | None
+    row_count: int
+    column_count: int
+    changes: ChangeCounts = field(default_factory=ChangeCounts)
+    note_truncated: bool = False
+    column_types: str = ""  # a CSV master's declared types (formats.csv_types_text)
+
+    def to_s3(self) -> dict[str, str]:
+        """As S3 user metadata (ASCII only, so text is percent-encoded)."""
+        note, truncated = metadata_note(
+            self.note, limit=NOTE_METADATA_BYTES - len(self.column_types)
+        )
+        c = self.changes
+        return {
+            f"{_META}save-id": self.save_id,
+            f"{_META}saved-at": format_timestamp(self.saved_at),
+            f"{_META}user": quote(self.user, safe=""),
+            f"{_META}source": self.source,
+            f"{_META}note": note,
+            f"{_META}note-truncated": "1" if truncated else "0",
+            f"{_META}base-version": self.base_version or "",
+            f"{_META}base-etag": self.base_etag or "",
+            f"{_META}shape": f"{self.row_count}x{self.column_count}",
+            f"{_META}changes": f"{c.cells_changed},{c.rows_added},{c.rows_deleted}",
+            **({f"{_META}types": self.column_types} if self.column_types else {}),
+        }
+
+    @classmethod
+    def from_s3(cls, metadata: dict[str, str]) -> SaveMetadata | None:
+        """Parse S3 user metadata; None when the version was not written by s3grid."""
+        m = {k.lower(): v for k, v in metadata.items()}
+        save_id = m.get(f"{_META}save-id")
+        if not save_id:
+            return None
+        try:
+            rows, cols = (int(x) for x in m.get(f"{_META}shape", "0x0").split("x"))
+            cells, added, deleted = (int(x) for x in m.get(f"{_META}changes", "0,0,0").split(","))
+            return cls(
+                save_id=save_id,
+                saved_at=parse_timestamp(m[f"{_META}saved-at"]),
+                user=unquote(m.get(f"{_META}user", "")),
+                source=m.get(f"{_META}source", "editor"),
+                note=unquote(m.get(f"{_META}note", "")),
+                base_version=m.get(f"{_META}base-version") or None,
+                base_etag=m.get(f"{_META}base-etag") or None,
+                row_count=rows,
+                column_count=cols,
+                changes=ChangeCounts(cells, added, deleted),
+                note_truncated=m.get(f"{_META}note-truncated") == "1",
+                column_types=m.get(f"{_META}types", ""),
+            )
+        except (KeyError, ValueError):
+            log.warning("ignoring malformed s3grid metadata: %r", metadata)
+            return None
+
+
+@dataclass(frozen=True)
+class ExpectEtag:
+    """The commit's precondition: the master is still the version the caller loaded.
+
+    ``etag=None`` means "the master must not exist yet" (a first save). Pure: it turns
+    into request conditions and validates a HEAD result, but does no I/O itself.
+    """
+
+    etag: str | None
+    version_id: str | None = None
+
+    def conditions(self) -> dict[str, str]:
+        """The ``put_object`` condition arguments for this expectation."""
+        return {"IfMatch": self.etag} if self.etag else {"IfNoneMatch": "*"}
+
+    def holds(self, current: dict[str, Any] | None) -> bool:
+        """Whether a HEAD response (None: no object) satisfies the expectation."""
+        if self.etag is None:
+            return current is None
+        return current is not None and current.get("ETag") == self.etag
+
+    def validate(self, current: dict[str, Any] | None, *, key: str) -> None:
+        """Raise :class:`ConflictError` unless ``current`` is the expected version."""
+        if self.holds(current):
+            return
+        meta = SaveMetadata.from_s3(current.get("Metadata", {})) if current else None
+        if self.etag is None:
+            what = f"{key} already exists (version {current and current.get('VersionId')})"
+        elif current is None:
+            what = f"{key} was deleted since you loaded it"
+        else:
+            who = f" by {meta.user} at {format_timestamp(meta.saved_at)}" if meta else ""
+            what = (
+                f"{key} was changed{who} since you loaded version {self.version_id}; "
+                f"it is now version {current.get('VersionId')}"
+            )
+        raise ConflictError(
+            f"Conflict: {what}. Nothing was written. Reload (or merge your edits onto the "
+            "new version) and save again.",
+            key=key,
+            base_version=self.version_id,
+            base_etag=self.etag,
+            current_version=current.get("VersionId") if current else None,
+            current_etag=current.get("ETag") if current else None,
+            saved_by=meta.user if meta else None,
+            saved_at=format_timestamp(meta.saved_at) if meta else None,
+            current_note=meta.note if meta else None,
+        )
+
+
+def metadata_note(note: str, limit: int = NOTE_METADATA_BYTES) -> tuple[str, bool]:
+    """The note percent-encoded for metadata, cut to fit between whole characters.
+
+    A cut never splits a character's bytes, nor a character from the accents, joiners
+    and variation selectors that follow it. Returns ``(encoded, truncated)``.
+    """
+    encoded = quote(note, safe="")
+    if len(encoded) <= limit:
+        return encoded, False
+    end, size = 0, 0
+    for ch in note:
+        size += len(quote(ch, safe=""))
+        if size > limit:
+            break
+        end += 1
+    while end > 0 and _joins_previous(note, end):
+        end -= 1
+    return quote(note[:end], safe=""), True
+
+
+def _joins_previous(text: str, i: int) -> bool:
+    """Whether ``text[i]`` belongs to the character before it (a mark, a joiner)."""
+    ch = text[i]
+    return (
+        unicodedata.category(ch).startswith("M")
+        or ch in "\u200d\ufe0e\ufe0f"
+        or text[i - 1] == "\u200d"
+        or 0x1F3FB <= ord(ch) <= 0x1F3FF  # skin-tone modifiers
+    )
+
+
+def new_save_id(saved_at: datetime) -> str:
+    """16 hex digits: the microsecond (5 digits), then 11 random ones.
+
+    Keys carry only whole seconds; leading with the microsecond makes saves within one
+    second sort by time too.
+    """
+    return f"{saved_at.microsecond:05x}{uuid.uuid4().hex[:11]}"
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in some containers
+        return "unknown"
+
+
+def check_note(note: str) -> str:
+    """Validate a save note: any Unicode and newlines, but bounded and without control codes.
+
+    Raises:
+        ValidationError: the note is too long or holds control characters.
+    """
+    if not isinstance(note, str):
+        raise ValidationError(f"The note must be text, got {type(note).__name__}.")
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValidationError(
+            f"The note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}. "
+            "Shorten it (link to a longer description instead)."
+        )
+    surrogates = sorted({f"U+{ord(ch):04X}" for ch in note if unicodedata.category(ch) == "Cs"})
+    if surrogates:
+        raise ValidationError(
+            f"The note contains {', '.join(surrogates)}, half of a character that cannot be "
+            "stored as text (often from a broken copy and paste); retype that part."
+        )
+    bad = sorted(
+        {f"U+{ord(ch):04X}" for ch in note if unicodedata.category(ch) == "Cc" and ch not in "\n\t"}
+    )
+    if bad:
+        raise ValidationError(
+            f"The note contains control characters {', '.join(bad)}; remove them "
+            "(newlines and tabs are fine)."
+        )
+    return note

@@ -1,0 +1,542 @@
+"""The one way s3grid talks to S3: :class:`S3Bucket`.
+
+Every request goes through :meth:`S3Bucket.call`, which retries transient failures,
+checks that a response is complete, refuses writes to an unversioned bucket, and
+translates botocore errors into :mod:`s3grid.errors`. Large bodies go in ranges and
+parts, with progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.parsers import ResponseParserError
+
+from s3grid.config import S3GridConfig
+from s3grid.errors import (
+    AccessDeniedError,
+    ConfigError,
+    ConflictError,
+    IncompleteResponseError,
+    MasterNotFoundError,
+    S3GridError,
+    ValidationError,
+    VersioningError,
+    is_transient,
+    translate,
+)
+
+__all__ = ["MAX_SINGLE_PUT", "PROGRESS_BYTES", "S3Bucket", "SeekableReader"]
+
+log = logging.getLogger(__name__)
+
+# S3's limit for one PUT and for one CopyObject. The save's snapshot is a server-side
+# copy, so this is the largest master a save can write (Parquet of ~150M rows of 13
+# columns); over it a copy would need a multipart copy, with other ETags.
+MAX_SINGLE_PUT = 5 * 1024**3
+PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
+PART_BYTES = 16 * 1024**2  # multipart part size (S3: at least 5 MiB, at most 10,000 parts)
+PART_THREADS = 4  # parts in flight at once: S3 gives each connection its own bandwidth
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+class _ProgressReader(io.BytesIO):
+    """The body of a PUT that reports how far the upload got.
+
+    botocore reads the body once for the checksum and again to send it; the bar shows
+    the furthest position reached, so it never counts twice.
+    """
+
+    def __init__(self, data: bytes, bar: Any) -> None:
+        super().__init__(data)
+        self._bar = bar
+        self._furthest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        pos = self.tell()
+        if pos > self._furthest:
+            self._bar.update(pos - self._furthest)
+            self._furthest = pos
+        return chunk
+
+
+class SeekableReader(io.RawIOBase):
+    """A read-only, seekable file of ``size`` bytes; subclasses say how to read a range.
+
+    botocore rewinds a body to resend it; pyarrow seeks to a Parquet footer, then to
+    each column chunk.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+        self._pos = 0
+
+    def _read_range(self, start: int, n: int) -> Any:
+        """Up to ``n`` bytes from ``start`` (bytes-like)."""
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._read_range(self._pos, n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class _PartReader(SeekableReader):
+    """One part of a body, read in place: no copy of the part while it uploads."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__(len(view))
+        self._view = view
+
+    def _read_range(self, start: int, n: int) -> Any:
+        return self._view[start : start + n]
+
+
+def _part_size(total: int) -> int:
+    """Bytes per part of a multipart upload of ``total`` bytes (S3 allows 10,000 parts)."""
+    return max(PART_BYTES, -(-total // 10_000))
+
+
+# Requests that write into the bucket: refused unless it keeps every version.
+_WRITE_OPS = frozenset(
+    {
+        "put_object",
+        "copy_object",
+        "delete_object",
+        "delete_objects",
+        "create_multipart_upload",
+        "upload_part",
+        "complete_multipart_upload",
+    }
+)
+
+
+# What a successful answer always carries; without it, the answer was cut short.
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "get_object": ("ETag",),
+    "head_object": ("ETag",),
+    "put_object": ("ETag",),
+    "upload_part": ("ETag",),
+    "complete_multipart_upload": ("ETag",),
+    "copy_object": ("CopyObjectResult.ETag",),
+}
+
+
+class S3Bucket:
+    """The one chokepoint for S3 calls: retries with backoff, errors translated.
+
+    Botocore's own retries are switched off so that this class alone decides what is
+    safe to send twice; a conditional PUT that may have landed is never blindly resent.
+    """
+
+    def __init__(self, cfg: S3GridConfig, client: Any = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.bucket
+        self._client = client if client is not None else self._make_client(cfg)
+        # Seen "Enabled": the writes of one save need not ask again (each save asks
+        # afresh, as versioning can be suspended at any time).
+        self._versioned = False
+
+    @staticmethod
+    def _make_client(cfg: S3GridConfig) -> Any:
+        try:
+            session = boto3.session.Session(profile_name=cfg.profile, region_name=cfg.region)
+        except ProfileNotFound as exc:
+            raise ConfigError(
+                f"AWS profile {cfg.profile!r} not found; check AWS_PROFILE or --profile."
+            ) from exc
+        config = Config(
+            # One attempt: botocore's "max_attempts" counts retries (1 is two sends);
+            # "total_max_attempts" counts sends. S3Bucket.call decides what is resent.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+            # Custom endpoints (moto, MinIO, Ceph) rarely serve virtual-hosted buckets.
+            s3={"addressing_style": "path"} if cfg.endpoint_url else None,
+        )
+        return session.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+
+    @property
+    def client(self) -> Any:
+        """The underlying boto3 client (for tests and advanced use)."""
+        return self._client
+
+    def url(self, key: str, version_id: str | None = None) -> str:
+        """``s3://bucket/key`` (with ``?versionId=`` when given), for messages."""
+        suffix = f"?versionId={version_id}" if version_id else ""
+        return f"s3://{self.name}/{key}{suffix}"
+
+    def call(self, op: str, *, what: str, retry: bool = True, **kwargs: Any) -> Any:
+        """Run one boto3 S3 operation.
+
+        Args:
+            op: the boto3 method name (``"get_object"``).
+            what: a short description for error messages.
+            retry: retry transient failures; False sends exactly once.
+            **kwargs: the operation's parameters (``Bucket`` is filled in).
+
+        Raises:
+            S3GridError: the translated failure, with the botocore error as ``__cause__``.
+        """
+        kwargs.setdefault("Bucket", self.name)
+        if op in _WRITE_OPS and kwargs["Bucket"] == self.name and not self._versioned:
+            self.require_versioning()
+        attempts = self.cfg.max_attempts if retry else 1
+        rewind = getattr(kwargs.get("Body"), "seek", None)
+        for attempt in range(1, attempts + 1):
+            if rewind is not None:
+                rewind(0)  # a retry must send the whole body again
+            try:
+                try:
+                    resp = getattr(self._client, op)(**kwargs)
+                except ResponseParserError as exc:  # a body cut short; not a BotoCoreError
+                    raise IncompleteResponseError(operation=op, missing=str(exc)) from exc
+                self._check_complete(op, resp)
+                return resp
+            except (ClientError, BotoCoreError) as exc:
+                if attempt < attempts and is_transient(exc):
+                    delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                    log.info("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
+                    time.sleep(delay)
+                    continue
+                raise translate(exc, what=what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_complete(self, op: str, resp: Any) -> None:
+        """Refuse a success whose headers were cut short (it could pass for a missing ETag
+        or a version "null"): the caller treats it like a timeout and settles it."""
+        fields = _REQUIRED_FIELDS.get(op, ())
+        if self._versioned and op in ("put_object", "complete_multipart_upload", "copy_object"):
+            fields = (*fields, "VersionId")  # a versioned bucket names every new version
+        missing = []
+        for path in fields:
+            value = resp
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value in (None, ""):
+                missing.append(path)
+        if missing:
+            raise IncompleteResponseError(operation=op, missing="no " + ", ".join(missing))
+
+    def versioning(self) -> str:
+        """The bucket's versioning status: ``"Enabled"``, ``"Suspended"`` or ``"Off"``."""
+        resp = self.call("get_bucket_versioning", what=f"GET VERSIONING s3://{self.name}")
+        status = str(resp.get("Status") or "Off")
+        self._versioned = status == "Enabled"
+        return status
+
+    def versioning_problem(self, *, fresh: bool = False) -> str | None:
+        """Why s3grid may not write to this bucket, or None when versioning is on.
+
+        ``fresh`` asks S3 even if versioning was seen on before (it can be suspended).
+        """
+        if self._versioned and not fresh:
+            return None
+        try:
+            status = self.versioning()
+        except AccessDeniedError as exc:
+            return (
+                f"s3grid could not check that bucket {self.name!r} keeps versions ({exc}). "
+                "Grant s3:GetBucketVersioning on the bucket (`s3grid` README, IAM policy)."
+            )
+        if status == "Enabled":
+            return None
+        endpoint = f" --endpoint-url {self.cfg.endpoint_url}" if self.cfg.endpoint_url else ""
+        return (
+            f"Bucket {self.name!r} has versioning {status.lower()}: a save would overwrite "
+            "the only copy of the master, and snapshots would copy nothing. Turn it on with "
+            f"`aws s3api put-bucket-versioning --bucket {self.name} "
+            f"--versioning-configuration Status=Enabled{endpoint}`, then retry."
+        )
+
+    def require_versioning(self, *, fresh: bool = False) -> None:
+        """Refuse to write unless the bucket keeps every version (asked once per bucket
+        object, or now with ``fresh``: each save asks, as a bucket can be suspended).
+
+        Raises:
+            VersioningError: versioning is off or suspended, or cannot be checked.
+        """
+        problem = self.versioning_problem(fresh=fresh)
+        if problem is not None:
+            raise VersioningError(problem)
+
+    def get(self, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
+        """GET an object; the body and the response (ETag, VersionId, Metadata)."""
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        what = f"GET {self.url(key, version_id)}"
+        resp = self.call("get_object", what=what, Key=key, **extra)
+        size = int(resp.get("ContentLength") or 0)
+        try:
+            if size < PROGRESS_BYTES:
+                body = resp["Body"].read()
+            else:  # large: read in chunks into one preallocated buffer, with progress
+                buf = bytearray(size)
+                view = memoryview(buf)
+                pos = 0
+                with _progress(size, f"load {key}") as bar:
+                    for chunk in resp["Body"].iter_chunks(8 << 20):
+                        view[pos : pos + len(chunk)] = chunk
+                        pos += len(chunk)
+                        bar.update(len(chunk))
+                # a full read hands over the buffer as is (a short one fails to decode;
+                # bytes(buf) would hold a second copy of a large master)
+                body = buf if pos == size else bytes(view[:pos])
+        except (BotoCoreError, OSError) as exc:
+            raise translate(exc, what=what) from exc
+        return body, resp
+
+    def head(self, key: str, version_id: str | None = None) -> dict[str, Any] | None:
+        """HEAD an object; None when it does not exist."""
+        extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        try:
+            return dict(
+                self.call("head_object", what=f"HEAD {self.url(key, version_id)}", Key=key, **extra)
+            )
+        except MasterNotFoundError:
+            return None
+
+    def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
+        """PUT an object (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
+
+        Up to ``cfg.multipart_threshold``, one request; above, a multipart upload whose
+        complete carries the condition (boto3's managed transfer does not take
+        ``IfMatch``). Either way the object appears, or not, in one atomic step.
+
+        Raises:
+            ValidationError: the body is over 5 GiB.
+        """
+        if len(body) > MAX_SINGLE_PUT:
+            raise ValidationError(
+                f"{self.url(key)}: {len(body) / 1e9:.1f} GB is over 5 GB, the most S3 takes "
+                "in one PUT or copies in one CopyObject (the save's snapshot). Split the "
+                "table or archive rows."
+            )
+        try:
+            return self._send(key, body, retry=retry, **kwargs)
+        except ConflictError:
+            # An earlier attempt of this very PUT may have landed with its answer lost:
+            # the resend then finds the key taken. Taken by exactly these bytes is done.
+            if kwargs.get("IfNoneMatch") == "*":
+                head = self.head(key)
+                if head is not None and head.get("ETag") == self.etag_of(body):
+                    return head
+            raise
+
+    def etag_of(self, body: bytes) -> str:
+        """The ETag S3 gives ``body`` as :meth:`put` uploads it (MD5, or MD5 of the
+        parts' MD5s). Objects encrypted with SSE-KMS have other ETags: no match then."""
+        if len(body) <= self.cfg.multipart_threshold:
+            return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+        size = _part_size(len(body))
+        digests = b"".join(
+            hashlib.md5(body[i : i + size], usedforsecurity=False).digest()
+            for i in range(0, len(body), size)
+        )
+        count = -(-len(body) // size)
+        return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"'
+
+    def _send(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
+        if len(body) > self.cfg.multipart_threshold:
+            return self._put_in_parts(key, body, retry=retry, **kwargs)
+        payload: Any = body
+        bar = None
+        if len(body) >= PROGRESS_BYTES:
+            bar = _progress(len(body), f"save {key}")
+            payload = _ProgressReader(body, bar)
+        try:
+            return dict(
+                self.call(
+                    "put_object",
+                    what=f"PUT {self.url(key)}",
+                    retry=retry,
+                    Key=key,
+                    Body=payload,
+                    **kwargs,
+                )
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _put_in_parts(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
+        """A multipart upload: parts in parallel, then one conditional complete.
+
+        Nothing is visible until the complete, which S3 checks against ``IfMatch`` /
+        ``IfNoneMatch`` like a PUT. Parts are safe to resend; the complete is sent as
+        ``retry`` says. Any failure before the complete aborts the upload (S3 would
+        otherwise bill the orphaned parts).
+        """
+        conditions = {k: kwargs.pop(k) for k in ("IfMatch", "IfNoneMatch") if k in kwargs}
+        url = self.url(key)
+        upload_id = self.call(
+            "create_multipart_upload", what=f"START UPLOAD {url}", Key=key, **kwargs
+        )["UploadId"]
+        view = memoryview(body)
+        size = _part_size(len(body))
+        bounds = [(i + 1, start) for i, start in enumerate(range(0, len(body), size))]
+        bar = _progress(len(body), f"save {key}") if len(body) >= PROGRESS_BYTES else None
+
+        def send(number: int, start: int) -> dict[str, Any]:
+            part = view[start : start + size]
+            resp = self.call(
+                "upload_part",
+                what=f"UPLOAD PART {number}/{len(bounds)} of {url}",
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=_PartReader(part),
+            )
+            if bar is not None:
+                bar.update(len(part))
+            return {"PartNumber": number, "ETag": resp["ETag"]}
+
+        pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="s3grid-part")
+        try:
+            try:
+                futures = [pool.submit(send, number, start) for number, start in bounds]
+                parts = [f.result() for f in futures]
+            finally:  # on a failed part, the parts not yet started are not sent at all
+                pool.shutdown(wait=True, cancel_futures=True)
+            return dict(
+                self.call(
+                    "complete_multipart_upload",
+                    what=f"COMPLETE UPLOAD {url}",
+                    retry=retry,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **conditions,
+                )
+            )
+        except BaseException:
+            try:  # harmless after a complete that did land: the upload id is gone then
+                self.call(
+                    "abort_multipart_upload",
+                    what=f"ABORT UPLOAD {url}",
+                    Key=key,
+                    UploadId=upload_id,
+                )
+            except S3GridError as exc:
+                log.warning("Could not abort upload %s of %s: %s", upload_id, url, exc)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def copy(self, src_key: str, src_version: str | None, dst_key: str, **kwargs: Any) -> None:
+        """Server-side copy of exactly one version (no second upload of the bytes)."""
+        source = {"Bucket": self.name, "Key": src_key}
+        if src_version:
+            source["VersionId"] = src_version
+        self.call(
+            "copy_object",
+            what=f"COPY {self.url(src_key, src_version)} -> {self.url(dst_key)}",
+            Key=dst_key,
+            CopySource=source,
+            **kwargs,
+        )
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of ``key`` from ``start`` (a ranged GET)."""
+        resp = self.call(
+            "get_object",
+            what=f"GET {self.url(key)}",
+            Key=key,
+            Range=f"bytes={start}-{start + length - 1}",
+        )
+        return bytes(resp["Body"].read())
+
+    def delete(self, key: str) -> None:
+        """DELETE an object (on a versioned bucket this adds a delete marker)."""
+        self.call("delete_object", what=f"DELETE {self.url(key)}", Key=key)
+
+    def delete_many(self, keys: Sequence[str], *, what: str) -> None:
+        """DELETE ``keys``, a thousand per request (S3's limit)."""
+        for i in range(0, len(keys), 1000):
+            self.call(
+                "delete_objects",
+                what=what,
+                Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
+            )
+
+    def list_objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """All objects under ``prefix`` (Key, Size, LastModified, ETag)."""
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"ContinuationToken": token} if token else {}
+            page = self.call(
+                "list_objects_v2", what=f"LIST {self.url(prefix)}", Prefix=prefix, **extra
+            )
+            yield from page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def newest_versions(self, key: str, count: int = 100) -> list[dict[str, Any]]:
+        """Up to ``count`` of the newest versions of exactly ``key``, newest first, from
+        one request (delete markers excluded)."""
+        page = self.call(
+            "list_object_versions",
+            what=f"LIST VERSIONS {self.url(key)}",
+            Prefix=key,
+            MaxKeys=count,
+        )
+        return [v for v in page.get("Versions", []) if v["Key"] == key]
+
+    def list_versions(self, key: str) -> Iterator[dict[str, Any]]:
+        """Every version of exactly ``key``, newest first (delete markers excluded)."""
+        markers: dict[str, Any] = {}
+        while True:
+            page = self.call(
+                "list_object_versions",
+                what=f"LIST VERSIONS {self.url(key)}",
+                Prefix=key,
+                **markers,
+            )
+            for v in page.get("Versions", []):
+                if v["Key"] == key:
+                    yield v
+            if not page.get("IsTruncated"):
+                return
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "VersionIdMarker": page["NextVersionIdMarker"],
+            }
