@@ -1,5 +1,8 @@
 """``s3grid demo``: a local S3 endpoint with a sample master, and JupyterLab on the notebooks.
 
+The notebooks are copied into the demo's data folder (``.s3grid-demo/notebooks``) and
+opened there, so they work the same from a wheel as from a checkout.
+
 No AWS account: S3 is a moto server on 127.0.0.1. Its objects survive a restart of the
 demo: moto records every request to ``<data_dir>/s3-requests.jsonl``, and on start the
 recording is replayed with the same random seed, so objects, ETags and VersionIds come
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +31,25 @@ NOTEBOOK = "01_edit_master.ipynb"
 
 
 def notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (the demo opens it in JupyterLab)."""
-    here = Path(__file__).resolve().parent.parent / "notebooks"
-    return here if here.is_dir() else Path.cwd() / "notebooks"
+    """The notebooks that ship with s3grid: inside the installed package (a wheel), or
+    the repository's ``notebooks/`` folder (a checkout)."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "notebooks", here.parent / "notebooks"):
+        if folder.is_dir():
+            return folder
+    raise SystemExit("s3grid's notebooks are missing from this installation; reinstall it.")
+
+
+def copy_notebooks(data_dir: Path) -> Path:
+    """``<data_dir>/notebooks``, with any shipped notebook not there yet copied in. The
+    demo opens this copy: JupyterLab saves into the folder it serves, and your edits to
+    a notebook must not land in the installed package (or the checkout)."""
+    target = data_dir / "notebooks"
+    target.mkdir(parents=True, exist_ok=True)
+    for notebook in sorted(notebooks_dir().glob("*.ipynb")):
+        if not (target / notebook.name).exists():  # keep the user's edited copy
+            shutil.copyfile(notebook, target / notebook.name)
+    return target
 
 
 def _post(url: str) -> None:
@@ -151,7 +171,7 @@ def run_demo(
 ) -> int:
     """Run the demo until Ctrl+C (or SIGTERM); returns the exit code."""
     data_dir = data_dir or Path.cwd() / ".s3grid-demo"
-    nb_dir = notebooks_dir()
+    nb_dir = copy_notebooks(data_dir)
     server, s3_url = start_s3(data_dir, rows)
     token = secrets.token_hex(16)
     env = dict(os.environ)

@@ -2,71 +2,17 @@
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import time
+import json
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from s3grid import MasterStore, S3GridConfig
 from s3grid.demo import DEMO_BUCKET
-from tests.e2e.conftest import _free_port
-
-
-def start_demo(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "s3grid",
-            "demo",
-            "--no-browser",
-            "--port",
-            str(port),
-            "--rows",
-            "100",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    s3_url = lab_url = ""
-    while time.monotonic() < deadline and not lab_url:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        if m := re.search(r"S3 endpoint: (\S+)", line):
-            s3_url = m[1]
-        if m := re.search(r"JupyterLab:\s+(\S+)", line):
-            lab_url = m[1]
-    if not lab_url:
-        proc.kill()
-        pytest.fail("the demo did not serve JupyterLab within 60 s")
-    return proc, s3_url, lab_url
-
-
-def stop(proc: subprocess.Popen[str]) -> float:
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the demo did not stop within 15 s of Ctrl+C")
-    assert code == 0
-    return time.monotonic() - t0
+from tests.support.demo import free_port, start_demo, stop_demo
 
 
 def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> None:
-    port = _free_port()
+    port = free_port()
     proc, s3_url, lab_url = start_demo(tmp_path, port)
     try:
         token = lab_url.split("token=")[1]
@@ -76,6 +22,14 @@ def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> Non
             assert resp.status == 200
         with urllib.request.urlopen(lab_url, timeout=10) as resp:
             assert resp.status == 200
+        # JupyterLab serves the demo's own copy of the notebooks
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/contents/?token={token}", timeout=10
+        ) as resp:
+            served = {item["name"] for item in json.load(resp)["content"]}
+        shipped = {p.name for p in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb")}
+        assert shipped <= served and len(shipped) == 3
+        assert {p.name for p in (tmp_path / "notebooks").glob("*.ipynb")} == shipped
         store = MasterStore(S3GridConfig(bucket=DEMO_BUCKET, endpoint_url=s3_url))
         m = store.load()
         assert m.table.num_rows == 100
@@ -83,7 +37,7 @@ def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> Non
         df.loc[0, "volume_filtered"] = 4.5
         saved = store.save(df, base=m, note="before restart")
     finally:
-        elapsed = stop(proc)
+        elapsed = stop_demo(proc)
     assert elapsed < 10
 
     proc, s3_url, _ = start_demo(tmp_path, port)
@@ -96,4 +50,4 @@ def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> Non
         assert list(store.audit_log()["note"]) == ["demo: sample master", "before restart"]
         assert store.reconcile() == []
     finally:
-        stop(proc)
+        stop_demo(proc)

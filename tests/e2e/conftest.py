@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from s3grid.demo import lab_command
+from tests.support.demo import free_port
 
 CHROMIUM = os.environ.get("S3GRID_CHROMIUM", "/usr/bin/chromium")
 E2E_BUCKET = "s3grid-e2e"
@@ -33,12 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Lab:
@@ -58,7 +52,7 @@ def lab(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
     root = tmp_path_factory.mktemp("notebooks")
     for nb in (REPO / "notebooks").glob("*.ipynb"):
         shutil.copy(nb, root / nb.name)  # the browser may autosave; never touch the repo
-    port = _free_port()
+    port = free_port()
     token = secrets.token_hex(12)
     env = dict(os.environ)
     env.update(

@@ -1,0 +1,75 @@
+"""Start and stop ``s3grid demo`` as a user would, and a free port for it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_demo(
+    data_dir: Path,
+    port: int,
+    *,
+    command: tuple[str, ...] = (sys.executable, "-m", "s3grid"),
+    cwd: Path | None = None,
+    wait: float = 60,
+) -> tuple[subprocess.Popen[str], str, str]:
+    """Run ``<command> demo`` until it prints its S3 endpoint and JupyterLab's URL."""
+    proc = subprocess.Popen(
+        [
+            *command,
+            "demo",
+            "--no-browser",
+            "--port",
+            str(port),
+            "--rows",
+            "100",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=cwd,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + wait
+    s3_url = lab_url = ""
+    while time.monotonic() < deadline and not lab_url:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        if m := re.search(r"S3 endpoint: (\S+)", line):
+            s3_url = m[1]
+        if m := re.search(r"JupyterLab:\s+(\S+)", line):
+            lab_url = m[1]
+    if not lab_url:
+        proc.kill()
+        pytest.fail(f"the demo did not serve JupyterLab within {wait:.0f} s")
+    return proc, s3_url, lab_url
+
+
+def stop_demo(proc: subprocess.Popen[str]) -> float:
+    """Ctrl+C, as in a terminal; returns how long the demo took to stop."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the demo did not stop within 15 s of Ctrl+C")
+    assert code == 0
+    return time.monotonic() - t0

@@ -1,0 +1,71 @@
+"""A wheel a user installs: one version, and `s3grid demo` working outside a checkout."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import s3grid
+from s3grid import MasterStore, S3GridConfig
+from s3grid.demo import DEMO_BUCKET
+from tests.support.demo import free_port, start_demo, stop_demo
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_wheel_runs_the_demo_in_a_fresh_environment(tmp_path: Path, aws_env: None) -> None:
+    uv = shutil.which("uv")
+    assert uv, "uv builds the wheel (`pip install uv`)"
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("s3grid-*.whl")
+    # the version is written once, in s3grid/__init__.py
+    assert wheel.name.startswith(f"s3grid-{s3grid.__version__}-")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[demo]"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "show", "s3grid"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert re.search(rf"^Version: {re.escape(s3grid.__version__)}$", meta, re.M)
+
+    # Far from any checkout: the demo finds the notebooks inside the installed package
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    port = free_port()
+    proc, s3_url, lab_url = start_demo(
+        away / ".s3grid-demo", port, command=(str(venv / "bin" / "s3grid"),), cwd=away, wait=120
+    )
+    try:
+        token = lab_url.split("token=")[1]
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/contents/?token={token}", timeout=10
+        ) as resp:
+            served = {item["name"] for item in json.load(resp)["content"]}
+        assert {"01_edit_master.ipynb", "02_bulk_edit_sql.ipynb", "03_review_audits.ipynb"} <= (
+            served
+        )
+        master = MasterStore(S3GridConfig(bucket=DEMO_BUCKET, endpoint_url=s3_url)).load()
+        assert master.table.num_rows == 100
+    finally:
+        stop_demo(proc)
