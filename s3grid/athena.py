@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from s3grid.config import S3GridConfig
-from s3grid.errors import S3GridError, SchemaError, ValidationError
+from s3grid.errors import AthenaQueryError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix, flatten_to_table
 from s3grid.layout import new_run_id, run_prefix, source_prefix, staging_prefix
 from s3grid.promote import RunManifest, write_manifest
@@ -50,15 +50,6 @@ __all__ = [
     "sql_literal",
     "unload_sql",
 ]
-
-
-class AthenaQueryError(S3GridError):
-    """An Athena query failed or was cancelled; nothing was promoted."""
-
-    def __init__(self, message: str, *, query_id: str | None, reason: str | None) -> None:
-        super().__init__(message)
-        self.query_id = query_id
-        self.reason = reason
 
 
 @dataclass(frozen=True)

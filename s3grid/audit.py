@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from s3grid.config import S3GridConfig
-from s3grid.errors import S3GridError
+from s3grid.errors import MasterFormatError
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -109,14 +109,14 @@ class AuditRecord:
         """Parse one audit line.
 
         Raises:
-            S3GridError: the line is not an s3grid audit record.
+            MasterFormatError: the line is not an s3grid audit record.
         """
         try:
             data = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise S3GridError(f"Not an s3grid audit record: {exc}") from exc
+            raise MasterFormatError(f"Not an s3grid audit record: {exc}") from exc
         if not isinstance(data, dict):
-            raise S3GridError(f"Not an s3grid audit record: a JSON {type(data).__name__}")
+            raise MasterFormatError(f"Not an s3grid audit record: a JSON {type(data).__name__}")
         problems = [
             f"{name} is {data.get(name)!r}"
             for name, kinds in _FIELD_KINDS.items()
@@ -133,7 +133,7 @@ class AuditRecord:
             except ValueError:
                 problems.append(f"timestamp is {data['timestamp']!r}")
         if problems:
-            raise S3GridError(f"Not an s3grid audit record: {'; '.join(problems[:3])}")
+            raise MasterFormatError(f"Not an s3grid audit record: {'; '.join(problems[:3])}")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

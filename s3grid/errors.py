@@ -8,7 +8,7 @@ the original exception stays reachable as ``__cause__``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -20,14 +20,22 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+if TYPE_CHECKING:
+    from s3grid.model import SaveResult
+
 __all__ = [
     "AccessDeniedError",
+    "AthenaQueryError",
     "ConfigError",
     "ConflictError",
     "LostUpdateError",
     "MasterFormatError",
     "MasterNotFoundError",
+    "NotFoundError",
+    "QueryError",
     "S3GridError",
+    "S3RequestError",
+    "SQLError",
     "SchemaError",
     "StoreUnavailableError",
     "ValidationError",
@@ -63,12 +71,41 @@ class StoreUnavailableError(S3GridError):
         self.maybe_committed = maybe_committed
 
 
-class MasterNotFoundError(S3GridError):
-    """The bucket, the master object or the requested version does not exist."""
+class NotFoundError(S3GridError):
+    """The bucket, an object (a snapshot, an audit, a manifest) or a version does not exist."""
+
+
+class MasterNotFoundError(NotFoundError):
+    """The master, or the requested version of it, does not exist."""
 
 
 class MasterFormatError(S3GridError):
-    """An object is not valid Parquet/CSV (for example, Parquet magic bytes missing)."""
+    """An object is not valid Parquet/CSV (for example, Parquet magic bytes missing), or
+    not the s3grid record it should be (an audit line, a run manifest)."""
+
+
+class S3RequestError(S3GridError):
+    """S3 refused a request for a reason s3grid has no better name for; ``code`` says which."""
+
+
+class QueryError(S3GridError):
+    """A query failed: a bulk edit's SELECT on DuckDB, or any statement on Athena."""
+
+
+class SQLError(QueryError):
+    """A bulk-edit query failed on DuckDB (syntax, unknown column, runtime error)."""
+
+
+class AthenaQueryError(QueryError):
+    """An Athena query failed or was cancelled, or could not be looked up; nothing was
+    promoted. ``query_id`` and Athena's ``reason`` say which and why."""
+
+    def __init__(
+        self, message: str, *, query_id: str | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.query_id = query_id
+        self.reason = reason
 
 
 class AccessDeniedError(S3GridError):
@@ -146,10 +183,10 @@ class LostUpdateError(S3GridError):
     audit exist, the audit records the overwritten versions). Merge them back.
     """
 
-    def __init__(self, message: str, *, overwritten: tuple[str, ...], result: Any) -> None:
+    def __init__(self, message: str, *, overwritten: tuple[str, ...], result: SaveResult) -> None:
         super().__init__(message)
         self.overwritten = overwritten
-        self.result = result
+        self.result: SaveResult = result
 
 
 class IncompleteResponseError(BotoCoreError):
@@ -231,17 +268,23 @@ def _translate(exc: BaseException, *, what: str) -> S3GridError:
     if isinstance(exc, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS) or (
         isinstance(exc, ClientError) and is_transient(exc)
     ):
+        sent = isinstance(exc, MAYBE_SENT_ERRORS)
+        outcome = (
+            "The request may or may not have been carried out"
+            if sent
+            else "Nothing was changed by this request"
+        )
         return StoreUnavailableError(
-            f"{what}: S3 is unreachable ({exc}). Nothing was changed by this request; "
-            "check the endpoint and network, then retry.",
-            maybe_committed=isinstance(exc, MAYBE_SENT_ERRORS),
+            f"{what}: S3 is unreachable ({exc}). {outcome}; check the endpoint and "
+            "network, then retry.",
+            maybe_committed=sent,
         )
     if isinstance(exc, ClientError):
         code = error_code(exc)
         status = http_status(exc)
         if code in _NOT_FOUND_CODES or status == 404:
             label = "bucket" if code == "NoSuchBucket" else "object"
-            return MasterNotFoundError(f"{what}: {label} not found ({code or status}).")
+            return NotFoundError(f"{what}: {label} not found ({code or status}).")
         if code in _DENIED_CODES or status == 403:
             return AccessDeniedError(
                 f"{what}: access denied ({code or status}); check the IAM policy "
@@ -255,5 +298,5 @@ def _translate(exc: BaseException, *, what: str) -> S3GridError:
             return ConflictError(f"{what}: precondition failed; the object changed.")
         if code == "InvalidBucketName":
             return ConfigError(f"{what}: invalid bucket name.")
-        return S3GridError(f"{what}: S3 error {code or status}: {exc}")
-    return S3GridError(f"{what}: unexpected error: {exc!r}")
+        return S3RequestError(f"{what}: S3 error {code or status}: {exc}")
+    return S3RequestError(f"{what}: unexpected error: {exc!r}")

@@ -28,7 +28,7 @@ from s3grid.athena import (
     sql_literal,
     unload_sql,
 )
-from s3grid.errors import MasterNotFoundError, SchemaError, ValidationError
+from s3grid.errors import NotFoundError, SchemaError, ValidationError
 from s3grid.flatten import empty_prefix
 from s3grid.layout import iceberg_seed_key, new_run_id
 from s3grid.model import SaveResult
@@ -187,7 +187,7 @@ class IcebergTable:
         key = self.seed_key(store)
         try:
             body, _ = store.bucket.get(key)
-        except MasterNotFoundError as exc:
+        except NotFoundError as exc:
             raise ValidationError(
                 f"No record of the master version {self.table} was seeded from "
                 f"({store.bucket.url(key)}): exporting could overwrite saves made since. "

@@ -11,14 +11,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from s3grid.errors import S3GridError
+from s3grid.errors import SQLError
 from s3grid.sqlcheck import check_identifier, check_single_select
 
 __all__ = ["DuckDBEngine", "SQLError"]
-
-
-class SQLError(S3GridError):
-    """A bulk-edit query failed (syntax, unknown column, runtime error)."""
 
 
 class DuckDBEngine:

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3grid.audit import format_timestamp, parse_timestamp
-from s3grid.errors import ConflictError, MasterNotFoundError, S3GridError, ValidationError
+from s3grid.errors import AthenaQueryError, ConflictError, NotFoundError, ValidationError
 from s3grid.flatten import FlattenResult, empty_prefix, flatten_to_table
 from s3grid.layout import is_run_prefix, new_run_id
 from s3grid.model import Master, SaveResult
@@ -108,7 +108,7 @@ def read_manifest(store: MasterStore, prefix: str) -> RunManifest | None:
     key = posixpath.join(prefix, MANIFEST_NAME)
     try:
         body, _ = store.bucket.get(key)
-    except MasterNotFoundError:
+    except NotFoundError:
         return None
     return RunManifest.from_json(bytes(body), where=store.bucket.url(key))
 
@@ -230,8 +230,10 @@ def athena_execution(cfg: Any) -> Callable[[str], dict[str, Any]]:
                 clients.append(session.client("athena", endpoint_url=endpoint))
             found = clients[0].get_query_execution(QueryExecutionId=query_id)
         except (BotoCoreError, ClientError) as exc:  # cannot look: cannot trust it whole
-            raise S3GridError(
-                f"Could not look up Athena query {query_id} ({exc}); nothing was promoted."
+            raise AthenaQueryError(
+                f"Could not look up Athena query {query_id} ({exc}); nothing was promoted.",
+                query_id=query_id,
+                reason=str(exc),
             ) from exc
         return dict(found["QueryExecution"])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from s3grid.errors import S3GridError, ValidationError
+from s3grid.errors import S3RequestError, ValidationError
 from s3grid.store import MasterStore
 
 __all__ = ["PruneItem", "PrunePlan", "plan_prune", "prune"]
@@ -90,7 +90,7 @@ def _move(store: MasterStore, src: str, dst: str) -> None:
         or target.get("ContentLength") != source.get("ContentLength")
         or target.get("ETag") != source.get("ETag")
     ):
-        raise S3GridError(
+        raise S3RequestError(
             f"Archive copy {bucket.url(dst)} does not match {bucket.url(src)}; "
             "the original was kept. Run prune again."
         )

@@ -28,7 +28,7 @@ from s3grid.errors import (
     ConfigError,
     ConflictError,
     IncompleteResponseError,
-    MasterNotFoundError,
+    NotFoundError,
     S3GridError,
     ValidationError,
     VersioningError,
@@ -330,7 +330,7 @@ class S3Bucket:
             return dict(
                 self.call("head_object", what=f"HEAD {self.url(key, version_id)}", Key=key, **extra)
             )
-        except MasterNotFoundError:
+        except NotFoundError:
             return None
 
     def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:

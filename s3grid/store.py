@@ -45,7 +45,9 @@ from s3grid.errors import (
     ConfigError,
     ConflictError,
     LostUpdateError,
+    MasterFormatError,
     MasterNotFoundError,
+    NotFoundError,
     S3GridError,
     StoreUnavailableError,
     ValidationError,
@@ -142,7 +144,7 @@ class MasterStore:
         key = self.cfg.master_key
         try:
             body, resp = self.bucket.get(key, version_id)
-        except MasterNotFoundError as exc:
+        except NotFoundError as exc:
             what = f"version {version_id} of " if version_id else ""
             raise MasterNotFoundError(
                 f"No {what}master at {self.bucket.url(key)} ({exc}). Check S3_BUCKET and "
@@ -331,7 +333,7 @@ class MasterStore:
         Raises:
             ValidationError: neither or both of ``snapshot_key``/``version_id`` given, or
                 the key is not a snapshot or archive of this bucket's layout.
-            MasterNotFoundError: the snapshot or version does not exist.
+            NotFoundError: the snapshot does not exist (MasterNotFoundError: the version).
             ConflictError: the master changed since ``base`` was loaded.
         """
         check_note(note)  # before reading a snapshot that might be large
@@ -353,8 +355,8 @@ class MasterStore:
                 )
             try:
                 body, resp = self.bucket.get(snapshot_key)
-            except MasterNotFoundError as exc:
-                raise MasterNotFoundError(
+            except NotFoundError as exc:
+                raise NotFoundError(
                     f"No snapshot at {self.bucket.url(snapshot_key)}; list them with "
                     "`s3grid audit`."
                 ) from exc
@@ -576,7 +578,7 @@ class MasterStore:
                     **expect.conditions(),
                 )
                 return resp.get("VersionId") or "null", resp["ETag"]
-            except (ConflictError, MasterNotFoundError, StoreUnavailableError) as exc:
+            except (ConflictError, NotFoundError, StoreUnavailableError) as exc:
                 sent = not isinstance(exc, StoreUnavailableError) or exc.maybe_committed
                 try:
                     current = self._head_master()
@@ -715,9 +717,9 @@ class MasterStore:
         lines = body.decode("utf-8", errors="replace").splitlines()
         try:
             if not lines:
-                raise S3GridError("the object is empty")
+                raise MasterFormatError("the object is empty")
             return AuditRecord.from_line(lines[-1])
-        except S3GridError as exc:
+        except MasterFormatError as exc:
             warnings.warn(
                 f"Skipped {self.bucket.url(key)}: {exc}. It is not an s3grid audit record; "
                 "move it out of the audit prefix.",

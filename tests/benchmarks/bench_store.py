@@ -191,9 +191,9 @@ def main() -> None:
         f"-> {t_save / t_raw_same:.2f}x"
     )
     print(
-        "        of which: commit PUT {_commit:.2f} s, lost-update check "
-        "{_overwritten_versions:.2f} s and snapshot copy {_write_snapshot:.2f} s "
-        "(side by side)".format(**t_steps)
+        "        of which: commit PUT {_commit:.2f} s, commit confirmed in the version "
+        "listing (the lost-update check) {_confirm_commit:.2f} s, snapshot copy "
+        "{_write_snapshot:.2f} s".format(**t_steps)
     )
     for path, what in (("pandas", "load + pandas edit + save"), ("editor", "Editor + edit + Save")):
         print(
