@@ -1,8 +1,10 @@
 """The editor widget: an ipydatagrid grid over a window of the master, with a toolbar.
 
-Thin by design: the state of pending edits lives in :class:`~s3grid.session.EditSession`,
-saving in :class:`~s3grid.store.MasterStore`, merging in :mod:`s3grid.diff`. This module
-only wires widgets to them and keeps the browser showing exactly what the kernel holds.
+Thin by design: the workflow (reload, save, conflicts, merges) and its state live in
+:class:`~s3grid.controller.EditorController`, pending edits in
+:class:`~s3grid.session.EditSession`, the grid in :mod:`s3grid.grid`. This module lays
+out and wires widgets, renders the controller's state, and keeps the browser showing
+exactly what the kernel holds.
 """
 
 from __future__ import annotations
@@ -17,20 +19,19 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from ipydatagrid import DataGrid, TextRenderer, VegaExpr
+from ipydatagrid import TextRenderer, VegaExpr
 
+from s3grid.controller import EditorController, Outcome, PendingMerge
 from s3grid.diff import (
     MINE,
     THEIRS,
-    MergeConflict,
     MergeResult,
     py_value,
-    three_way_merge,
     values_equal,
 )
-from s3grid.errors import ConflictError, LostUpdateError, S3GridError, StoreUnavailableError
+from s3grid.errors import S3GridError
+from s3grid.grid import CheckedGrid
 from s3grid.gridpatch import GridPatch
-from s3grid.model import Master
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import MasterStore
 
@@ -122,35 +123,6 @@ def _row_status(session: EditSession, row_ids: Sequence[int]) -> list[str]:
     return status
 
 
-class _CheckedGrid(DataGrid):  # type: ignore[misc]
-    """A DataGrid whose cell edits reach the editor before they touch the grid's data.
-
-    ipydatagrid 1.4 writes the raw typed value into its kernel-side frame before telling
-    anyone (so "75" into an Int32 column raises, and a cleared int cell turns the column to
-    float). Here the editor coerces first and writes back only what it accepted.
-    """
-
-    def __init__(self, *args: Any, on_edit: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_msg(self._DataGrid__handle_custom_msg, remove=True)
-        self.on_msg(self._on_front_end_msg)
-        self._on_edit = on_edit
-
-    def keep_shown(self, row: int, column: str, text: str) -> None:
-        """Record a value the browser already shows in the kernel's copy, sending nothing.
-
-        A reloaded page, or a second view of the grid, is drawn from that copy.
-        """
-        self._data["data"].loc[row, column] = text
-
-    def _on_front_end_msg(self, widget: Any, content: dict[str, Any], buffers: Any) -> None:
-        if content.get("event_type") == "cell-changed":
-            column = self._column_index_to_name(self._data, content["column_index"])
-            self._on_edit(int(content["row"]), str(column), content["value"])
-        else:  # clicks and the rest keep ipydatagrid's own handling
-            self._DataGrid__handle_custom_msg(widget, content, buffers)
-
-
 class Editor(w.VBox):  # type: ignore[misc]
     """Edit the master in a grid; Save goes through the locked save.
 
@@ -171,22 +143,22 @@ class Editor(w.VBox):  # type: ignore[misc]
         page_size: int = 500,
         load: bool = True,
     ) -> None:
-        self.store = store
-        self._key_columns_arg = tuple(key_columns) if key_columns is not None else None
+        # The workflow (reload, save, conflicts, merges) and its state live in the
+        # controller; this widget lays out, wires and renders.
+        self.controller = EditorController(
+            store,
+            key_columns=key_columns,
+            read_only_columns=read_only_columns,
+            busy=self._busy,
+        )
         self.read_only_columns = tuple(read_only_columns)
         self.page_size = page_size
-        self.session: EditSession | None = None
         self.page = 0
-        self.merge: MergeResult | None = None
-        # (base, theirs, onto): the merged result becomes pending edits on `onto`. "Mine"
-        # is the session's content when the merge is applied: edits made while the
-        # conflicts are shown are part of it.
-        self._merge_inputs: tuple[Master, Master, Master] | None = None
+        self._rendered: tuple[EditSession | None, PendingMerge | None] = (None, None)
         self._choices: dict[tuple[Any, str | None], w.ToggleButtons] = {}
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self._shown_status: list[str] = []  # the ⚑ column as the browser shows it
-        self.last_save: str = ""
 
         cfg = store.cfg
         layout = w.Layout(width="auto")
@@ -227,7 +199,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.changes_panel = w.HTML(layout=w.Layout(display="none"))
         self.conflict_panel = w.VBox(layout=w.Layout(display="none"))
         self.conflict_panel.add_class("s3grid-conflicts")
-        self.grid = _CheckedGrid(
+        self.grid = CheckedGrid(
             pd.DataFrame(),
             editable=True,
             selection_mode="cell",
@@ -362,35 +334,61 @@ class Editor(w.VBox):  # type: ignore[misc]
             f'white-space:pre-wrap">{html.escape(text)}</div>'
         )
 
-    def _new_session(
-        self,
-        master: Master,
-        content: Any = None,
-        store: MasterStore | None = None,
-        *,
-        keys_verified: bool = False,
-    ) -> EditSession:
-        keys = (
-            self._key_columns_arg
-            if self._key_columns_arg is not None
-            else (store or self.store).key_columns_for(master.schema)
-        )
-        # Read-only columns are per master: a re-targeted editor may not have them.
-        read_only = [c for c in self.read_only_columns if c in master.schema.names]
-        if content is None:
-            return EditSession(
-                master, key_columns=keys, read_only_columns=read_only, keys_verified=keys_verified
-            )
-        return EditSession.from_content(
-            master, content, key_columns=keys, read_only_columns=read_only
-        )
+    @property
+    def store(self) -> MasterStore:
+        """The master being edited."""
+        return self.controller.store
 
-    def _set_session(self, session: EditSession) -> None:
-        self.session = session
-        options = [("(file order)", ""), *[(c, c) for c in session.columns]]
-        if list(self.sort_by.options) != options:
-            self.sort_by.options = options
-        self._refresh()
+    @store.setter
+    def store(self, store: MasterStore) -> None:
+        self.controller.store = store
+
+    @property
+    def session(self) -> EditSession | None:
+        """The pending edits over the loaded version (None before the first load)."""
+        return self.controller.session
+
+    @property
+    def merge(self) -> MergeResult | None:
+        """The merge waiting for picks (its conflicts), if one is open."""
+        return self.controller.merge.result if self.controller.merge else None
+
+    @property
+    def last_save(self) -> str:
+        """The version and time of this editor's last save, for the status line."""
+        return self.controller.last_save
+
+    def _show(
+        self, outcome: Outcome | None, *, keep_page: bool = False, refresh: bool = False
+    ) -> None:
+        """Render the controller's state after an action, then say what it did. A new
+        session starts on the first page, unless it is the one just saved; ``refresh``:
+        the session's rows changed in place."""
+        session, merge = self.controller.session, self.controller.merge
+        if session is not None and session is not self._rendered[0]:
+            if not keep_page:
+                self.page = 0
+            options = [("(file order)", ""), *[(c, c) for c in session.columns]]
+            if list(self.sort_by.options) != options:
+                self.sort_by.options = options
+            self._refresh()
+        elif refresh:
+            self._refresh()
+        elif outcome is not None and outcome.duplicates:
+            self._refresh_grid()
+        else:
+            self._refresh_status()
+            self._refresh_changes()
+        if merge is not self._rendered[1]:
+            if merge is None:
+                self._choices = {}
+                self.conflict_panel.children = []
+                self.conflict_panel.layout.display = "none"
+            else:
+                self._show_conflicts(merge)
+        self._rendered = (session, merge)
+        if outcome is not None:
+            self._say(outcome.message, outcome.kind)
 
     def _refresh(self) -> None:
         self._refresh_grid()
@@ -626,7 +624,7 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     def selected_row_ids(self) -> list[int]:
         """Row ids of the rows with a selected cell."""
-        visible = list(self.grid._visible_rows or [])  # front-end sort/filter order
+        visible = self.grid.visible_rows()  # the front end's sort/filter order
         rows = set()
         for cell in self.grid.selected_cells:
             r = int(cell["r"])
@@ -653,24 +651,10 @@ class Editor(w.VBox):  # type: ignore[misc]
         return n
 
     def revert_all(self) -> None:
-        """Drop every pending edit."""
-        if self._merge_inputs is not None and self._merging_lost_update:
-            # Our save did commit: dropping the merge leaves the version we saved, not the
-            # one we started from (that would show edits undone that are in the master).
-            _, lost, saved = self._merge_inputs
-            self._continue_on(saved)
-            self._say(
-                f"Merge dropped: the master is the version you saved, {saved.version_id}. "
-                f"The changes it overwrote are still in version {lost.version_id} "
-                "(store.read_version, or restore it)."
-            )
-            return
-        if self.session:
-            with self._working("Reverting"):
-                self.session.revert_all()
-                self._hide_conflict()
-                self._refresh()
-            self._say("All pending changes were dropped.")
+        """Drop every pending edit (and a merge left open)."""
+        with self._working("Reverting"):
+            outcome = self.controller.revert_all()
+            self._show(outcome, refresh=True)
 
     # ------------------------------------------------------------ load / save
 
@@ -688,192 +672,39 @@ class Editor(w.VBox):  # type: ignore[misc]
 
         With the config fields changed, re-targets the editor (only without pending edits).
         """
-        s = self.session
-        store = self.store
-        if self._merging_lost_update:
-            # A reload would merge onto the master (ours) instead of the version ours
-            # overwrote, and their changes would be offered no more.
-            self._say(
-                "First pick mine or theirs for each conflict and Apply merge: it brings "
-                "back the changes the lost update overwrote. Then Reload.",
-                "warn",
-            )
-            return
+        target = None
         if self._target_changed():
-            if s is not None and s.pending:
-                self._say(
-                    f"You have {s.pending} pending change(s) to {self.store.cfg.uri}. Save or "
-                    "Revert all before switching to another master.",
-                    "warn",
-                )
-                return
             try:
-                cfg = self.store.cfg.with_(
+                target = self.store.cfg.with_(
                     bucket=self.bucket.value.strip(),
                     master_key=self.master_key.value.strip(),
                     snapshot_prefix=self.snapshot_prefix.value.strip(),
                     audit_prefix=self.audit_prefix.value.strip(),
                 )
-                store = self.store.with_config(cfg)
             except S3GridError as exc:
                 self._say(str(exc), "error")
                 return
-        try:
-            with self._busy(f"Loading {store.cfg.uri}"):
-                latest = store.load()
-        except S3GridError as exc:
-            self._say(f"Could not load: {exc}", "error")
-            self._refresh_status()
-            return
-        if s is not None and s.pending and latest.etag != s.master.etag:
-            if self._duplicates_block_merge(s, "The master changed, and your", "Reload"):
-                return
-            self._start_merge(s.master, latest, s.to_table(), reason="Reloaded")
-            return
-        if s is not None and s.pending:
-            self._say("The master has not changed since you loaded it; your edits are kept.")
-            self._refresh_status()
-            return
-        try:
-            session = self._new_session(latest, store=store)
-        except S3GridError as exc:  # e.g. key columns this master lacks
-            self._say(f"Could not open {store.cfg.uri}: {exc}", "error")
-            return
-        self.store = store  # re-targeted only once the new master is open
-        self.page = 0
-        self._hide_conflict()
-        self._set_session(session)
-        self._say(f"Loaded version {latest.version_id} ({latest.table.num_rows:,} rows).")
+        self._show(self.controller.reload(target))
 
     def save(self) -> bool:
         """Save pending edits with the note through the locked save; True on success."""
-        s = self.session
-        if s is None:
+        if self.session is None:
             return False
-        if self.merge is not None and self.merge.conflicts:
-            self._say("Resolve the conflicts (mine/theirs) and click Apply merge first.", "warn")
-            return False
-        dups = s.duplicates()
-        if dups:
-            listing = "; ".join(
-                f"{dict(zip(s.key_columns, k, strict=True))} in rows {ids}"
-                for k, ids in list(dups.items())[:20]
-            )
-            self._say(f"Save blocked: duplicate keys: {listing}. Fix them, then Save.", "error")
-            self._refresh_grid()
-            return False
-        with self._busy(f"Saving {len(s.df):,} rows to {self.store.cfg.uri}"):
-            return self._save(s)
-
-    def _save(self, s: EditSession) -> bool:
-        try:
-            table = s.to_table()
-            res = self.store.save(
-                table, base=s.master, note=self.note.value, changes=s.changes().counts
-            )
-        except ConflictError as exc:
-            try:
-                theirs = self.store.load()
-            except S3GridError as load_exc:
-                self._say(f"{exc}\nCould not load their version: {load_exc}", "error")
-                return False
-            who = f"{exc.saved_by or 'someone'} at {exc.saved_at or '?'}"
-            self._start_merge(
-                s.master,
-                theirs,
-                table,
-                reason=f"Conflict: saved by {who} (note: {exc.current_note!r})",
-            )
-            return False
-        except LostUpdateError as exc:
-            # Ours committed over a colleague's version that the store failed to protect:
-            # merge their lost changes onto ours, as pending edits to review and save.
-            res = exc.result
-            saved = Master(
-                table=table, version_id=res.new_version, etag=res.new_etag, key=s.master.key
-            )
-            try:
-                lost = self.store.read_version(exc.overwritten[0])
-            except S3GridError as load_exc:
-                self._say(f"{exc}\nCould not load the overwritten version: {load_exc}", "error")
-                return False
-            self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
-            self._start_merge(s.master, lost, table, onto=saved, reason=str(exc))
-            return False
-        except StoreUnavailableError as exc:
-            self._say(
-                f"{exc}\nEvery pending edit is kept; click Save again when S3 is back.", "error"
-            )
-            return False
-        except S3GridError as exc:
-            self._say(f"Not saved: {exc}\nYour edits are kept.", "error")
-            return False
-        saved = Master(table=table, version_id=res.new_version, etag=res.new_etag, key=s.master.key)
-        self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
-        self.note.value = ""
-        self._hide_conflict()
-        # The store refused duplicate keys in exactly this table: when it checked the same
-        # key columns as the editor, there is no need to look again.
-        verified = s.key_columns == tuple(self.store.key_columns_for(saved.schema))
-        self._set_session(self._new_session(saved, keys_verified=verified))
-        msg = (
-            f"Saved version {res.new_version}: {res.cells_changed} cell(s) changed, "
-            f"{res.rows_added} added, {res.rows_deleted} deleted. Snapshot {res.snapshot_key}."
-        )
-        self._say(
-            msg + (f"\n{res.incomplete}" if res.incomplete else ""),
-            "warn" if res.incomplete else "info",
-        )
-        return True
+        outcome = self.controller.save(self.note.value)
+        if outcome.saved:
+            self.note.value = ""
+        self._show(outcome, keep_page=outcome.saved)
+        return outcome.saved
 
     # ---------------------------------------------------------------- merging
 
-    @property
-    def _merging_lost_update(self) -> bool:
-        """A lost update's merge is open: "theirs" is the version our save overwrote."""
-        return self._merge_inputs is not None and self._merge_inputs[2] is not self._merge_inputs[1]
-
-    def _duplicates_block_merge(self, s: EditSession, lead: str, then: str) -> bool:
-        """Rows are matched by key in a merge: with duplicate keys, say so and refuse."""
-        if not s.duplicates():
-            return False
-        self._say(
-            f"{lead} edits hold duplicate keys: fix them, then {then} to merge. "
-            "Your edits are kept.",
-            "warn",
-        )
-        return True
-
-    def _start_merge(
-        self, base: Master, theirs: Master, mine: Any, *, reason: str, onto: Master | None = None
-    ) -> None:
-        keys = self.session.key_columns if self.session else ()
-        result = three_way_merge(base.table, theirs.table, mine, keys)
-        theirs_diff = result.theirs_changes
-        summary = (
-            f"{reason}. They changed {theirs_diff.cells_changed} cell(s), added "
-            f"{theirs_diff.rows_added} and deleted {theirs_diff.rows_deleted} row(s) "
-            f"(version {theirs.version_id}). {result.auto_merged} of your change(s) merged "
-            f"automatically; {len(result.conflicts)} conflict(s)."
-        )
-        if not result.conflicts:
-            self._continue_on(onto or theirs, result.table)
-            self._say(summary + " Review and Save again to commit.", "warn")
-            return
-        self._merge_inputs = (base, theirs, onto or theirs)
-        self.merge = result
-        self._say(summary + " Pick mine or theirs for each conflict, then Apply merge.", "warn")
-        self._show_conflicts(result.conflicts)
-
-    def _show_conflicts(
-        self, conflicts: Sequence[MergeConflict], picks: dict[Any, str] | None = None
-    ) -> None:
+    def _show_conflicts(self, merge: PendingMerge) -> None:
         rows: list[w.Widget] = [w.HTML("<b>Conflicts</b> (default: keep theirs)")]
         self._choices = {}
-        for c in conflicts:
+        for c in merge.result.conflicts:
             pick = w.ToggleButtons(
                 options=[("mine", MINE), ("theirs", THEIRS)],
-                value=(picks or {}).get(c.id, THEIRS),
+                value=merge.picks.get(c.id, THEIRS),
                 style={"button_width": "70px"},
             )
             self._choices[c.id] = pick
@@ -903,49 +734,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         conflicts were shown are kept. If those edits changed the conflicts, the new list
         is shown (with the picks made so far) and nothing is applied yet.
         """
-        s = self.session
-        if self._merge_inputs is None or self.merge is None or s is None:
-            return
-        with self._working("Merging"):
-            self._apply_merge(s, *self._merge_inputs)
-
-    def _apply_merge(self, s: EditSession, base: Master, theirs: Master, onto: Master) -> None:
-        assert self.merge is not None
         picks = {cid: b.value for cid, b in self._choices.items()}
-        if self._duplicates_block_merge(s, "Your", "Apply merge"):
-            return
-        result = three_way_merge(base.table, theirs.table, s.to_table(), s.key_columns, picks)
-        shown = self.merge.conflicts
-        changed = len(shown) != len(result.conflicts) or not all(
-            a.same_as(b) for a, b in zip(shown, result.conflicts, strict=True)
-        )
-        if changed and result.conflicts:
-            self.merge = result
-            self._show_conflicts(result.conflicts, picks)
-            self._say(
-                f"Your edits since the conflict changed it: {len(result.conflicts)} "
-                "conflict(s) now. Check mine or theirs for each, then Apply merge.",
-                "warn",
-            )
-            return
-        self._continue_on(onto, result.table)
-        n_mine = sum(1 for c in result.conflicts if picks.get(c.id) == MINE)
-        self._say(
-            f"Merged onto version {onto.version_id}: {result.auto_merged} automatic, "
-            f"{n_mine} conflict(s) kept as mine. Review the changes and Save.",
-            "warn",
-        )
-
-    def _continue_on(self, onto: Master, content: pa.Table | None = None) -> None:
-        """Close any conflict; edit ``content`` (a merge's result; default: ``onto`` as
-        it is) as pending changes on ``onto``."""
-        self._hide_conflict()
-        self.page = 0
-        self._set_session(self._new_session(onto, content))
-
-    def _hide_conflict(self) -> None:
-        self.merge = None
-        self._merge_inputs = None
-        self._choices = {}
-        self.conflict_panel.children = []
-        self.conflict_panel.layout.display = "none"
+        with self._working("Merging"):
+            outcome = self.controller.apply_merge(picks)
+        self._show(outcome)

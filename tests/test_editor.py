@@ -666,3 +666,17 @@ def test_a_save_whose_answer_is_cut_short_is_saved_once(
     assert "Saved version" in msg(editor), msg(editor)
     assert editor.session is not None and editor.session.pending == 0
     assert len(master_store.versions()) == 2
+
+
+def test_an_ipydatagrid_without_the_names_the_grid_uses_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ipydatagrid import DataGrid
+
+    from s3grid import ConfigError
+    from s3grid.grid import check_ipydatagrid
+
+    check_ipydatagrid()  # the installed one has them
+    monkeypatch.delattr(DataGrid, "_visible_rows")
+    with pytest.raises(ConfigError, match=r"lacks _visible_rows.*ipydatagrid>=1\.4,<2"):
+        check_ipydatagrid()
