@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pandas as pd
@@ -56,6 +57,11 @@ from s3grid.formats import csv_types_text, decode_table, encode_table, parse_csv
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
 from s3grid.s3 import S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
+
+if TYPE_CHECKING:
+    from s3grid.bulk import BulkPreview
+    from s3grid.promote import PromoteResult
+    from s3grid.prune import PrunePlan
 
 __all__ = [
     "ExpectEtag",
@@ -735,6 +741,45 @@ class MasterStore:
             return [fn(i) for i in items]
         with ThreadPoolExecutor(max_workers=8) as pool:
             return list(pool.map(fn, items))
+
+    # ---------------------------------------------- operations built on the above
+    # Every operation on a master is a method here; the modules that implement them
+    # (imported on first use: they import this one) also offer them as functions.
+
+    def bulk_edit(self, select_sql: str, *, note: str, **kwargs: Any) -> SaveResult:
+        """Replace the master with a SELECT's result through the locked save
+        (:func:`s3grid.bulk.bulk_edit`: ``engine``, ``table_name``, ``base``,
+        ``allow_schema_change``)."""
+        from s3grid.bulk import bulk_edit
+
+        return bulk_edit(self, select_sql, note=note, **kwargs)
+
+    def preview_bulk_edit(self, select_sql: str, **kwargs: Any) -> BulkPreview:
+        """What a bulk edit would change, writing nothing
+        (:func:`s3grid.bulk.preview_bulk_edit`)."""
+        from s3grid.bulk import preview_bulk_edit
+
+        return preview_bulk_edit(self, select_sql, **kwargs)
+
+    def export_csv(self, destination: str | Path, *, version_id: str | None = None) -> str:
+        """Write the master (or one version) as CSV (:func:`s3grid.bulk.export_csv`)."""
+        from s3grid.bulk import export_csv
+
+        return export_csv(self, destination, version_id=version_id)
+
+    def prune(self, keep: int = 15, apply: bool = False, **kwargs: Any) -> PrunePlan:
+        """Archive all but the latest ``keep`` saves; without ``apply``, only plan
+        (:func:`s3grid.prune.prune`)."""
+        from s3grid.prune import prune
+
+        return prune(self, keep, apply, **kwargs)
+
+    def promote(self, prefix: str, *, note: str, **kwargs: Any) -> PromoteResult:
+        """Flatten staged query output and save it over the version it was computed
+        from (:func:`s3grid.promote.promote`)."""
+        from s3grid.promote import promote
+
+        return promote(self, prefix, note=note, **kwargs)
 
     def reconcile(self) -> list[Repair]:
         """Give every s3grid-made master version its missing snapshot and/or audit.

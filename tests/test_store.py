@@ -686,3 +686,18 @@ def test_a_master_s3grid_cannot_keep_is_refused_on_load(
         store.load()
     with pytest.raises(SchemaError, match=re.escape(message)):
         store.create(table, note="x")
+
+
+def test_every_operation_on_a_master_is_a_method_too(
+    master_store: MasterStore, tmp_path: Any
+) -> None:
+    sql = "SELECT * FROM work_master_parquet WHERE NOT (tow = 1 AND net = 2)"
+    preview = master_store.preview_bulk_edit(sql)
+    assert preview.diff.deleted == ((1, 2),)
+    res = master_store.bulk_edit(sql, note="drop one net")
+    assert res.rows_deleted == 1 and master_store.load().table.num_rows == 49
+    out = master_store.export_csv(tmp_path / "m.csv")
+    assert (tmp_path / "m.csv").read_text().count("\n") == 50  # header + 49 rows
+    assert out == str(tmp_path / "m.csv")
+    plan = master_store.prune(keep=1)
+    assert not plan.applied and len(plan.archive) == 1
