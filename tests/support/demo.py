@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +28,12 @@ def start_demo(
     cwd: Path | None = None,
     wait: float = 60,
 ) -> tuple[subprocess.Popen[str], str, str]:
-    """Run ``<command> demo`` until it prints its S3 endpoint and JupyterLab's URL."""
+    """Run ``<command> demo`` until it prints its S3 endpoint and JupyterLab's URL.
+
+    Its output is read to the end in a thread, so that a full pipe never stalls it; its
+    messages go to ``<data_dir>.log``, shown when it fails to start or stop.
+    """
+    log = open(f"{data_dir}.log", "w")  # noqa: SIM115 - the demo writes it until it stops
     proc = subprocess.Popen(
         [
             *command,
@@ -41,10 +47,11 @@ def start_demo(
             str(data_dir),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
         cwd=cwd,
     )
+    proc.log_path = log.name  # type: ignore[attr-defined]
     assert proc.stdout is not None
     deadline = time.monotonic() + wait
     s3_url = lab_url = ""
@@ -58,8 +65,13 @@ def start_demo(
             lab_url = m[1]
     if not lab_url:
         proc.kill()
-        pytest.fail(f"the demo did not serve JupyterLab within {wait:.0f} s")
+        pytest.fail(f"the demo did not serve JupyterLab within {wait:.0f} s:\n{_tail(proc)}")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, s3_url, lab_url
+
+
+def _tail(proc: subprocess.Popen[str]) -> str:
+    return Path(proc.log_path).read_text()[-3000:]  # type: ignore[attr-defined]
 
 
 def stop_demo(proc: subprocess.Popen[str]) -> float:
@@ -67,9 +79,9 @@ def stop_demo(proc: subprocess.Popen[str]) -> float:
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
-        code = proc.wait(timeout=15)
+        code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail("the demo did not stop within 15 s of Ctrl+C")
-    assert code == 0
+        pytest.fail(f"the demo did not stop within 60 s of Ctrl+C:\n{_tail(proc)}")
+    assert code == 0, _tail(proc)
     return time.monotonic() - t0
