@@ -156,13 +156,7 @@ class MasterStore:
                 f"No {what}master at {self.bucket.url(key)} ({exc}). Check S3_BUCKET and "
                 "S3_MASTER_KEY, or create it with `s3grid init FILE`."
             ) from exc
-        save = SaveMetadata.from_s3(resp.get("Metadata", {}))
-        table = decode_table(
-            body,
-            self.cfg.file_format,
-            where=self.bucket.url(key, version_id),
-            csv_types=parse_csv_types(save.column_types) if save else None,
-        )
+        table, save = self._decode(body, resp, where=self.bucket.url(key, version_id))
         check_loadable(table.schema, where=self.bucket.url(key, version_id))
         problem = self.bucket.versioning_problem()
         if problem is not None:  # reading is safe; say now what a save would refuse
@@ -175,6 +169,15 @@ class MasterStore:
             last_modified=resp.get("LastModified"),
             save=save,
         )
+
+    def _decode(
+        self, body: bytes, resp: dict[str, Any], *, where: str
+    ) -> tuple[pa.Table, SaveMetadata | None]:
+        """A master version's (or snapshot's) table, read with the types its save
+        declared (a CSV master's), and that save's metadata."""
+        save = SaveMetadata.from_s3(resp.get("Metadata", {}))
+        types = parse_csv_types(save.column_types) if save else None
+        return decode_table(body, self.cfg.file_format, where=where, csv_types=types), save
 
     def versions(self) -> list[VersionInfo]:
         """Every version of the master, newest first."""
@@ -366,13 +369,7 @@ class MasterStore:
                     f"No snapshot at {self.bucket.url(snapshot_key)}; list them with "
                     "`s3grid audit`."
                 ) from exc
-            save = SaveMetadata.from_s3(resp.get("Metadata", {}))
-            table = decode_table(
-                body,
-                self.cfg.file_format,
-                where=self.bucket.url(snapshot_key),
-                csv_types=parse_csv_types(save.column_types) if save else None,
-            )
+            table, _ = self._decode(body, resp, where=self.bucket.url(snapshot_key))
         else:
             assert version_id is not None
             table = self.read_version(version_id).table
