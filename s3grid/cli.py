@@ -323,6 +323,16 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
     from s3grid.iam import iam_policy
 
     cfg = config_from_args(args)
+    extra = [
+        f
+        for f, v in (
+            ("--athena-results", args.athena_results),
+            ("--iceberg-location", args.iceberg_location),
+        )
+        if v
+    ]
+    if extra and not args.athena:
+        raise ValidationError(f"{' and '.join(extra)} add to the Athena statements: add --athena.")
     _print_json(
         iam_policy(
             cfg,

@@ -118,6 +118,14 @@ BAD_ARGUMENTS = {
     "bad --until": (["audit", "--until", "2024-13-45"], "not a date"),
     "zero --limit": (["audit", "--limit", "0"], "at least 1"),
     "text --keep": (["prune", "--keep", "many"], "invalid int"),
+    "iceberg data without --athena": (
+        ["iam-policy", "--iceberg-location", "s3://b/ice/"],
+        "--iceberg-location add to the Athena statements: add --athena",
+    ),
+    "a bad iceberg location": (
+        ["iam-policy", "--athena", "--iceberg-location", "nope"],
+        "Invalid S3 location 'nope'",
+    ),
     "negative --keep": (["prune", "--keep", "-1", "--apply"], "at least 1"),
     "endpoint not a url": (["audit", "--endpoint-url", "localhost"], "is not a URL"),
     "endpoint bad port": (["audit", "--endpoint-url", "http://127.0.0.1:port"], "not a valid"),
