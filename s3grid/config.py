@@ -44,8 +44,9 @@ class S3GridConfig:
         multipart_bytes: a master body larger than this is uploaded in parts, in
             parallel, and committed by a conditional ``CompleteMultipartUpload``; up to
             it, by one conditional PUT (at most 5 GiB, S3's single-PUT limit). ``None``:
-            256 MiB on AWS; on a custom endpoint always one PUT, as S3-compatible stores
-            (moto among them) do not all honour ``If-Match`` on the complete.
+            256 MiB on AWS; on any other store (by the client's real endpoint) always one
+            PUT, as S3-compatible stores (moto among them) do not all honour
+            ``If-Match`` on the complete atomically (see ``S3Bucket.multipart_threshold``).
         connect_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for a response.
         athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
@@ -158,13 +159,6 @@ class S3GridConfig:
         """The extension used for snapshots: the master key's, else the file format."""
         _, ext = posixpath.splitext(self.master_key)
         return ext.lstrip(".").lower() or self.file_format
-
-    @property
-    def multipart_threshold(self) -> int:
-        """Bodies larger than this go up in parts (see ``multipart_bytes``)."""
-        if self.multipart_bytes is not None:
-            return self.multipart_bytes
-        return 256 * 1024**2 if self.endpoint_url is None else 5 * 1024**3
 
     @property
     def uri(self) -> str:

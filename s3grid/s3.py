@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -36,7 +37,7 @@ from s3grid.errors import (
     translate,
 )
 
-__all__ = ["MAX_SINGLE_PUT", "PROGRESS_BYTES", "S3Bucket", "SeekableReader"]
+__all__ = ["MAX_SINGLE_PUT", "PROGRESS_BYTES", "S3Bucket", "SeekableReader", "is_aws_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # copy, so this is the largest master a save can write (Parquet of ~150M rows of 13
 # columns); over it a copy would need a multipart copy, with other ETags.
 MAX_SINGLE_PUT = 5 * 1024**3
+AWS_MULTIPART_BYTES = 256 * 1024**2  # above this, a save goes up in parts on AWS
 PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
 PART_BYTES = 16 * 1024**2  # multipart part size (S3: at least 5 MiB, at most 10,000 parts)
 PART_THREADS = 4  # parts in flight at once: S3 gives each connection its own bandwidth
@@ -160,6 +162,12 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def is_aws_endpoint(url: str | None) -> bool:
+    """Whether ``url`` is an AWS S3 endpoint (``*.amazonaws.com``, China's ``.com.cn``)."""
+    host = urlsplit(url or "").hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
 class S3Bucket:
     """The one chokepoint for S3 calls: retries with backoff, errors translated.
 
@@ -183,16 +191,42 @@ class S3Bucket:
             raise ConfigError(
                 f"AWS profile {cfg.profile!r} not found; check AWS_PROFILE or --profile."
             ) from exc
-        config = Config(
-            # One attempt: botocore's "max_attempts" counts retries (1 is two sends);
-            # "total_max_attempts" counts sends. S3Bucket.call decides what is resent.
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=cfg.connect_timeout,
-            read_timeout=cfg.read_timeout,
-            # Custom endpoints (moto, MinIO, Ceph) rarely serve virtual-hosted buckets.
-            s3={"addressing_style": "path"} if cfg.endpoint_url else None,
+
+        def config(path_style: bool) -> Config:
+            return Config(
+                # One attempt: botocore's "max_attempts" counts retries (1 is two sends);
+                # "total_max_attempts" counts sends. S3Bucket.call decides what is resent.
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=cfg.connect_timeout,
+                read_timeout=cfg.read_timeout,
+                # Custom endpoints (moto, MinIO, Ceph) rarely serve virtual-hosted buckets.
+                s3={"addressing_style": "path"} if path_style else None,
+            )
+
+        client = session.client(
+            "s3", endpoint_url=cfg.endpoint_url, config=config(bool(cfg.endpoint_url))
         )
-        return session.client("s3", endpoint_url=cfg.endpoint_url, config=config)
+        if not cfg.endpoint_url and not is_aws_endpoint(client.meta.endpoint_url):
+            # An endpoint from AWS_ENDPOINT_URL_S3 or the profile: a custom store too.
+            client = session.client("s3", config=config(True))
+        return client
+
+    @property
+    def on_aws(self) -> bool:
+        """Whether requests go to AWS S3 itself, judged by the client's real endpoint
+        (``endpoint_url``, ``AWS_ENDPOINT_URL_S3`` or the profile's), not by whether an
+        endpoint was passed."""
+        return is_aws_endpoint(self._client.meta.endpoint_url)
+
+    @property
+    def multipart_threshold(self) -> int:
+        """Bodies larger than this go up in parts: ``cfg.multipart_bytes`` if set, else
+        256 MiB on AWS, whose conditional ``CompleteMultipartUpload`` is atomic; on other
+        stores one PUT up to S3's 5 GiB limit, as not all of them make that complete
+        atomic."""
+        if self.cfg.multipart_bytes is not None:
+            return self.cfg.multipart_bytes
+        return AWS_MULTIPART_BYTES if self.on_aws else MAX_SINGLE_PUT
 
     @property
     def client(self) -> Any:
@@ -279,7 +313,8 @@ class S3Bucket:
             )
         if status == "Enabled":
             return None
-        endpoint = f" --endpoint-url {self.cfg.endpoint_url}" if self.cfg.endpoint_url else ""
+        url = self._client.meta.endpoint_url
+        endpoint = "" if self.on_aws else f" --endpoint-url {url}"
         return (
             f"Bucket {self.name!r} has versioning {status.lower()}: a save would overwrite "
             "the only copy of the master, and snapshots would copy nothing. Turn it on with "
@@ -336,7 +371,7 @@ class S3Bucket:
     def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
         """PUT an object (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
 
-        Up to ``cfg.multipart_threshold``, one request; above, a multipart upload whose
+        Up to :attr:`multipart_threshold`, one request; above, a multipart upload whose
         complete carries the condition (boto3's managed transfer does not take
         ``IfMatch``). Either way the object appears, or not, in one atomic step.
 
@@ -363,7 +398,7 @@ class S3Bucket:
     def etag_of(self, body: bytes) -> str:
         """The ETag S3 gives ``body`` as :meth:`put` uploads it (MD5, or MD5 of the
         parts' MD5s). Objects encrypted with SSE-KMS have other ETags: no match then."""
-        if len(body) <= self.cfg.multipart_threshold:
+        if len(body) <= self.multipart_threshold:
             return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
         size = _part_size(len(body))
         digests = b"".join(
@@ -374,7 +409,7 @@ class S3Bucket:
         return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"'
 
     def _send(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
-        if len(body) > self.cfg.multipart_threshold:
+        if len(body) > self.multipart_threshold:
             return self._put_in_parts(key, body, retry=retry, **kwargs)
         payload: Any = body
         bar = None

@@ -657,7 +657,7 @@ class MasterStore:
         """The caller's AWS ARN via STS, looked up once; None on non-AWS endpoints."""
         if self._identity is False:
             self._identity = None
-            if not self.cfg.endpoint_url:
+            if self.bucket.on_aws:  # the real endpoint, wherever it was set
                 try:
                     session = boto3.session.Session(
                         profile_name=self.cfg.profile, region_name=self.cfg.region

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -90,11 +91,48 @@ def test_multipart_threshold_outside_what_s3_takes_is_refused(value: int) -> Non
         S3GridConfig(bucket="b", multipart_bytes=value)
 
 
-def test_multipart_by_default_only_on_aws() -> None:
-    assert S3GridConfig(bucket="b").multipart_threshold == 256 * 1024**2
-    local = S3GridConfig(bucket="b", endpoint_url="http://127.0.0.1:9000")
+def test_multipart_by_default_only_on_aws(
+    monkeypatch: pytest.MonkeyPatch, aws_env: None, moto_url: str
+) -> None:
+    from s3grid.s3 import S3Bucket
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws = S3Bucket(S3GridConfig(bucket="b", region="us-east-1"))
+    assert aws.on_aws and aws.multipart_threshold == 256 * 1024**2
+    local = S3Bucket(S3GridConfig(bucket="b", endpoint_url="http://127.0.0.1:9000"))
+    assert not local.on_aws
     assert local.multipart_threshold == 5 * 1024**3  # one conditional PUT up to S3's limit
-    assert local.with_(multipart_bytes=1024).multipart_threshold == 1024
+    tuned = S3Bucket(local.cfg.with_(multipart_bytes=1024))
+    assert tuned.multipart_threshold == 1024
+    # A store reached through boto3's own variable, with no endpoint_url given, is no
+    # AWS either: one PUT, no STS lookup, path-style requests (and it works)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_url)
+    env_only = S3Bucket(S3GridConfig(bucket="b"))
+    assert not env_only.on_aws and env_only.multipart_threshold == 5 * 1024**3
+    assert env_only.client.meta.config.s3 == {"addressing_style": "path"}
+
+
+def test_the_aws_identity_is_asked_of_sts_only_on_aws(
+    monkeypatch: pytest.MonkeyPatch, master_store: Any, moto_url: str
+) -> None:
+    import boto3
+
+    from s3grid import MasterStore
+
+    asked: list[str] = []
+    real = boto3.session.Session.client
+
+    def client(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_url)
+    store = MasterStore(master_store.cfg.with_(endpoint_url=None))
+    assert store.load().table.num_rows == 50  # reached through the variable
+    assert store.aws_identity() is None
+    assert "sts" not in asked
 
 
 @pytest.mark.parametrize(
