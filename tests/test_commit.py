@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from s3grid import (
     ConflictError,
@@ -189,15 +189,24 @@ def test_endpoint_dies_after_commit_then_repaired(
     m = master_store.load()
     df = m.to_pandas()
     df.loc[0, "volume_filtered"] = 8.5
-    target = "_write_snapshot" if step == "snapshot" else "_write_audit"
+    # The endpoint goes away right after the commit: the snapshot's copy, or the
+    # audit's PUT, finds nobody there (a botocore hook refuses the connection).
+    event = "CopyObject" if step == "snapshot" else "PutObject"
+    prefix = (
+        master_store.cfg.snapshot_prefix if step == "snapshot" else master_store.cfg.audit_prefix
+    )
 
-    def down(*_: Any, **__: Any) -> None:
-        raise StoreUnavailableError("S3 is unreachable (connection refused)")
+    def down(params: dict[str, Any], **_: Any) -> None:
+        if str(params.get("Key", "")).startswith(prefix + "/"):
+            raise EndpointConnectionError(endpoint_url="http://gone")
 
-    with monkeypatch.context() as mp:
-        mp.setattr(MasterStore, target, down)
+    events = master_store.bucket.client.meta.events
+    events.register(f"before-parameter-build.s3.{event}", down)
+    try:
         with pytest.warns(RuntimeWarning, match="reconcile"):
             res = master_store.save(df, base=m, note=f"dies at {step}")
+    finally:
+        events.unregister(f"before-parameter-build.s3.{event}", down)
     assert res.incomplete is not None
     assert f"Saved as version {res.new_version}" in res.incomplete
     assert master_store.load().version_id == res.new_version  # committed, and said so

@@ -147,7 +147,7 @@ def test_two_writers_step_by_step(
         "before-send.s3.PutObject", lambda **kw: puts.append(kw["request"].url)
     )
     if race:  # A's save lands after B's look at the master: B's conditional PUT refuses
-        monkeypatch.setattr(b, "_check_unchanged", lambda expect: None)
+        monkeypatch.setattr(b, "look_first", False)
     with pytest.raises(ConflictError) as info:
         b.save(edit_volume(mb.to_pandas(), 2, 22.0), base=mb, note="B")
     assert all_objects(s3, bucket) == before
@@ -601,7 +601,7 @@ def test_stale_multipart_save_is_a_conflict_and_leaves_nothing(
     theirs = store.save(edit_volume(base.to_pandas(), 1, 1.5), base=base, note="theirs first")
     before = all_objects(s3, bucket)
     if race:  # their save lands after our look at the master: the complete refuses ours
-        monkeypatch.setattr(store, "_check_unchanged", lambda expect: None)
+        monkeypatch.setattr(store, "look_first", False)
     with pytest.raises(ConflictError):
         store.save(edit_volume(base.to_pandas(), 2, 2.5), base=base, note="mine, stale")
     assert all_objects(s3, bucket) == before  # no master version, snapshot or audit
