@@ -7,9 +7,9 @@ EventBridge) for the marker object (default ``_SUCCESS``) written when the query
 done. The handler promotes the staging prefix with :func:`s3grid.promote.promote`
 (``source="automation"``, the query id in the note when known): over the base its run
 manifest names, or, for output s3grid did not start, over a master unchanged since the
-output was written. Staging is emptied only after the save
-succeeded. A conflict, an empty prefix, a run that did not succeed or an error is
-reported in the result; nothing is overwritten and staging is left as it was.
+output was written. Staging is emptied only after the save succeeded. A conflict, an
+empty prefix, a run that did not succeed or an error is reported in the result;
+nothing is overwritten and staging is left as it was.
 
 Environment: the ``S3_*`` variables of :class:`S3GridConfig`, plus
 ``S3GRID_STAGING_PREFIX`` (default ``staging/<master key>/next/``) and

@@ -23,7 +23,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from s3grid.audit import format_timestamp, parse_timestamp
-from s3grid.errors import AthenaQueryError, ConflictError, NotFoundError, ValidationError
+from s3grid.errors import (
+    AthenaQueryError,
+    ConflictError,
+    MasterFormatError,
+    NotFoundError,
+    ValidationError,
+)
 from s3grid.flatten import FlattenResult, empty_prefix, flatten_to_table
 from s3grid.layout import is_run_prefix, new_run_id
 from s3grid.model import Master, SaveResult
@@ -74,12 +80,12 @@ class RunManifest:
 
     @classmethod
     def from_json(cls, body: bytes, *, where: str) -> RunManifest:
-        """Raises: ValidationError: not an s3grid run manifest."""
+        """Raises: MasterFormatError: not an s3grid run manifest."""
         try:
             data = json.loads(body)
             return cls(**{**data, "columns": tuple(data["columns"])})
         except (ValueError, TypeError, KeyError) as exc:
-            raise ValidationError(
+            raise MasterFormatError(
                 f"{where} is not an s3grid run manifest ({exc}). Remove it: the output is "
                 "then promoted as one s3grid did not start (--base-version names its base)."
             ) from exc

@@ -244,3 +244,17 @@ def test_lowercased_output_promotes_into_a_mixed_case_master(
     done = promote(store, STAGING, note="from Athena")
     assert store.load().table.equals(master.set_column(1, "DepthMax", pa.array([10.5, 21.0])))
     assert done.save.cells_changed == 1
+
+
+def test_a_manifest_that_is_not_one_is_refused_by_name(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    from s3grid import MasterFormatError
+    from s3grid.promote import promote
+
+    stage(master_store, s3, bucket, 42.0)
+    s3.put_object(Bucket=bucket, Key=f"{STAGING}{MANIFEST_NAME}", Body=b"{not json")
+    before = all_objects(s3, bucket)
+    with pytest.raises(MasterFormatError, match="is not an s3grid run manifest"):
+        promote(master_store, STAGING, note="x")
+    assert all_objects(s3, bucket) == before
