@@ -96,11 +96,11 @@ class IcebergTable:
             "'write_compression'='snappy')"
         )
 
-    def load_sql(self, source_table: str) -> str:
-        """``INSERT INTO <iceberg> SELECT * FROM <source>`` (e.g. the master's table)."""
-        return (
-            f"INSERT INTO {self.table}\nSELECT * FROM {qualified_name(source_table, self.database)}"
-        )
+    def load_sql(self, source_table: str, database: str | None = None) -> str:
+        """``INSERT INTO <iceberg> SELECT * FROM <source>`` (e.g. the master's table, in
+        ``database``, default this table's)."""
+        source = qualified_name(source_table, database or self.database)
+        return f"INSERT INTO {self.table}\nSELECT * FROM {source}"
 
     def update_sql(self, assignments: Mapping[str, Any], where: str) -> str:
         """``UPDATE <t> SET col = <literal>, ... WHERE <predicate>``."""
@@ -164,10 +164,12 @@ class IcebergTable:
         source = master_table or self.engine.register_master(store, base.table, new_run_id())
         try:
             self.engine.execute(create)
-            _, info = self.engine.execute(self.load_sql(source))
+            # the engine registered the master in its own database
+            where = self.database if master_table else self.engine.database
+            _, info = self.engine.execute(self.load_sql(source, where))
         finally:
             if master_table is None:
-                self.engine.execute(drop_table_sql(source, self.database))
+                self.engine.execute(drop_table_sql(source, self.engine.database))
                 self.engine.done(store)  # a CSV master's copy, if one was made
         self._record_seed(store, RunManifest.for_base(base, query_id=info.query_id))
 

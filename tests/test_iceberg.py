@@ -280,3 +280,17 @@ def test_an_iceberg_round_trip_on_the_athena_fake(
     assert (4, 0) not in df.index
     assert (res.cells_changed, res.rows_deleted, res.rows_added) == (2, 1, 0)
     assert keys_under(s3, bucket, "staging/") == [ice.seed_key(master_store)]
+
+
+def test_an_iceberg_table_in_another_database_reads_the_master_where_it_was_registered(
+    master_store: MasterStore,
+) -> None:
+    engine = RecordingEngine()  # database "lab"
+    ice = IcebergTable(engine, "tows_iceberg", database="archive")
+    ice.create_from_master(master_store, location="s3://lab-bucket/iceberg/tows/")
+    register, create, load, drop = engine.sent
+    source = re.match(r"CREATE EXTERNAL TABLE `lab`\.`(s3grid_\w+)` ", register)
+    assert source, register
+    assert create.startswith("CREATE TABLE `archive`.`tows_iceberg`")
+    assert load == f'INSERT INTO "archive"."tows_iceberg"\nSELECT * FROM "lab"."{source[1]}"'
+    assert drop == f"DROP TABLE IF EXISTS `lab`.`{source[1]}`"
