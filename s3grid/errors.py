@@ -1,7 +1,7 @@
 """The one exception hierarchy of s3grid, and the translation of botocore errors into it.
 
 Every error a user can meet derives from :class:`S3GridError`. The S3 wrapper in
-``store.py`` calls :func:`translate` so that callers never see a raw ``ClientError``;
+``s3.py`` calls :func:`translate` so that callers never see a raw ``ClientError``;
 the original exception stays reachable as ``__cause__``.
 """
 

@@ -1,9 +1,11 @@
-"""The only S3 code for masters: load, the locked save, snapshot, audit, restore, reconcile.
+"""MasterStore, the facade users call: load, the locked save, snapshot, audit, restore,
+versions, reconcile, and the operations built on them.
 
-Every S3 request goes through :class:`S3Bucket.call`, which retries transient failures and
-translates botocore errors into :mod:`s3grid.errors`. The compare-and-swap on the master
-(``put_object`` with ``IfMatch``/``IfNoneMatch``) appears once, in
-:meth:`MasterStore._commit`; the expectation it enforces is the pure :class:`ExpectEtag`.
+Every S3 request goes through :meth:`s3grid.s3.S3Bucket.call`, which retries transient
+failures and translates botocore errors into :mod:`s3grid.errors`. The compare-and-swap
+on the master (``put_object`` with ``IfMatch``/``IfNoneMatch``) appears once, in
+:meth:`MasterStore._commit`; the expectation it enforces is the pure
+:class:`~s3grid.commit.ExpectEtag`.
 """
 
 from __future__ import annotations
