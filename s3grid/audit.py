@@ -7,15 +7,14 @@ store reads and writes the objects.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from s3grid.config import S3GridConfig
 from s3grid.errors import MasterFormatError
+from s3grid.layout import audit_key, parse_audit_key, snapshot_key
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -28,7 +27,6 @@ __all__ = [
 ]
 
 SOURCES = ("editor", "sql", "restore", "init", "reconcile", "automation")
-_STAMP = "%Y%m%dT%H%M%S"
 
 
 def format_timestamp(when: datetime) -> str:
@@ -40,34 +38,6 @@ def parse_timestamp(text: str) -> datetime:
     """Inverse of :func:`format_timestamp` (accepts any ISO 8601 with an offset or ``Z``)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def snapshot_key(cfg: S3GridConfig, saved_at: datetime, save_id: str) -> str:
-    """``<snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>``."""
-    stamp = saved_at.astimezone(UTC).strftime(_STAMP)
-    return f"{cfg.snapshot_prefix}/{cfg.stem}_{stamp}_{save_id}.{cfg.ext}"
-
-
-def audit_key(cfg: S3GridConfig, saved_at: datetime, save_id: str) -> str:
-    """``<audit_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.jsonl``."""
-    utc = saved_at.astimezone(UTC)
-    return f"{cfg.audit_prefix}/{utc:%Y-%m-%d}/{cfg.stem}_{utc.strftime(_STAMP)}_{save_id}.jsonl"
-
-
-def _audit_key_pattern(cfg: S3GridConfig) -> re.Pattern[str]:
-    return re.compile(
-        rf"^{re.escape(cfg.audit_prefix)}/(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/"
-        rf"{re.escape(cfg.stem)}_(?P<stamp>\d{{8}}T\d{{6}})_(?P<save_id>[0-9a-f]+)\.jsonl$"
-    )
-
-
-def parse_audit_key(cfg: S3GridConfig, key: str) -> tuple[str, str] | None:
-    """``(date, save_id)`` if ``key`` is an s3grid audit of this master's stem, else None.
-
-    Anything else under the audit prefix (``audit/glue/...``, other tools' logs) is not ours.
-    """
-    match = _audit_key_pattern(cfg).match(key)
-    return (match["date"], match["save_id"]) if match else None
 
 
 @dataclass(frozen=True)

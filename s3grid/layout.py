@@ -1,7 +1,14 @@
-"""Where s3grid stages query output for a master: one folder per master, one per run.
+"""Every key and prefix s3grid writes in the bucket besides the master.
 
-Every key derives from the master's key, so two masters in one bucket (even two called
-``master.parquet`` in different folders) never share staged output::
+Snapshots and audits::
+
+    <snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>
+    <audit_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.jsonl
+    <archive_prefix>/<YYYYMMDD>/snapshot_<VersionId>.<ext>, audit_<VersionId>.jsonl
+
+Staged query output: one folder per master, one per run. Every staging key derives from
+the master's key, so two masters in one bucket (even two called ``master.parquet`` in
+different folders) never share staged output::
 
     staging/<master key>/next/                 output to promote: a CTAS or UNLOAD run
                                                outside s3grid, the Lambda's default
@@ -24,15 +31,59 @@ from s3grid.errors import ValidationError
 from s3grid.sqlcheck import check_identifier, check_location
 
 __all__ = [
+    "archive_keys",
+    "audit_key",
+    "audit_key_pattern",
     "iceberg_seed_key",
     "is_run_prefix",
     "new_run_id",
+    "parse_audit_key",
     "promote_prefix",
     "run_prefix",
+    "snapshot_key",
     "source_prefix",
     "staging_prefix",
     "staging_root",
 ]
+
+_STAMP = "%Y%m%dT%H%M%S"  # whole seconds; the save id orders saves within one
+
+
+def snapshot_key(cfg: Any, saved_at: datetime, save_id: str) -> str:
+    """``<snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>``."""
+    stamp = saved_at.astimezone(UTC).strftime(_STAMP)
+    return f"{cfg.snapshot_prefix}/{cfg.stem}_{stamp}_{save_id}.{cfg.ext}"
+
+
+def audit_key(cfg: Any, saved_at: datetime, save_id: str) -> str:
+    """``<audit_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.jsonl``."""
+    utc = saved_at.astimezone(UTC)
+    return f"{cfg.audit_prefix}/{utc:%Y-%m-%d}/{cfg.stem}_{utc.strftime(_STAMP)}_{save_id}.jsonl"
+
+
+def audit_key_pattern(cfg: Any) -> re.Pattern[str]:
+    """What the audit keys of this master look like."""
+    return re.compile(
+        rf"^{re.escape(cfg.audit_prefix)}/(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/"
+        rf"{re.escape(cfg.stem)}_(?P<stamp>\d{{8}}T\d{{6}})_(?P<save_id>[0-9a-f]+)\.jsonl$"
+    )
+
+
+def parse_audit_key(cfg: Any, key: str) -> tuple[str, str] | None:
+    """``(date, save_id)`` if ``key`` is an s3grid audit of this master's stem, else None.
+
+    Anything else under the audit prefix (``audit/glue/...``, other tools' logs) is not ours.
+    """
+    match = audit_key_pattern(cfg).match(key)
+    return (match["date"], match["save_id"]) if match else None
+
+
+def archive_keys(cfg: Any, day: str, version_id: str) -> tuple[str, str]:
+    """``(snapshot, audit)`` keys in the archive for a save of UTC date ``day``
+    (``YYYYMMDD``) that wrote ``version_id``."""
+    base = f"{cfg.archive_prefix}/{day}"
+    return f"{base}/snapshot_{version_id}.{cfg.ext}", f"{base}/audit_{version_id}.jsonl"
+
 
 # Athena takes locations of these characters only (see sqlcheck.check_location).
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-=/]")

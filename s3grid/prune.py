@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from s3grid.errors import S3RequestError, ValidationError
+from s3grid.layout import archive_keys
 from s3grid.store import MasterStore
 
 __all__ = ["PruneItem", "PrunePlan", "plan_prune", "prune"]
@@ -60,7 +61,7 @@ def plan_prune(store: MasterStore, keep: int = 15) -> PrunePlan:
     items = []
     for row in old.itertuples(index=False):
         day = pd.Timestamp(str(row.timestamp)).strftime("%Y%m%d")  # the save's UTC date
-        base = f"{cfg.archive_prefix}/{day}"
+        archive_snapshot, archive_audit = archive_keys(cfg, day, str(row.new_version))
         items.append(
             PruneItem(
                 save_id=str(row.save_id),
@@ -68,8 +69,8 @@ def plan_prune(store: MasterStore, keep: int = 15) -> PrunePlan:
                 timestamp=str(row.timestamp),
                 snapshot_key=str(row.snapshot_key),
                 audit_key=str(row.audit_key),
-                archive_snapshot_key=f"{base}/snapshot_{row.new_version}.{cfg.ext}",
-                archive_audit_key=f"{base}/audit_{row.new_version}.jsonl",
+                archive_snapshot_key=archive_snapshot,
+                archive_audit_key=archive_audit,
             )
         )
     return PrunePlan(kept=len(log) - len(items), archive=tuple(items))

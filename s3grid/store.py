@@ -56,6 +56,7 @@ from s3grid.errors import (
     ValidationError,
 )
 from s3grid.formats import csv_types_text, decode_table, encode_table, parse_csv_types
+from s3grid.layout import audit_key, parse_audit_key, snapshot_key
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
 from s3grid.s3 import S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
@@ -443,8 +444,8 @@ class MasterStore:
             column_types=column_types,
         )
         version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
-        snap_key = audit_mod.snapshot_key(self.cfg, meta.saved_at, meta.save_id)
-        akey = audit_mod.audit_key(self.cfg, meta.saved_at, meta.save_id)
+        snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
+        akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
         incomplete = None
         overwritten: tuple[str, ...] = ()
         try:
@@ -703,7 +704,7 @@ class MasterStore:
         hi = _utc(until)
         keys = []
         for obj in self.bucket.list_objects(f"{self.cfg.audit_prefix}/"):
-            parsed = audit_mod.parse_audit_key(self.cfg, obj["Key"])
+            parsed = parse_audit_key(self.cfg, obj["Key"])
             if parsed is None:
                 continue
             day = parsed[0]
@@ -813,8 +814,8 @@ class MasterStore:
             if head is None or meta is None:
                 continue  # not written by s3grid: nothing to repair
             version_id = head.get("VersionId") or "null"
-            snap_key = audit_mod.snapshot_key(self.cfg, meta.saved_at, meta.save_id)
-            akey = audit_mod.audit_key(self.cfg, meta.saved_at, meta.save_id)
+            snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
+            akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
             wrote_snapshot = snap_key not in snapshots
             wrote_audit = akey not in audits
             if wrote_snapshot:
