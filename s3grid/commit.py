@@ -1,39 +1,54 @@
-"""What every save writes and checks: its S3 metadata, its precondition, its note.
+"""The commit: what every save writes and checks, and the conditional write itself.
 
 :class:`SaveMetadata` is everything a version carries about the save that wrote it (so
 reconcile can rebuild its snapshot and audit from the version alone); :class:`ExpectEtag`
-is the commit's precondition, turned into request conditions and checked against a
-HEAD. Pure: no I/O (the commit itself is :meth:`s3grid.store.MasterStore._commit`).
+is the commit's precondition, turned into request conditions and checked against a HEAD
+(pure). :func:`commit` is the compare-and-swap on the master, the one place it is
+written; :func:`confirm_commit` finds the committed version in the listing and names any
+version that slipped in between (a lost update). Both talk to S3 through
+:class:`~s3grid.s3.S3Bucket` only.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
+import time
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from s3grid.audit import format_timestamp, parse_timestamp
+from s3grid.config import S3GridConfig
 from s3grid.diff import (
     ChangeCounts,
 )
 from s3grid.errors import (
     ConflictError,
+    NotFoundError,
+    StoreUnavailableError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from s3grid.s3 import S3Bucket
 
 __all__ = [
     "MAX_NOTE_CHARS",
     "ExpectEtag",
     "SaveMetadata",
+    "SaveNotFoundError",
     "check_note",
+    "check_unchanged",
+    "commit",
+    "confirm_commit",
     "current_user",
     "metadata_note",
     "new_save_id",
+    "unreachable",
 ]
 
 log = logging.getLogger(__name__)
@@ -241,3 +256,148 @@ def check_note(note: str) -> str:
             "(newlines and tabs are fine)."
         )
     return note
+
+
+# ------------------------------------------------------------------- the commit
+
+
+class SaveNotFoundError(StoreUnavailableError):
+    """A commit whose answer was garbled, and whose version the listing does not show."""
+
+
+def unreachable(url: str, exc: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"Could not save to {url}: S3 is unreachable ({exc}). Nothing was written; your "
+        "edits are kept. Check the endpoint and retry.",
+    )
+
+
+def confirm_commit(
+    bucket: S3Bucket,
+    cfg: S3GridConfig,
+    version_id: str,
+    etag: str,
+    expect: ExpectEtag,
+    meta: SaveMetadata,
+) -> tuple[str, str, tuple[str, ...]]:
+    """The committed ``(version_id, etag)`` as S3 lists them, and the versions between
+    ours and our base: non-empty only if a write slipped past the lock.
+
+    S3 lists a key's versions newest first; the one just before ours must be the base.
+    When the commit's answer named a version the listing does not hold (headers cut
+    mid-value), ours is found among the newest by its save id.
+
+    Raises:
+        StoreUnavailableError: the committed version cannot be found (maybe_committed).
+    """
+    key = cfg.master_key
+    listed = bucket.newest_versions(key, 100)
+    ids = [v["VersionId"] for v in listed]
+    if version_id not in ids:
+        version_id = _find_save(bucket, cfg, listed, expect, meta)
+    etag = listed[ids.index(version_id)].get("ETag") or etag
+    if expect.version_id is None:
+        return version_id, etag, ()  # a first save: nothing to compare
+    older = ids[ids.index(version_id) + 1 :]
+    if not older or older[0] == expect.version_id:
+        return version_id, etag, ()
+    if expect.version_id in older:
+        return version_id, etag, tuple(older[: older.index(expect.version_id)])
+    return version_id, etag, (older[0],)
+
+
+def _find_save(
+    bucket: S3Bucket,
+    cfg: S3GridConfig,
+    listed: list[dict[str, Any]],
+    expect: ExpectEtag,
+    meta: SaveMetadata,
+) -> str:
+    """The VersionId of save ``meta`` among the newest listed versions (newer than the base)."""
+    for version in listed:
+        if version["VersionId"] == expect.version_id:
+            break
+        head = bucket.head(cfg.master_key, version["VersionId"])
+        found = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
+        if found is not None and found.save_id == meta.save_id:
+            return str(version["VersionId"])
+    raise SaveNotFoundError(
+        f"The save to {cfg.uri} was committed, but S3's answer was garbled and its "
+        f"version could not be found. Reload to see it, then run `s3grid reconcile`.",
+        maybe_committed=True,
+    )
+
+
+def check_unchanged(bucket: S3Bucket, key: str, expect: ExpectEtag) -> None:
+    """Raise :class:`ConflictError` if the master is no longer the expected version."""
+    url = bucket.url(key)
+    try:
+        current = bucket.head(key)
+    except StoreUnavailableError as exc:
+        raise unreachable(url, exc) from exc
+    expect.validate(current, key=url)
+
+
+def commit(
+    bucket: S3Bucket, cfg: S3GridConfig, body: bytes, expect: ExpectEtag, meta: SaveMetadata
+) -> tuple[str, str]:
+    """The compare-and-swap: PUT the master only if it is still the expected version.
+
+    Returns ``(version_id, etag)`` of the committed version. Any doubt (a timeout, a
+    412 after a resend) is settled by HEADing the master and comparing the save id.
+    """
+    key = cfg.master_key
+    url = bucket.url(key)
+    content_type = "text/csv" if cfg.file_format == "csv" else "application/octet-stream"
+
+    def ours(head: dict[str, Any] | None) -> bool:
+        if head is None:
+            return False
+        found = SaveMetadata.from_s3(head.get("Metadata", {}))
+        if found is not None:
+            return found.save_id == meta.save_id
+        # no s3grid metadata in the answer (not ours, or its headers were cut): the
+        # body names its save id too, so an ETag equal to our body's is our version
+        return bool(head.get("ETag") == bucket.etag_of(body))
+
+    for attempt in range(1, cfg.max_attempts + 1):
+        try:
+            resp = bucket.put(
+                key,
+                body,
+                retry=False,
+                Metadata=meta.to_s3(),
+                ContentType=content_type,
+                **expect.conditions(),
+            )
+            return resp.get("VersionId") or "null", resp["ETag"]
+        except (ConflictError, NotFoundError, StoreUnavailableError) as exc:
+            sent = not isinstance(exc, StoreUnavailableError) or exc.maybe_committed
+            try:
+                current = bucket.head(key)
+            except StoreUnavailableError as head_exc:
+                if sent:
+                    raise StoreUnavailableError(
+                        f"The save to {url} may or may not have been committed: the "
+                        f"connection failed ({exc}) and the master could not be checked. "
+                        "Your edits are kept. When S3 is back, Reload to see whether "
+                        f"save {meta.save_id} landed, and run `s3grid reconcile`.",
+                        maybe_committed=True,
+                    ) from head_exc
+                raise unreachable(url, exc) from exc
+            if ours(current):
+                assert current is not None
+                return current.get("VersionId") or "null", current["ETag"]
+            retryable = isinstance(exc, StoreUnavailableError) or (
+                exc.code in ("ConditionalRequestConflict", "409")
+            )
+            expect.validate(current, key=url)  # raises ConflictError if moved on
+            if not retryable or attempt == cfg.max_attempts:
+                if isinstance(exc, StoreUnavailableError):
+                    raise StoreUnavailableError(
+                        f"Could not save to {url} after {attempt} attempts ({exc}). "
+                        "The master is unchanged; your edits are kept. Retry later.",
+                    ) from exc
+                raise
+            time.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -11,7 +11,6 @@ on the master (``put_object`` with ``IfMatch``/``IfNoneMatch``) appears once, in
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +31,14 @@ from s3grid.commit import (
     TYPES_METADATA_BYTES,
     ExpectEtag,
     SaveMetadata,
+    SaveNotFoundError,
     check_note,
+    check_unchanged,
+    commit,
+    confirm_commit,
     current_user,
     new_save_id,
+    unreachable,
 )
 from s3grid.config import S3GridConfig
 from s3grid.diff import (
@@ -412,7 +416,7 @@ class MasterStore:
         try:
             self.bucket.require_versioning(fresh=True)
         except StoreUnavailableError as exc:
-            raise _unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
+            raise unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
         saved_at = datetime.now(UTC)
         save_id = new_save_id(saved_at)
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
@@ -471,7 +475,7 @@ class MasterStore:
                 record = replace(record, lost_update_of=list(overwritten))
             self._write_audit(akey, record)  # step 5
         except S3GridError as exc:
-            if isinstance(exc, _SaveNotFound):
+            if isinstance(exc, SaveNotFoundError):
                 raise  # no version to report: a result would name a garbled one
             # The save is committed; only its paper trail is missing. Reporting failure
             # here would make the user retry a save that already happened.
@@ -506,124 +510,16 @@ class MasterStore:
             )
         return result
 
+    def _check_unchanged(self, expect: ExpectEtag) -> None:
+        check_unchanged(self.bucket, self.cfg.master_key, expect)
+
+    def _commit(self, body: bytes, expect: ExpectEtag, meta: SaveMetadata) -> tuple[str, str]:
+        return commit(self.bucket, self.cfg, body, expect, meta)
+
     def _confirm_commit(
         self, version_id: str, etag: str, expect: ExpectEtag, meta: SaveMetadata
     ) -> tuple[str, str, tuple[str, ...]]:
-        """The committed ``(version_id, etag)`` as S3 lists them, and the versions between
-        ours and our base: non-empty only if a write slipped past the lock.
-
-        S3 lists a key's versions newest first; the one just before ours must be the base.
-        When the commit's answer named a version the listing does not hold (headers cut
-        mid-value), ours is found among the newest by its save id.
-
-        Raises:
-            StoreUnavailableError: the committed version cannot be found (maybe_committed).
-        """
-        key = self.cfg.master_key
-        listed = self.bucket.newest_versions(key, 100)
-        ids = [v["VersionId"] for v in listed]
-        if version_id not in ids:
-            version_id = self._find_save(listed, expect, meta)
-        etag = listed[ids.index(version_id)].get("ETag") or etag
-        if expect.version_id is None:
-            return version_id, etag, ()  # a first save: nothing to compare
-        older = ids[ids.index(version_id) + 1 :]
-        if not older or older[0] == expect.version_id:
-            return version_id, etag, ()
-        if expect.version_id in older:
-            return version_id, etag, tuple(older[: older.index(expect.version_id)])
-        return version_id, etag, (older[0],)
-
-    def _find_save(
-        self, listed: list[dict[str, Any]], expect: ExpectEtag, meta: SaveMetadata
-    ) -> str:
-        """The VersionId of save ``meta`` among the newest listed versions (newer than the base)."""
-        for version in listed:
-            if version["VersionId"] == expect.version_id:
-                break
-            head = self.bucket.head(self.cfg.master_key, version["VersionId"])
-            found = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
-            if found is not None and found.save_id == meta.save_id:
-                return str(version["VersionId"])
-        raise _SaveNotFound(
-            f"The save to {self.cfg.uri} was committed, but S3's answer was garbled and its "
-            f"version could not be found. Reload to see it, then run `s3grid reconcile`.",
-            maybe_committed=True,
-        )
-
-    def _check_unchanged(self, expect: ExpectEtag) -> None:
-        """Raise :class:`ConflictError` if the master is no longer the expected version."""
-        url = self.bucket.url(self.cfg.master_key)
-        try:
-            current = self._head_master()
-        except StoreUnavailableError as exc:
-            raise _unreachable(url, exc) from exc
-        expect.validate(current, key=url)
-
-    def _head_master(self) -> dict[str, Any] | None:
-        return self.bucket.head(self.cfg.master_key)
-
-    def _commit(self, body: bytes, expect: ExpectEtag, meta: SaveMetadata) -> tuple[str, str]:
-        """The compare-and-swap: PUT the master only if it is still the expected version.
-
-        Returns ``(version_id, etag)`` of the committed version. Any doubt (a timeout, a
-        412 after a resend) is settled by HEADing the master and comparing the save id.
-        """
-        key = self.cfg.master_key
-        url = self.bucket.url(key)
-        content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
-
-        def ours(head: dict[str, Any] | None) -> bool:
-            if head is None:
-                return False
-            found = SaveMetadata.from_s3(head.get("Metadata", {}))
-            if found is not None:
-                return found.save_id == meta.save_id
-            # no s3grid metadata in the answer (not ours, or its headers were cut): the
-            # body names its save id too, so an ETag equal to our body's is our version
-            return bool(head.get("ETag") == self.bucket.etag_of(body))
-
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            try:
-                resp = self.bucket.put(
-                    key,
-                    body,
-                    retry=False,
-                    Metadata=meta.to_s3(),
-                    ContentType=content_type,
-                    **expect.conditions(),
-                )
-                return resp.get("VersionId") or "null", resp["ETag"]
-            except (ConflictError, NotFoundError, StoreUnavailableError) as exc:
-                sent = not isinstance(exc, StoreUnavailableError) or exc.maybe_committed
-                try:
-                    current = self._head_master()
-                except StoreUnavailableError as head_exc:
-                    if sent:
-                        raise StoreUnavailableError(
-                            f"The save to {url} may or may not have been committed: the "
-                            f"connection failed ({exc}) and the master could not be checked. "
-                            "Your edits are kept. When S3 is back, Reload to see whether "
-                            f"save {meta.save_id} landed, and run `s3grid reconcile`.",
-                            maybe_committed=True,
-                        ) from head_exc
-                    raise _unreachable(url, exc) from exc
-                if ours(current):
-                    assert current is not None
-                    return current.get("VersionId") or "null", current["ETag"]
-                retryable = isinstance(exc, StoreUnavailableError) or (
-                    exc.code in ("ConditionalRequestConflict", "409")
-                )
-                expect.validate(current, key=url)  # raises ConflictError if moved on
-                if not retryable or attempt == self.cfg.max_attempts:
-                    if isinstance(exc, StoreUnavailableError):
-                        raise StoreUnavailableError(
-                            f"Could not save to {url} after {attempt} attempts ({exc}). "
-                            "The master is unchanged; your edits are kept. Retry later.",
-                        ) from exc
-                    raise
-                time.sleep(min(5.0, 0.2 * 2 ** (attempt - 1)))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return confirm_commit(self.bucket, self.cfg, version_id, etag, expect, meta)
 
     def _write_snapshot(self, version_id: str, snap_key: str) -> None:
         try:
@@ -842,17 +738,6 @@ class MasterStore:
         except ConflictError:
             return False  # IfNoneMatch: someone else (another reconcile) wrote it first
         return True
-
-
-class _SaveNotFound(StoreUnavailableError):
-    """A commit whose answer was garbled, and whose version the listing does not show."""
-
-
-def _unreachable(url: str, exc: Exception) -> StoreUnavailableError:
-    return StoreUnavailableError(
-        f"Could not save to {url}: S3 is unreachable ({exc}). Nothing was written; your "
-        "edits are kept. Check the endpoint and retry.",
-    )
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
