@@ -42,8 +42,9 @@ from s3grid.schema import (
     to_pandas,
     viewable,
 )
+from s3grid.window import RowOrder, Window, page_of
 
-__all__ = ["ROW_ID", "EditSession", "Window"]
+__all__ = ["ROW_ID", "EditSession", "Window"]  # Window: from s3grid.window
 
 ROW_ID = "row"
 
@@ -67,16 +68,6 @@ class _DeleteRows:
 
 
 _Op = _SetCell | _AddRows | _DeleteRows
-
-
-@dataclass(frozen=True)
-class Window:
-    """One page of the (filtered, sorted) working table, indexed by row id."""
-
-    frame: pd.DataFrame
-    page: int
-    pages: int
-    matching_rows: int
 
 
 class EditSession:
@@ -137,13 +128,7 @@ class EditSession:
         }
         self._cell_nan: dict[str, dict[int, bool]] = {}  # column -> row id -> NaN?
         self._exported: pd.DataFrame | None = None  # see to_table
-        # The rows the last window matched, in order, kept for paging. Counters say when
-        # they are out of date: a filter may read any column, so after any change; a sort
-        # alone, after a change of the row set or of the sorted column.
-        self._kept_rows: tuple[tuple[Any, ...], np.ndarray] | None = None
-        self._changes = 0
-        self._row_set_changes = 0
-        self._column_changes: dict[str, int] = {}
+        self._order = RowOrder()  # the rows the last window matched, kept for paging
 
     # ----------------------------------------------------------------- queries
 
@@ -294,44 +279,8 @@ class EditSession:
             ValidationError: the filter is not a valid pandas query of this table, or
                 ``sort_by`` is not a column.
         """
-        rows = self._rows_shown(query.strip(), sort_by or None, ascending)
-        matching = len(self.df) if rows is None else len(rows)
-        pages = max(1, -(-matching // page_size))
-        page = min(max(page, 0), pages - 1)
-        start = page * page_size
-        if rows is None:
-            frame = self.df.iloc[start : start + page_size]
-        else:
-            frame = self.df.iloc[rows[start : start + page_size]]
-        return Window(frame, page, pages, matching)
-
-    def _rows_shown(self, query: str, sort_by: str | None, ascending: bool) -> np.ndarray | None:
-        """Positions in ``df`` of the rows matching ``query``, in ``sort_by`` order (stable,
-        missing values last); None for every row in file order."""
-        if not query and not sort_by:
-            return None
-        if sort_by and sort_by not in self.df.columns:
-            raise ValidationError(f"Cannot sort by {sort_by!r}: no such column.")
-        if sort_by and pa.types.is_nested(type_ := self.schema.field(sort_by).type):
-            raise ValidationError(
-                f"Cannot sort by {sort_by!r}: its values ({describe_type(type_)}) have no order."
-            )
-        key: tuple[Any, ...]
-        if query:  # a filter may read any column
-            key = ("filter", query, sort_by, ascending, self._changes)
-        else:
-            column_changes = self._column_changes.get(sort_by or "", 0)
-            key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
-        if self._kept_rows is None or self._kept_rows[0] != key:
-            self._kept_rows = None  # let the old answer go first: it is one int per row
-            rows = np.flatnonzero(_matching(self.df, query)) if query else None
-            if sort_by:  # only the matching rows are sorted
-                column = self.df[sort_by] if rows is None else self.df[sort_by].iloc[rows]
-                order = _sorted_positions(column, ascending)
-                rows = order if rows is None else rows[order]
-            assert rows is not None
-            self._kept_rows = (key, rows)
-        return self._kept_rows[1]
+        rows = self._order.rows(self.df, self.schema, query.strip(), sort_by or None, ascending)
+        return page_of(self.df, rows, page, page_size)
 
     def to_table(self) -> pa.Table:
         """The working table in the master's schema, ready for ``MasterStore.save``.
@@ -482,61 +431,7 @@ class EditSession:
     def _replace_rows(self, df: pd.DataFrame) -> None:
         """Make ``df`` the working table (other rows, or other values anywhere)."""
         self.df = df
-        self._changes += 1
-        self._row_set_changes += 1
-
-    def _keep_order_without(self, gone: np.ndarray) -> None:
-        """The rows at positions ``gone`` (sorted) were deleted. A kept sort order holds
-        for the rest, renumbered: a stable sort of fewer rows keeps their relative
-        order, so a large master is not sorted again for one deleted row. A kept filter
-        answer is not kept: a query may compare rows with each other, e.g.
-        ``x > x.mean()``."""
-        kept = self._carried_sort()
-        if kept is None:
-            return
-        rows = kept[1][~np.isin(kept[1], gone)]
-        rows -= np.searchsorted(gone, rows)
-        self._carry_sort(kept, rows)
-
-    def _keep_order_with(self, added: np.ndarray) -> None:
-        """Rows were inserted at positions ``added`` (sorted). A kept sort order takes
-        them in where a stable sort would put them: two comparisons over the column per
-        row instead of sorting it again. A kept filter
-        answer is not kept, as in :meth:`_keep_order_without`."""
-        kept = self._carried_sort()
-        if kept is None or len(added) > _PLACE_MAX:
-            return
-        _, sort_by, ascending, *_ = kept[0]
-        try:
-            places = _places_in_order(self.df[sort_by], added, ascending)
-        except (TypeError, ValueError):
-            # values pandas sorts but cannot compare one by one: sort again when asked
-            # (this runs inside an edit, which must not fail for a shortcut)
-            self._kept_rows = None
-            return
-        order = np.empty(len(self.df), dtype=np.intp)
-        order[places] = added
-        rest = np.ones(len(order), dtype=bool)
-        rest[places] = False
-        # Old position q moved up by the inserted rows that now sit before it.
-        old = kept[1]
-        order[rest] = old + np.searchsorted(added - np.arange(len(added)), old, side="right")
-        self._carry_sort(kept, order)
-
-    def _carried_sort(self) -> tuple[tuple[Any, ...], np.ndarray] | None:
-        """The kept sort order, if it was up to date just before the row change just
-        made. A filter answer is never carried, and neither is an order that an earlier
-        change (Revert all, say) left out of date: renumbering it would revive it."""
-        kept = self._kept_rows
-        if kept is None or kept[0][0] != "sort" or kept[0][3] != self._row_set_changes - 1:
-            return None
-        return kept
-
-    def _carry_sort(self, kept: tuple[tuple[Any, ...], np.ndarray], rows: np.ndarray) -> None:
-        """Keep ``rows`` as the order of ``kept``'s sort over the current row set."""
-        _, sort_by, ascending, _, column_changes = kept[0]
-        key = ("sort", sort_by, ascending, self._row_set_changes, column_changes)
-        self._kept_rows = (key, rows)
+        self._order.rows_changed()
 
     def _positions(self, row_ids: pd.Index) -> np.ndarray:
         """Positions in ``df`` of rows that are in it, sorted. ``df`` is in row-id order, so
@@ -551,8 +446,7 @@ class EditSession:
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
             if pa.types.is_floating(self.schema.field(op.column).type):
                 self._mark_nan(op.row_id, op.column, _is_nan(op.new))
-            self._changes += 1
-            self._column_changes[op.column] = self._column_changes.get(op.column, 0) + 1
+            self._order.cell_changed(op.column)
             if op.column in self.key_columns:
                 self._dups = None
             if op.row_id < n_base:
@@ -565,7 +459,7 @@ class EditSession:
             self._dups = None  # an added or put-back row may repeat a key
             rows = op.rows.astype(self.df.dtypes.to_dict()).sort_index()
             self._replace_rows(_insert_by_id(self.df, rows))
-            self._keep_order_with(self._positions(rows.index))
+            self._order.took_in(self.df, self._positions(rows.index))
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
                     self._added.add(rid)
@@ -576,7 +470,7 @@ class EditSession:
                 self._dups = None
             gone = self._positions(op.rows.index)
             self._replace_rows(_without(self.df, gone))
-            self._keep_order_without(gone)
+            self._order.lost(gone)
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
                     self._added.discard(rid)
@@ -671,12 +565,6 @@ def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([p for p in pieces if len(p)])
 
 
-# Rows placed into a kept sort one at a time; for more, sort again. Placing one row is
-# a binary search and an insert, a small fraction of a full sort (docs/performance.md),
-# so a few rows stay well under it.
-_PLACE_MAX = 8
-
-
 def _without(frame: pd.DataFrame, gone: np.ndarray) -> pd.DataFrame:
     """``frame`` without the rows at positions ``gone`` (sorted, unique).
 
@@ -697,57 +585,6 @@ def _without(frame: pd.DataFrame, gone: np.ndarray) -> pd.DataFrame:
     pieces.append(frame.iloc[start:])
     kept = [p for p in pieces if len(p)]
     return pd.concat(kept) if kept else frame.iloc[:0]
-
-
-def _places_in_order(column: pd.Series, rows: np.ndarray, ascending: bool) -> np.ndarray:
-    """Where the rows at positions ``rows`` of ``column`` stand in its stable sort (missing
-    values last), as ``sort_values(kind="stable")`` would place them: each one's place is
-    the number of rows before it, that is rows with a lesser value (greater when
-    descending), or with an equal value at an earlier position."""
-    missing = column.isna().to_numpy()
-    present = int(len(column) - missing.sum())
-    places = []
-    for position in rows.tolist():
-        if missing[position]:
-            places.append(present + int(missing[:position].sum()))
-            continue
-        value = column.iloc[position]
-        before = column < value if ascending else column > value
-        tied = column.iloc[:position] == value
-        places.append(_count(before) + _count(tied))
-    return np.array(places, dtype=np.intp)
-
-
-def _count(mask: pd.Series) -> int:
-    """How many are true (missing counts as false)."""
-    return int(mask.to_numpy(dtype=bool, na_value=False).sum())
-
-
-def _matching(frame: pd.DataFrame, query: str) -> np.ndarray:
-    """A boolean per row of ``frame``: does it match the pandas query (missing: no)?
-
-    Raises:
-        ValidationError: the query is not valid for ``frame``, or is not true/false per row.
-    """
-    try:
-        mask = frame.eval(query)
-    except Exception as exc:  # pandas raises many types for a bad expression
-        raise ValidationError(
-            f"Filter {query!r} is not valid: {exc}. Use pandas query syntax, e.g. "
-            "tow == 4 and net > 0, or vessel.str.contains('Point')."
-        ) from exc
-    if not isinstance(mask, pd.Series) or mask.dtype.kind != "b":
-        raise ValidationError(f"Filter {query!r} must give true/false per row, e.g. tow == 4.")
-    result: np.ndarray = mask.fillna(False).to_numpy(dtype=bool)
-    return result
-
-
-def _sorted_positions(column: pd.Series, ascending: bool) -> np.ndarray:
-    """Positions of ``column``'s values in sorted order: stable, missing values last, as
-    ``DataFrame.sort_values`` orders rows (but one column is sorted, not every column)."""
-    by_position = column.reset_index(drop=True)
-    order: np.ndarray = by_position.sort_values(ascending=ascending, kind="stable").index.to_numpy()
-    return order
 
 
 def _unique_in_arrow(keys: pd.DataFrame) -> bool:

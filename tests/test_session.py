@@ -275,10 +275,10 @@ def test_rows_put_back_take_their_place_in_a_kept_sort(
     # Undo of a deletion and redo of an add insert rows into a sorted window's kept
     # order instead of sorting again; the order must be what pandas' stable sort of the
     # whole frame gives, ties and missing values included.
-    import s3grid.session as session_mod
+    import s3grid.window as window_mod
 
     sorts = 0
-    real = session_mod._sorted_positions
+    real = window_mod.sorted_positions
 
     def counting(values: pd.Series, asc: bool) -> Any:
         nonlocal sorts
@@ -286,7 +286,7 @@ def test_rows_put_back_take_their_place_in_a_kept_sort(
         return real(values, asc)
 
     s = EditSession(Master(table=_WINDOW_TABLE, version_id="v", etag='"e"', key="k"))
-    with patch.object(session_mod, "_sorted_positions", counting):
+    with patch.object(window_mod, "sorted_positions", counting):
         s.window(sort_by=column, ascending=ascending)
         for kind, *args in steps:
             if kind == "delete" and len(s.df):
@@ -373,16 +373,16 @@ def test_only_columns_pandas_can_view_are_joined_into_one_chunk() -> None:
 def test_paging_a_sorted_window_does_not_sort_again(
     session: EditSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import s3grid.session as session_mod
+    import s3grid.window as window_mod
 
     sorts: list[tuple[str, int]] = []  # (column, rows sorted)
-    real = session_mod._sorted_positions
+    real = window_mod.sorted_positions
 
     def counting(column: pd.Series, ascending: bool) -> Any:
         sorts.append((str(column.name), len(column)))
         return real(column, ascending)
 
-    monkeypatch.setattr(session_mod, "_sorted_positions", counting)
+    monkeypatch.setattr(window_mod, "sorted_positions", counting)
     for page in range(3):
         session.window(sort_by="volume_filtered", page=page, page_size=5)
     assert sorts == [("volume_filtered", 30)]
@@ -400,7 +400,7 @@ def test_paging_a_sorted_window_does_not_sort_again(
     session.undo()  # the row comes back to its place in the order: no new sort
     assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] == 4
     assert len(sorts) == 2
-    many = [int(i) for i in session.df.index[: session_mod._PLACE_MAX + 1]]
+    many = [int(i) for i in session.df.index[: window_mod.PLACE_MAX + 1]]
     session.delete_rows(many)
     session.undo()  # too many rows to place one by one: sorted again
     assert session.window(sort_by="volume_filtered", page_size=5).frame.index[0] == 4
