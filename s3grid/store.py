@@ -52,7 +52,6 @@ from s3grid.errors import (
     ConfigError,
     ConflictError,
     LostUpdateError,
-    MasterFormatError,
     MasterNotFoundError,
     NotFoundError,
     S3GridError,
@@ -60,7 +59,8 @@ from s3grid.errors import (
     ValidationError,
 )
 from s3grid.formats import csv_types_text, decode_table, encode_table, parse_csv_types
-from s3grid.layout import audit_key, parse_audit_key, snapshot_key
+from s3grid.history import History
+from s3grid.layout import audit_key, snapshot_key
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
 from s3grid.s3 import S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
@@ -117,6 +117,7 @@ class MasterStore:
         self.bucket = S3Bucket(cfg, client)
         self._key_columns = tuple(key_columns) if key_columns is not None else cfg.key_columns
         self._identity: str | bool | None = False  # False: not looked up yet
+        self.history = History(self.bucket, cfg, self.aws_identity)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MasterStore:
@@ -522,45 +523,15 @@ class MasterStore:
         return confirm_commit(self.bucket, self.cfg, version_id, etag, expect, meta)
 
     def _write_snapshot(self, version_id: str, snap_key: str) -> None:
-        try:
-            self.bucket.copy(self.cfg.master_key, version_id, snap_key, IfNoneMatch="*")
-        except ConflictError:
-            # The key names the save: taken means an earlier attempt whose answer was
-            # lost (or a reconcile) copied this same version there.
-            if self.bucket.head(snap_key) is None:
-                raise
+        self.history.write_snapshot(version_id, snap_key)
 
     def _write_audit(self, akey: str, record: AuditRecord) -> None:
-        self.bucket.put(akey, record.to_line(), IfNoneMatch="*", ContentType="application/x-ndjson")
+        self.history.write_audit(akey, record)
 
     def _audit_record(
-        self,
-        meta: SaveMetadata,
-        version_id: str,
-        etag: str,
-        snap_key: str,
-        *,
-        reconciled: bool = False,
+        self, meta: SaveMetadata, version_id: str, etag: str, snap_key: str
     ) -> AuditRecord:
-        note = meta.note + (" [note truncated in version metadata]" if meta.note_truncated else "")
-        return AuditRecord(
-            timestamp=format_timestamp(meta.saved_at),
-            user=meta.user,
-            note=note,
-            prev_version=meta.base_version,
-            new_version=version_id,
-            snapshot_key=snap_key,
-            row_count=meta.row_count,
-            column_count=meta.column_count,
-            master_key=self.cfg.master_key,
-            save_id=meta.save_id,
-            source="reconcile" if reconciled else meta.source,
-            prev_etag=meta.base_etag,
-            new_etag=etag,
-            changes=meta.changes.as_dict(),
-            aws_identity=self.aws_identity(),
-            original_source=meta.source if reconciled else None,
-        )
+        return self.history.audit_record(meta, version_id, etag, snap_key)
 
     def aws_identity(self) -> str | None:
         """The caller's AWS ARN via STS, looked up once; None on non-AWS endpoints."""
@@ -587,66 +558,9 @@ class MasterStore:
     def audit_log(
         self, since: datetime | str | None = None, until: datetime | str | None = None
     ) -> pd.DataFrame:
-        """The audit log of this master as a DataFrame, one row per save, oldest first.
-
-        Args:
-            since: only saves at or after this time (UTC if naive).
-            until: only saves at or before this time (UTC if naive).
-
-        Objects under the audit prefix that are not s3grid audits of this master (for
-        example ``audit/glue/...``) are ignored.
-        """
-        lo = _utc(since)
-        hi = _utc(until)
-        keys = []
-        for obj in self.bucket.list_objects(f"{self.cfg.audit_prefix}/"):
-            parsed = parse_audit_key(self.cfg, obj["Key"])
-            if parsed is None:
-                continue
-            day = parsed[0]
-            if (lo and day < f"{lo:%Y-%m-%d}") or (hi and day > f"{hi:%Y-%m-%d}"):
-                continue
-            keys.append(obj["Key"])
-        records = [
-            (k, r)
-            for k, r in zip(keys, self._map(self._read_audit, keys), strict=True)
-            if r is not None and r.master_key == self.cfg.master_key
-        ]
-        frame = audit_mod.records_to_frame(records)
-        if lo is not None:
-            frame = frame[frame["timestamp"] >= pd.Timestamp(lo)]
-        if hi is not None:
-            frame = frame[frame["timestamp"] <= pd.Timestamp(hi)]
-        return frame.reset_index(drop=True)
-
-    def _read_audit(self, key: str) -> AuditRecord | None:
-        """The record in one audit object; None, with a warning, for anything else.
-
-        One malformed or foreign object under the audit prefix must not break the log
-        (and prune, which reads it) for every user of the bucket.
-        """
-        body, _ = self.bucket.get(key)
-        lines = body.decode("utf-8", errors="replace").splitlines()
-        try:
-            if not lines:
-                raise MasterFormatError("the object is empty")
-            return AuditRecord.from_line(lines[-1])
-        except MasterFormatError as exc:
-            warnings.warn(
-                f"Skipped {self.bucket.url(key)}: {exc}. It is not an s3grid audit record; "
-                "move it out of the audit prefix.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return None
-
-    @staticmethod
-    def _map(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
-        # boto3 clients are thread-safe; audits are tiny, so latency dominates.
-        if len(items) <= 1:
-            return [fn(i) for i in items]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return list(pool.map(fn, items))
+        """The audit log of this master as a DataFrame, one row per save, oldest first
+        (``since``/``until``: UTC if naive; see :meth:`s3grid.history.History.audit_log`)."""
+        return self.history.audit_log(since, until)
 
     # ---------------------------------------------- operations built on the above
     # Every operation on a master is a method here; the modules that implement them
@@ -688,69 +602,10 @@ class MasterStore:
         return promote(self, prefix, note=note, **kwargs)
 
     def reconcile(self) -> list[Repair]:
-        """Give every s3grid-made master version its missing snapshot and/or audit.
-
-        Repairs a crash between the commit and the audit. Keys derive only from each
-        version's own metadata, so running it again changes nothing.
+        """Give every s3grid-made master version its missing snapshot and/or audit
+        (:meth:`s3grid.history.History.reconcile`).
 
         Raises:
             VersioningError: the bucket does not keep versions.
         """
-        self.bucket.require_versioning(fresh=True)
-        snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
-        audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
-        versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
-        heads = self._map(
-            lambda vid: self.bucket.head(self.cfg.master_key, vid),
-            [v["VersionId"] for v in versions],
-        )
-        repairs = []
-        for head in heads:
-            meta = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
-            if head is None or meta is None:
-                continue  # not written by s3grid: nothing to repair
-            version_id = head.get("VersionId") or "null"
-            snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
-            akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
-            wrote_snapshot = snap_key not in snapshots
-            wrote_audit = akey not in audits
-            if wrote_snapshot:
-                wrote_snapshot = self._repair_write(
-                    lambda: self._write_snapshot(version_id, snap_key)  # noqa: B023
-                )
-            if wrote_audit:
-                record = self._audit_record(
-                    meta, version_id, head["ETag"], snap_key, reconciled=True
-                )
-                wrote_audit = self._repair_write(
-                    lambda: self._write_audit(akey, record)  # noqa: B023
-                )
-            if wrote_snapshot or wrote_audit:
-                repairs.append(
-                    Repair(version_id, meta.save_id, snap_key, akey, wrote_snapshot, wrote_audit)
-                )
-        return repairs
-
-    @staticmethod
-    def _repair_write(write: Callable[[], None]) -> bool:
-        try:
-            write()
-        except ConflictError:
-            return False  # IfNoneMatch: someone else (another reconcile) wrote it first
-        return True
-
-
-def _utc(value: datetime | str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(
-            f"{value!r} is not a date or time; use ISO 8601 such as 2024-05-01 or "
-            "2024-05-01T13:45:00Z."
-        ) from exc
-    if pd.isna(stamp):
-        raise ValidationError(f"{value!r} is not a date or time; use ISO 8601 (2024-05-01).")
-    when = stamp.to_pydatetime()
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return self.history.reconcile()

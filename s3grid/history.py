@@ -1,0 +1,219 @@
+"""A master's history in the bucket: the snapshot and the audit record of every save,
+the audit log as a DataFrame, and reconcile, which rebuilds what a crash left out.
+
+:class:`History` writes and reads through :class:`~s3grid.s3.S3Bucket` only; keys come
+from :mod:`s3grid.layout`, records from :mod:`s3grid.audit`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from s3grid.audit import AuditRecord, format_timestamp, records_to_frame
+from s3grid.commit import SaveMetadata
+from s3grid.config import S3GridConfig
+from s3grid.errors import ConflictError, MasterFormatError, ValidationError
+from s3grid.layout import audit_key, parse_audit_key, snapshot_key
+from s3grid.model import Repair
+from s3grid.s3 import S3Bucket
+
+__all__ = ["History"]
+
+
+class History:
+    """The snapshots and audits of one master.
+
+    Args:
+        bucket: the master's bucket.
+        cfg: the master's configuration (its key, prefixes).
+        identity: the caller's AWS identity for audit records (looked up on first use).
+    """
+
+    def __init__(
+        self, bucket: S3Bucket, cfg: S3GridConfig, identity: Callable[[], str | None]
+    ) -> None:
+        self.bucket = bucket
+        self.cfg = cfg
+        self.identity = identity
+
+    def write_snapshot(self, version_id: str, snap_key: str) -> None:
+        """Copy exactly ``version_id`` of the master to ``snap_key`` (once: a key taken
+        by this same copy is done)."""
+        try:
+            self.bucket.copy(self.cfg.master_key, version_id, snap_key, IfNoneMatch="*")
+        except ConflictError:
+            # The key names the save: taken means an earlier attempt whose answer was
+            # lost (or a reconcile) copied this same version there.
+            if self.bucket.head(snap_key) is None:
+                raise
+
+    def write_audit(self, akey: str, record: AuditRecord) -> None:
+        """Write ``record`` to ``akey``, never over another."""
+        self.bucket.put(akey, record.to_line(), IfNoneMatch="*", ContentType="application/x-ndjson")
+
+    def audit_record(
+        self,
+        meta: SaveMetadata,
+        version_id: str,
+        etag: str,
+        snap_key: str,
+        *,
+        reconciled: bool = False,
+    ) -> AuditRecord:
+        note = meta.note + (" [note truncated in version metadata]" if meta.note_truncated else "")
+        return AuditRecord(
+            timestamp=format_timestamp(meta.saved_at),
+            user=meta.user,
+            note=note,
+            prev_version=meta.base_version,
+            new_version=version_id,
+            snapshot_key=snap_key,
+            row_count=meta.row_count,
+            column_count=meta.column_count,
+            master_key=self.cfg.master_key,
+            save_id=meta.save_id,
+            source="reconcile" if reconciled else meta.source,
+            prev_etag=meta.base_etag,
+            new_etag=etag,
+            changes=meta.changes.as_dict(),
+            aws_identity=self.identity(),
+            original_source=meta.source if reconciled else None,
+        )
+
+    def audit_log(
+        self, since: datetime | str | None = None, until: datetime | str | None = None
+    ) -> pd.DataFrame:
+        """The audit log of this master as a DataFrame, one row per save, oldest first.
+
+        Args:
+            since: only saves at or after this time (UTC if naive).
+            until: only saves at or before this time (UTC if naive).
+
+        Objects under the audit prefix that are not s3grid audits of this master (for
+        example ``audit/glue/...``) are ignored.
+        """
+        lo = _utc(since)
+        hi = _utc(until)
+        keys = []
+        for obj in self.bucket.list_objects(f"{self.cfg.audit_prefix}/"):
+            parsed = parse_audit_key(self.cfg, obj["Key"])
+            if parsed is None:
+                continue
+            day = parsed[0]
+            if (lo and day < f"{lo:%Y-%m-%d}") or (hi and day > f"{hi:%Y-%m-%d}"):
+                continue
+            keys.append(obj["Key"])
+        records = [
+            (k, r)
+            for k, r in zip(keys, _map(self.read_audit, keys), strict=True)
+            if r is not None and r.master_key == self.cfg.master_key
+        ]
+        frame = records_to_frame(records)
+        if lo is not None:
+            frame = frame[frame["timestamp"] >= pd.Timestamp(lo)]
+        if hi is not None:
+            frame = frame[frame["timestamp"] <= pd.Timestamp(hi)]
+        return frame.reset_index(drop=True)
+
+    def read_audit(self, key: str) -> AuditRecord | None:
+        """The record in one audit object; None, with a warning, for anything else.
+
+        One malformed or foreign object under the audit prefix must not break the log
+        (and prune, which reads it) for every user of the bucket.
+        """
+        body, _ = self.bucket.get(key)
+        lines = body.decode("utf-8", errors="replace").splitlines()
+        try:
+            if not lines:
+                raise MasterFormatError("the object is empty")
+            return AuditRecord.from_line(lines[-1])
+        except MasterFormatError as exc:
+            warnings.warn(
+                f"Skipped {self.bucket.url(key)}: {exc}. It is not an s3grid audit record; "
+                "move it out of the audit prefix.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def reconcile(self) -> list[Repair]:
+        """Give every s3grid-made master version its missing snapshot and/or audit.
+
+        Repairs a crash between the commit and the audit. Keys derive only from each
+        version's own metadata, so running it again changes nothing.
+
+        Raises:
+            VersioningError: the bucket does not keep versions.
+        """
+        self.bucket.require_versioning(fresh=True)
+        snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
+        audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
+        versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
+        heads = _map(
+            lambda vid: self.bucket.head(self.cfg.master_key, vid),
+            [v["VersionId"] for v in versions],
+        )
+        repairs = []
+        for head in heads:
+            meta = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
+            if head is None or meta is None:
+                continue  # not written by s3grid: nothing to repair
+            version_id = head.get("VersionId") or "null"
+            snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
+            akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
+            wrote_snapshot = snap_key not in snapshots
+            wrote_audit = akey not in audits
+            if wrote_snapshot:
+                wrote_snapshot = _repair_write(
+                    lambda: self.write_snapshot(version_id, snap_key)  # noqa: B023
+                )
+            if wrote_audit:
+                record = self.audit_record(
+                    meta, version_id, head["ETag"], snap_key, reconciled=True
+                )
+                wrote_audit = _repair_write(
+                    lambda: self.write_audit(akey, record)  # noqa: B023
+                )
+            if wrote_snapshot or wrote_audit:
+                repairs.append(
+                    Repair(version_id, meta.save_id, snap_key, akey, wrote_snapshot, wrote_audit)
+                )
+        return repairs
+
+
+def _map(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+    # boto3 clients are thread-safe; audits are tiny, so latency dominates.
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(fn, items))
+
+
+def _repair_write(write: Callable[[], None]) -> bool:
+    try:
+        write()
+    except ConflictError:
+        return False  # IfNoneMatch: someone else (another reconcile) wrote it first
+    return True
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"{value!r} is not a date or time; use ISO 8601 such as 2024-05-01 or "
+            "2024-05-01T13:45:00Z."
+        ) from exc
+    if pd.isna(stamp):
+        raise ValidationError(f"{value!r} is not a date or time; use ISO 8601 (2024-05-01).")
+    when = stamp.to_pydatetime()
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
