@@ -140,9 +140,11 @@ def test_duplicates_cached_and_refreshed_on_key_edits(session: EditSession) -> N
 def test_a_deletion_looks_for_duplicates_again_only_if_there_were_some(
     session: EditSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    looks = []
-    real = session._find_duplicates
-    monkeypatch.setattr(session, "_find_duplicates", lambda: looks.append(1) or real())
+    import s3grid.session as session_mod
+
+    looks = []  # each look at the keys asks diff.keys_unique first
+    real = session_mod.keys_unique
+    monkeypatch.setattr(session_mod, "keys_unique", lambda t: looks.append(1) or real(t))
     assert session.duplicates() == {}
     session.delete_rows([5])  # no duplicates before: none after, no new look
     assert session.duplicates() == {}
