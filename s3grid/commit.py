@@ -266,6 +266,7 @@ class SaveNotFoundError(StoreUnavailableError):
 
 
 def unreachable(url: str, exc: Exception) -> StoreUnavailableError:
+    """The error for a save that could not reach S3 before anything was sent."""
     return StoreUnavailableError(
         f"Could not save to {url}: S3 is unreachable ({exc}). Nothing was written; your "
         "edits are kept. Check the endpoint and retry.",
