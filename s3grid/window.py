@@ -122,8 +122,8 @@ class RowOrder:
     def took_in(self, df: pd.DataFrame, added: np.ndarray) -> None:
         """Rows were inserted at positions ``added`` (sorted). A kept sort order takes
         them in where a stable sort would put them: two comparisons over the column per
-        row instead of sorting it again. A kept filter
-        answer is not kept, as in :meth:`lost`."""
+        row instead of sorting it again. A kept filter answer is not kept, as in
+        :meth:`lost`."""
         kept = self._carried_sort()
         if kept is None or len(added) > PLACE_MAX:
             return

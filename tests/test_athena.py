@@ -21,7 +21,7 @@ from s3grid.athena import (
 )
 from s3grid.sample import SAMPLE_SCHEMA
 from s3grid.sqlcheck import rename_table
-from tests.support.athena import FakeAthena
+from tests.support.athena import FakeAthena, read_results_from
 from tests.support.s3 import all_objects, keys_under
 from tests.support.seed import SEED_SQL, expected_seed_result
 
@@ -360,16 +360,9 @@ def test_run_reads_a_select_whole_through_the_arrow_cursor(
     endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import functools
-
-    from pyarrow import fs
-
     from s3grid.athena import run
 
-    # pyathena reads the results with boto3 and pyarrow's S3, made for AWS: point both here
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    local = functools.partial(fs.S3FileSystem, endpoint_override=endpoint)
-    monkeypatch.setattr(fs, "S3FileSystem", local)
+    read_results_from(monkeypatch, endpoint)
     engine.execute(external_table_ddl(master_store, "tows", database="lab"))
     got = run('SELECT tow, count(*) AS nets FROM "lab"."tows" GROUP BY tow', engine=engine)
     # pyathena wrapped the SELECT in UNLOAD (Parquet) under the results location

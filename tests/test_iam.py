@@ -14,7 +14,7 @@ from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
 from s3grid.s3 import S3Bucket
-from tests.support.athena import FakeAthena
+from tests.support.athena import FakeAthena, read_results_from
 from tests.support.events import SCHEDULE, stage
 
 
@@ -56,6 +56,39 @@ def allowed(policy: dict[str, Any], action: str, resource: str) -> list[tuple[st
     ]
 
 
+class S3Actions:
+    """The IAM (action, resource) pairs of every call through ``S3Bucket.call`` while
+    ``recording`` (set it False for setup steps that are not a command's)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.used: list[tuple[str, str]] = []
+        self.recording = True
+        real = S3Bucket.call
+
+        def call(bucket: S3Bucket, op: str, **kw: Any) -> Any:
+            if self.recording:
+                self.used.extend(actions_of(op, kw, bucket.name))
+            return real(bucket, op, **kw)
+
+        monkeypatch.setattr(S3Bucket, "call", call)
+
+
+def coverage(
+    policy: dict[str, Any], used: list[tuple[str, str]], sids: set[str] | None = None
+) -> tuple[list[tuple[str, str]], set[tuple[str, str]]]:
+    """``(uncovered, unused)``: what was used but not allowed, and what the statements
+    ``sids`` (default: all) grant that nothing used."""
+    uncovered = sorted({u for u in used if not allowed(policy, *u)})
+    granted = {
+        (st["Sid"], a)
+        for st in policy["Statement"]
+        if sids is None or st["Sid"] in sids
+        for a in st["Action"]
+    }
+    exercised = {g for u in set(used) for g in allowed(policy, *u)}
+    return uncovered, granted - exercised
+
+
 def test_policy_covers_exactly_what_commands_do(
     cfg: S3GridConfig,
     s3: Any,
@@ -64,14 +97,7 @@ def test_policy_covers_exactly_what_commands_do(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    used: list[tuple[str, str]] = []
-    real_call = S3Bucket.call
-
-    def recording_call(self: S3Bucket, op: str, **kw: Any) -> Any:
-        used.extend(actions_of(op, kw, self.name))
-        return real_call(self, op, **kw)
-
-    monkeypatch.setattr(S3Bucket, "call", recording_call)
+    actions = S3Actions(monkeypatch)
     monkeypatch.setenv("S3_BUCKET", cfg.bucket)
     monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
     store = MasterStore(cfg)
@@ -101,9 +127,9 @@ def test_policy_covers_exactly_what_commands_do(
     assert main(["restore", "--version-id", first, "--note", "r1"]) == 0
     assert main(["restore", "--snapshot-key", snap, "--note", "r2"]) == 0
     s3.delete_object(Bucket=bucket, Key=store.audit_log().iloc[-1]["audit_key"])
-    monkeypatch.setattr(S3Bucket, "call", real_call)
+    actions.recording = False
     s3.delete_object(Bucket=bucket, Key=store.audit_log().iloc[-2]["snapshot_key"])
-    monkeypatch.setattr(S3Bucket, "call", recording_call)
+    actions.recording = True
     assert main(["reconcile"]) == 0
     stage(store, s3, bucket, 5.0)
     assert main(["flatten", "--prefix", "staging/data/master.parquet/next/"]) == 0
@@ -115,11 +141,9 @@ def test_policy_covers_exactly_what_commands_do(
     policy = json.loads(capsys.readouterr().out)
     assert policy == iam_policy(cfg)
 
-    uncovered = sorted({u for u in used if not allowed(policy, *u)})
+    uncovered, unused = coverage(policy, actions.used)
     assert uncovered == []
-    granted = {(st["Sid"], a) for st in policy["Statement"] for a in st["Action"]}
-    exercised = {g for u in set(used) for g in allowed(policy, *u)}
-    assert granted - exercised == set()  # nothing granted that no command needs
+    assert unused == set()  # nothing granted that no command needs
 
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
@@ -201,28 +225,17 @@ def test_athena_policy_covers_exactly_what_the_athena_paths_do(
     bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import functools
 
     import pandas as pd
-    from pyarrow import fs
 
     from s3grid import bulk_edit, preview_bulk_edit
     from s3grid.athena import external_table_ddl, run
     from s3grid.iceberg import IcebergTable
     from tests.support.seed import SEED_SQL
 
-    used: list[tuple[str, str]] = []
-    real_call = S3Bucket.call
-
-    def recording_call(self: S3Bucket, op: str, **kw: Any) -> Any:
-        used.extend(actions_of(op, kw, self.name))
-        return real_call(self, op, **kw)
-
-    monkeypatch.setattr(S3Bucket, "call", recording_call)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", cfg.endpoint_url or "")
-    monkeypatch.setattr(
-        fs, "S3FileSystem", functools.partial(fs.S3FileSystem, endpoint_override=cfg.endpoint_url)
-    )
+    actions = S3Actions(monkeypatch)
+    used = actions.used
+    read_results_from(monkeypatch, cfg.endpoint_url or "")
     workgroup = f"arn:aws:athena:{REGION}:{ACCOUNT}:workgroup/primary"
 
     def api_call(event_name: str, **_: Any) -> None:
@@ -256,18 +269,14 @@ def test_athena_policy_covers_exactly_what_the_athena_paths_do(
         region=REGION,
         account=ACCOUNT,
     )
-    uncovered = sorted({u for u in used if not allowed(policy, *u)})
-    assert uncovered == []
     # the statements --athena adds: each action in them is needed by an Athena path
     added = {st["Sid"] for st in policy["Statement"]} - {
         st["Sid"] for st in iam_policy(cfg)["Statement"]
     }
-    granted = {
-        (st["Sid"], a) for st in policy["Statement"] if st["Sid"] in added for a in st["Action"]
-    }
-    exercised = {g for u in set(used) for g in allowed(policy, *u)}
+    uncovered, unused = coverage(policy, used, added)
+    assert uncovered == []
     # pyathena stops a running query when the user interrupts the cell (kill_on_interrupt)
-    assert granted - exercised == {("Athena", "athena:StopQueryExecution")}
+    assert unused == {("Athena", "athena:StopQueryExecution")}
     by_sid = {st["Sid"]: st for st in policy["Statement"]}
     # Athena only reads the master's folder: the master changes through the lock alone
     assert by_sid["AthenaReadsMaster"]["Action"] == ["s3:GetObject"]

@@ -215,3 +215,16 @@ class FakeAthena:
                 "ResultConfiguration": {},
             }
         }
+
+
+def read_results_from(monkeypatch: Any, endpoint: str) -> None:
+    """Point pyathena's result readers at the local S3: it reads an UNLOADed result with
+    boto3 and with pyarrow's S3 file system, both made for AWS."""
+    import functools
+
+    from pyarrow import fs
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    monkeypatch.setattr(
+        fs, "S3FileSystem", functools.partial(fs.S3FileSystem, endpoint_override=endpoint)
+    )
