@@ -390,6 +390,11 @@ class Editor(w.VBox):  # type: ignore[misc]
         if outcome is not None:
             self._say(outcome.message, outcome.kind)
 
+    def refresh(self) -> None:
+        """Draw the page, the status line and the Changes panel again from the session
+        (after changing ``editor.session`` from Python, for example)."""
+        self._refresh()
+
     def _refresh(self) -> None:
         self._refresh_grid()
         self._refresh_status()

@@ -31,6 +31,7 @@ from s3grid.diff import (
 )
 from s3grid.errors import ValidationError
 from s3grid.model import Master
+from s3grid.rowsplice import insert_by_id, without_rows
 from s3grid.schema import (
     coerce_series,
     coerce_table,
@@ -458,7 +459,7 @@ class EditSession:
         if isinstance(op, _AddRows):
             self._dups = None  # an added or put-back row may repeat a key
             rows = op.rows.astype(self.df.dtypes.to_dict()).sort_index()
-            self._replace_rows(_insert_by_id(self.df, rows))
+            self._replace_rows(insert_by_id(self.df, rows))
             self._order.took_in(self.df, self._positions(rows.index))
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
@@ -469,7 +470,7 @@ class EditSession:
             if self._dups:  # a deletion can end duplicates, never start one: none stay none
                 self._dups = None
             gone = self._positions(op.rows.index)
-            self._replace_rows(_without(self.df, gone))
+            self._replace_rows(without_rows(self.df, gone))
             self._order.lost(gone)
             for rid in map(int, op.rows.index):
                 if rid >= n_base:
@@ -508,7 +509,7 @@ class EditSession:
         present = np.zeros(base.num_rows, dtype=bool)
         present[kept_ids] = True
         gone = np.flatnonzero(~present)
-        df = _without(session.df, gone)
+        df = without_rows(session.df, gone)
         for col in session.columns:
             old, new = base.column(col), content.column(col)
             if in_place:  # the master's first rows, in order: compare them where they are
@@ -542,49 +543,6 @@ class EditSession:
         session._deleted = set(gone.tolist())
         session._replace_rows(df)
         return session
-
-
-_SPLICE_MAX = 1000  # rows put back or cut out one slice each; for more, a sort or a mask
-
-
-def _insert_by_id(frame: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``rows`` in row-id order (both are in row-id order already).
-
-    New rows go after the last one. Rows an undo brings back go to their places: a few
-    are spliced between slices of ``frame``, one copy of it, instead of sorting the whole
-    index and taking every column again for one row.
-    """
-    if len(rows) > _SPLICE_MAX:
-        return pd.concat([frame, rows]).sort_index()
-    at = np.searchsorted(frame.index.to_numpy(), rows.index.to_numpy())
-    pieces, start = [], 0
-    for i, position in enumerate(at.tolist()):
-        pieces += [frame.iloc[start:position], rows.iloc[i : i + 1]]
-        start = position
-    pieces.append(frame.iloc[start:])
-    return pd.concat([p for p in pieces if len(p)])
-
-
-def _without(frame: pd.DataFrame, gone: np.ndarray) -> pd.DataFrame:
-    """``frame`` without the rows at positions ``gone`` (sorted, unique).
-
-    A few rows are cut out by joining the slices between them, one copy of the rest,
-    instead of ``drop``, which hashes every row id and then takes every row of every
-    column, for one row.
-    """
-    if not len(gone):
-        return frame.copy(deep=False)
-    if len(gone) > _SPLICE_MAX:
-        keep = np.ones(len(frame), dtype=bool)
-        keep[gone] = False
-        return frame.iloc[keep]
-    pieces, start = [], 0
-    for position in gone.tolist():
-        pieces.append(frame.iloc[start:position])
-        start = position + 1
-    pieces.append(frame.iloc[start:])
-    kept = [p for p in pieces if len(p)]
-    return pd.concat(kept) if kept else frame.iloc[:0]
 
 
 def _unique_in_arrow(keys: pd.DataFrame) -> bool:

@@ -19,6 +19,7 @@ from s3grid import (
     MasterFormatError,
     MasterNotFoundError,
     MasterStore,
+    NotFoundError,
     S3GridConfig,
     SchemaError,
     ValidationError,
@@ -27,6 +28,8 @@ from s3grid import (
 )
 from s3grid.athena import AthenaEngine, AthenaQueryError, external_table_ddl
 from s3grid.localsql import SQLError
+from s3grid.promote import promote
+from s3grid.session import EditSession
 from s3grid.sqlcheck import check_location
 from tests.support.athena import FakeAthena
 from tests.support.s3 import all_objects
@@ -392,3 +395,81 @@ def test_bad_input_is_refused_cleanly(
 
 def test_catalogue_has_at_least_25_cases() -> None:
     assert len(CASES) >= 25
+
+
+def _parquet_part(s3: Any, bucket: str, prefix: str, table: pa.Table) -> str:
+    s3.put_object(Bucket=bucket, Key=f"{prefix}part-0.parquet", Body=_parquet(table))
+    return prefix
+
+
+def _with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def _dup(table: pa.Table) -> pa.Table:
+    return _with_column(table, "net", pa.array([0] * len(table), table.schema.field("net").type))
+
+
+def _deep(table: pa.Table) -> pa.Table:
+    return _with_column(table, "min_depth", pa.array(["deep"] * len(table)))
+
+
+def _into_the_master(
+    change: Callable[[pa.Table], pa.Table], replace: str
+) -> dict[str, Callable[[MasterStore, Any, str], Any]]:
+    """The three ways a whole table reaches the master: saved from Python, made by a
+    bulk edit (``SELECT * REPLACE (<replace>)``), and promoted from staged output."""
+    return {
+        "save": lambda st, s3, b: st.save(change(st.load().table), base=st.load(), note="x"),
+        "bulk edit": lambda st, s3, b: bulk_edit(
+            st, f"SELECT * REPLACE ({replace}) FROM work_master_parquet", note="x"
+        ),
+        "promote": lambda st, s3, b: promote(
+            st,
+            _parquet_part(s3, b, "stage/run/", change(st.load().table)),
+            note="x",
+            base_version=st.load().version_id,
+        ),
+    }
+
+
+# One bad input, every way into the master: each path raises the same type.
+PATHS: dict[str, dict[str, Callable[[MasterStore, Any, str], Any]]] = {
+    "duplicate keys": _into_the_master(_dup, "0 AS net"),
+    "text in an int column": {
+        **_into_the_master(_deep, "'deep' AS min_depth"),
+        "cell edit": lambda st, s3, b: EditSession(st.load()).set_cell(0, "min_depth", "deep"),
+    },
+    "a version that does not exist": {
+        "read": lambda st, s3, b: st.read_version("no-such-version"),
+        "restore": lambda st, s3, b: st.restore(
+            version_id="no-such-version", base=st.load(), note="x"
+        ),
+        "promote": lambda st, s3, b: promote(
+            st,
+            _parquet_part(s3, b, "stage/gone/", st.load().table),
+            note="x",
+            base_version="no-such-version",
+        ),
+    },
+}
+PATH_ERRORS = {
+    "duplicate keys": ValidationError,
+    "text in an int column": SchemaError,
+    "a version that does not exist": NotFoundError,
+}
+
+
+@pytest.mark.parametrize(
+    ("problem", "path"), [(p, path) for p, paths in PATHS.items() for path in paths]
+)
+def test_the_same_bad_input_raises_the_same_type_on_every_path(
+    problem: str, path: str, master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    def written() -> list[tuple[str, str]]:  # all but the staged output the case puts
+        return [o for o in all_objects(s3, bucket) if not o[0].startswith("stage/")]
+
+    before = written()
+    with pytest.raises(PATH_ERRORS[problem]):
+        PATHS[problem][path](master_store, s3, bucket)
+    assert written() == before

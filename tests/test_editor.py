@@ -49,7 +49,7 @@ def test_edit_is_coerced_and_echoed(editor: Editor, fe: FrontEnd) -> None:
     assert editor.session.value(2, "min_depth") == 75
     assert fe.last_echo("min_depth")["value"] == "75"  # the browser shows what is stored
     assert fe.shown(2, "min_depth") == "75"
-    editor._refresh_grid()
+    editor.refresh()
     assert editor.grid.data.iloc[2][STATUS] == "edited"
     assert "<b>1</b> pending" in editor.status.value
 
@@ -208,7 +208,7 @@ def test_undo_redo_add_delete_changes_panel(editor: Editor, fe: FrontEnd) -> Non
     assert 50 in editor.grid.data.index
     editor.grid.selections = [{"r1": 0, "c1": 1, "r2": 0, "c2": 1}]
     editor.page = 0
-    editor._refresh_grid()
+    editor.refresh()
     editor.grid.selections = [{"r1": 1, "c1": 1, "r2": 2, "c2": 2}]
     assert editor.delete_selected() == 2
     editor.changes_button.value = True

@@ -86,7 +86,7 @@ def test_the_editor_keeps_nan_and_null_apart(nan_store: MasterStore) -> None:
     fe.type_into(2, "f", "NaN")  # null -> NaN
     assert editor.session is not None
     assert editor.session.pending == 3
-    editor._refresh_grid()
+    editor.refresh()
     assert list(editor.grid.data["f"]) == ["", "nan", "nan", "nan"]
     editor.changes_button.value = True
     panel = html.unescape(editor.changes_panel.value)

@@ -338,7 +338,7 @@ def test_an_undo_in_a_sort_by_a_column_without_order_sorts_again() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.sets(st.integers(0, 40), min_size=1), st.data())
 def test_rows_put_back_or_cut_out_land_in_row_id_order(ids: set[int], data: st.DataObject) -> None:
-    import s3grid.session as session_mod
+    from s3grid.rowsplice import insert_by_id, without_rows
 
     everything = pd.DataFrame(
         {"x": [float(i) for i in sorted(ids)], "s": [str(i) for i in sorted(ids)]},
@@ -347,11 +347,12 @@ def test_rows_put_back_or_cut_out_land_in_row_id_order(ids: set[int], data: st.D
     back = sorted(data.draw(st.sets(st.sampled_from(sorted(ids)), min_size=1)))
     frame, rows = everything.drop(index=back), everything.loc[back]
     for splice_max in (0, 1000):  # sorted in, and spliced in
-        with patch.object(session_mod, "_SPLICE_MAX", splice_max):
-            pd.testing.assert_frame_equal(session_mod._insert_by_id(frame, rows), everything)
-            # and cut out again, by position: what drop by row id gives
-            cut = session_mod._without(everything, everything.index.get_indexer(back))
-            pd.testing.assert_frame_equal(cut, frame)
+        put_back = insert_by_id(frame, rows, splice_max=splice_max)
+        pd.testing.assert_frame_equal(put_back, everything)
+        # and cut out again, by position: what drop by row id gives
+        positions = everything.index.get_indexer(back)
+        cut = without_rows(everything, positions, splice_max=splice_max)
+        pd.testing.assert_frame_equal(cut, frame)
 
 
 def test_only_columns_pandas_can_view_are_joined_into_one_chunk() -> None:
