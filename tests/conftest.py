@@ -1,4 +1,10 @@
-"""Shared fixtures: a local moto S3 server, a fresh versioned bucket per test."""
+"""Shared fixtures: a local S3 server, a fresh versioned bucket per test.
+
+The store is moto (a mock with hooks for faults) unless a test module is marked
+``both_stores``: its tests then run against moto *and* a real SeaweedFS S3 gateway
+(``[moto]`` / ``[seaweedfs]`` in their ids). A test in such a module that needs moto's
+hooks is marked ``moto_only`` with the reason.
+"""
 
 from __future__ import annotations
 
@@ -89,9 +95,44 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
 
 
+STORES = ("moto", "seaweedfs")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both = metafunc.definition.get_closest_marker("both_stores")
+    only = metafunc.definition.get_closest_marker("moto_only")
+    if both and not only and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", STORES, indirect=True)
+
+
 @pytest.fixture
-def endpoint(moto_url: str, aws_env: None) -> str:
-    """The moto endpoint, reset so every test starts from an empty S3."""
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Which S3 the test runs against: moto unless parametrized (``both_stores``)."""
+    return str(getattr(request, "param", "moto"))
+
+
+@pytest.fixture(scope="session")
+def seaweed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One SeaweedFS S3 gateway on 127.0.0.1 for the whole session, started on first use,
+    stopped by its PID with its data and sockets removed."""
+    from s3grid.seaweed import SeaweedServer
+
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"), remove_data=True)
+    with pytest.MonkeyPatch.context() as patch:  # weed must not see the caller's AWS setup
+        for name in _ENV_TO_CLEAR:
+            patch.delenv(name, raising=False)
+        url = server.start()
+    yield url
+    server.stop(grace=0)  # its data goes with it: no need to wait for a clean shutdown
+
+
+@pytest.fixture
+def endpoint(store_kind: str, request: pytest.FixtureRequest, aws_env: None) -> str:
+    """The S3 endpoint, with nothing in it from an earlier test (moto is reset; on
+    SeaweedFS each test has buckets of its own)."""
+    if store_kind == "seaweedfs":
+        return str(request.getfixturevalue("seaweed_url"))
+    moto_url = str(request.getfixturevalue("moto_url"))
     req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
     with urllib.request.urlopen(req, timeout=10):
         pass
@@ -105,12 +146,14 @@ def s3(endpoint: str) -> Any:
 
 
 @pytest.fixture
-def bucket(s3: Any) -> str:
+def bucket(s3: Any, store_kind: str) -> Iterator[str]:
     """A new versioned bucket."""
     name = f"s3grid-test-{next(_bucket_numbers)}"
     s3.create_bucket(Bucket=name)
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
+    yield name
+    if store_kind == "seaweedfs":  # SeaweedFS keeps a volume per bucket: free it
+        s3.delete_bucket(Bucket=name)  # with its objects (weed's allowDeleteBucketNotEmpty)
 
 
 @pytest.fixture
@@ -146,7 +189,14 @@ def cut_proxy(endpoint: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def engine(endpoint: str, bucket: str) -> Any:
+def athena_url(endpoint: str, request: pytest.FixtureRequest) -> str:
+    """Where Athena answers: moto's Athena (played by tests/support/athena.py) on either
+    store; the S3 the queries read and write is ``endpoint``'s."""
+    return str(request.getfixturevalue("moto_url"))
+
+
+@pytest.fixture
+def engine(athena_url: str, bucket: str) -> Any:
     """An AthenaEngine on moto's Athena (tests/test_athena.py's FakeAthena runs its CTAS)."""
     from s3grid.athena import AthenaEngine
 
@@ -155,7 +205,7 @@ def engine(endpoint: str, bucket: str) -> Any:
         s3_staging_dir=f"s3://{bucket}/athena-results/",
         database="lab",
         region="us-east-1",
-        endpoint_url=endpoint,
+        endpoint_url=athena_url,
         progress=False,
         poll_interval=0.01,
     )

@@ -25,6 +25,8 @@ from tests.support.athena import FakeAthena, read_results_from
 from tests.support.s3 import all_objects, keys_under
 from tests.support.seed import SEED_SQL, expected_seed_result
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def fake(engine: AthenaEngine, master_store: MasterStore, s3: Any) -> FakeAthena:

@@ -21,10 +21,10 @@ from tests.support.s3 import all_objects, keys_under
 
 
 @pytest.fixture
-def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch, athena_url: str) -> None:
     monkeypatch.setenv("S3_BUCKET", cfg.bucket)
     monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
-    monkeypatch.setenv("ATHENA_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("ATHENA_ENDPOINT_URL", athena_url)
 
 
 @pytest.mark.parametrize("kind", ["schedule", "athena", "s3"])

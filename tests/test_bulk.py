@@ -26,6 +26,8 @@ from s3grid.sample import SAMPLE_SCHEMA
 from tests.support.s3 import all_objects
 from tests.support.seed import SEED_SQL, expected_seed_result, put_part
 
+pytestmark = pytest.mark.both_stores
+
 
 def test_seed_select_runs_unchanged_on_duckdb(master_store: MasterStore) -> None:
     base = master_store.load()

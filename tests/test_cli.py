@@ -16,6 +16,8 @@ from s3grid import MasterStore, S3GridConfig
 from s3grid.cli import main
 from tests.support.s3 import all_objects, keys_under
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def flags(cfg: S3GridConfig) -> list[str]:

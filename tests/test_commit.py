@@ -21,6 +21,8 @@ from s3grid import (
 from tests.support.locks import ignoring_if_match, without_lock
 from tests.support.s3 import all_objects
 
+pytestmark = pytest.mark.both_stores
+
 
 def flaky_master_put(store: MasterStore, *, send_first: bool, times: int = 1) -> list[str]:
     """Make the next master PUTs time out, after (or before) the request reached S3."""
@@ -276,6 +278,10 @@ def test_commit_answer_cut_short_is_settled_by_save_id(
     assert latest.to_pandas().loc[0, "volume_filtered"] == 7.25
 
 
+@pytest.mark.moto_only(
+    "the proxy cuts the headers halfway by bytes; on moto that drops the ETag, on SeaweedFS "
+    "(other header order) only metadata, which a HEAD does not need, so nothing is retried"
+)
 @pytest.mark.parametrize("mode", ["status", "headers"])
 def test_a_cut_head_before_the_save_is_not_a_conflict(
     master_store: MasterStore, cut_proxy: Any, mode: str

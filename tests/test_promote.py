@@ -18,12 +18,14 @@ from tests.support.events import SCHEDULE, STAGING, athena_event, stage, started
 from tests.support.s3 import all_objects, keys_under
 from tests.support.seed import SEED_SQL
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
-def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+def env(cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch, athena_url: str) -> None:
     monkeypatch.setenv("S3_BUCKET", cfg.bucket)
     monkeypatch.setenv("S3_ENDPOINT_URL", cfg.endpoint_url or "")
-    monkeypatch.setenv("ATHENA_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("ATHENA_ENDPOINT_URL", athena_url)
 
 
 def grid_save(store: MasterStore, value: float) -> str:
@@ -127,9 +129,9 @@ def test_output_of_a_run_that_did_not_succeed_is_not_promoted(
 
 
 def test_the_query_state_is_asked_of_athena(
-    env: None, master_store: MasterStore, s3: Any, bucket: str, endpoint: str
+    env: None, master_store: MasterStore, s3: Any, bucket: str, athena_url: str
 ) -> None:
-    athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1")
+    athena = boto3.client("athena", endpoint_url=athena_url, region_name="us-east-1")
     qid = athena.start_query_execution(
         QueryString="SELECT 1",
         WorkGroup="primary",

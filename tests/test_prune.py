@@ -11,6 +11,8 @@ from s3grid.cli import main
 from s3grid.prune import plan_prune, prune
 from tests.support.s3 import all_objects, keys_under
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def saved_18(master_store: MasterStore, s3: Any, bucket: str) -> list[str]:

@@ -37,6 +37,8 @@ from tests.support.cells import assert_same_table
 from tests.support.s3 import all_objects, keys_under
 from tests.support.tables import every_kind_of_column
 
+pytestmark = pytest.mark.both_stores
+
 
 class Crash(BaseException):
     """A simulated process crash (not an Exception, so nothing catches it)."""
@@ -639,6 +641,7 @@ def test_over_single_put_limit_refused(
     assert all_objects(s3, bucket) == before
 
 
+@pytest.mark.moto_only("a real store refuses the made-up secret this test saves with")
 def test_audits_never_contain_credentials(
     master_store: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
