@@ -319,6 +319,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_store(args: argparse.Namespace) -> int:
+    report = MasterStore(config_from_args(args)).check_store(rounds=args.rounds)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report)
+    return EXIT_OK if report.safe else EXIT_ERROR
+
+
 def cmd_iam_policy(args: argparse.Namespace) -> int:
     from s3grid.iam import iam_policy
 
@@ -467,6 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, default=15, help="saves to keep (default 15)")
     p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = add(
+        "check-store",
+        cmd_check_store,
+        "Check, with scratch objects removed afterwards, that the bucket's store keeps "
+        "what the locked save relies on (versioning, conditional writes, one winner per "
+        "race, copies by version). Exit 0 when safe, 1 when not.",
+        "s3grid check-store --bucket my-lab --endpoint-url http://127.0.0.1:8333",
+    )
+    p.add_argument("--rounds", type=_positive, default=5, help="race rounds per body size")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = add(
         "iam-policy",

@@ -142,7 +142,7 @@ class ExpectEtag:
     etag: str | None
     version_id: str | None = None
 
-    def conditions(self) -> dict[str, str]:
+    def conditions(self) -> dict[str, Any]:
         """The ``put_object`` condition arguments for this expectation."""
         return {"IfMatch": self.etag} if self.etag else {"IfNoneMatch": "*"}
 

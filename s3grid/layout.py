@@ -16,6 +16,10 @@ different folders) never share staged output::
     staging/<master key>/sources/<run id>/     a run's Parquet copy of a CSV master
     staging/<master key>/iceberg/<table>.json  the master version an Iceberg table holds
 
+Scratch objects of ``s3grid check-store``, removed (every version) when it ends::
+
+    s3grid-check-store/<run id>/
+
 Pure: builds and checks keys, no I/O.
 """
 
@@ -34,6 +38,7 @@ __all__ = [
     "archive_keys",
     "audit_key",
     "audit_key_pattern",
+    "check_store_prefix",
     "iceberg_seed_key",
     "is_run_prefix",
     "new_run_id",
@@ -102,6 +107,12 @@ def promote_prefix(cfg: Any) -> str:
     s3grid does not start (the Athena console, a Step Functions UNLOAD), and where the
     Lambda handler and ``s3grid flatten`` look by default."""
     return staging_root(cfg) + "next/"
+
+
+def check_store_prefix(run_id: str) -> str:
+    """``s3grid-check-store/<run id>/``: the store check's scratch keys, outside any
+    master's folders."""
+    return f"s3grid-check-store/{run_id}/"
 
 
 def new_run_id() -> str:

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -166,6 +167,15 @@ def is_aws_endpoint(url: str | None) -> bool:
     """Whether ``url`` is an AWS S3 endpoint (``*.amazonaws.com``, China's ``.com.cn``)."""
     host = urlsplit(url or "").hostname or ""
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart upload whose parts are sent, waiting for its complete."""
+
+    key: str
+    upload_id: str
+    parts: tuple[dict[str, Any], ...]
 
 
 class S3Bucket:
@@ -368,12 +378,22 @@ class S3Bucket:
         except NotFoundError:
             return None
 
-    def put(self, key: str, body: bytes, *, retry: bool = True, **kwargs: Any) -> dict[str, Any]:
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        retry: bool = True,
+        parts: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """PUT an object (pass ``IfMatch``/``IfNoneMatch`` through ``kwargs``).
 
         Up to :attr:`multipart_threshold`, one request; above, a multipart upload whose
         complete carries the condition (boto3's managed transfer does not take
-        ``IfMatch``). Either way the object appears, or not, in one atomic step.
+        ``IfMatch``). Either way the object appears, or not, in one atomic step where
+        the store makes the complete atomic (``s3grid check-store`` tells).
+        ``parts``: True or False overrides the choice by size (the store check).
 
         Raises:
             ValidationError: the body is over 5 GiB.
@@ -384,7 +404,11 @@ class S3Bucket:
                 "in one PUT or copies in one CopyObject (the save's snapshot). Split the "
                 "table or archive rows."
             )
+        if parts is None:
+            parts = len(body) > self.multipart_threshold
         try:
+            if parts:
+                return self._put_in_parts(key, body, retry=retry, **kwargs)
             return self._send(key, body, retry=retry, **kwargs)
         except ConflictError:
             # An earlier attempt of this very PUT may have landed with its answer lost:
@@ -409,8 +433,6 @@ class S3Bucket:
         return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"'
 
     def _send(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
-        if len(body) > self.multipart_threshold:
-            return self._put_in_parts(key, body, retry=retry, **kwargs)
         payload: Any = body
         bar = None
         if len(body) >= PROGRESS_BYTES:
@@ -435,15 +457,22 @@ class S3Bucket:
         """A multipart upload: parts in parallel, then one conditional complete.
 
         Nothing is visible until the complete, which S3 checks against ``IfMatch`` /
-        ``IfNoneMatch`` like a PUT. Parts are safe to resend; the complete is sent as
-        ``retry`` says. Any failure before the complete aborts the upload (S3 would
-        otherwise bill the orphaned parts).
+        ``IfNoneMatch`` like a PUT.
         """
         conditions = {k: kwargs.pop(k) for k in ("IfMatch", "IfNoneMatch") if k in kwargs}
+        return self.complete_upload(
+            self.upload_parts(key, body, **kwargs), retry=retry, **conditions
+        )
+
+    def upload_parts(self, key: str, body: bytes, **kwargs: Any) -> Upload:
+        """Start a multipart upload of ``body`` and send its parts (safe to resend, so
+        retried); nothing is visible until :meth:`complete_upload`. A failed part aborts
+        the upload (S3 would otherwise bill the orphaned parts)."""
         url = self.url(key)
         upload_id = self.call(
             "create_multipart_upload", what=f"START UPLOAD {url}", Key=key, **kwargs
         )["UploadId"]
+        upload = Upload(key, upload_id, ())
         view = memoryview(body)
         size = _part_size(len(body))
         bounds = [(i + 1, start) for i, start in enumerate(range(0, len(body), size))]
@@ -467,34 +496,49 @@ class S3Bucket:
         try:
             try:
                 futures = [pool.submit(send, number, start) for number, start in bounds]
-                parts = [f.result() for f in futures]
+                return replace(upload, parts=tuple(f.result() for f in futures))
             finally:  # on a failed part, the parts not yet started are not sent at all
                 pool.shutdown(wait=True, cancel_futures=True)
-            return dict(
-                self.call(
-                    "complete_multipart_upload",
-                    what=f"COMPLETE UPLOAD {url}",
-                    retry=retry,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **conditions,
-                )
-            )
         except BaseException:
-            try:  # harmless after a complete that did land: the upload id is gone then
-                self.call(
-                    "abort_multipart_upload",
-                    what=f"ABORT UPLOAD {url}",
-                    Key=key,
-                    UploadId=upload_id,
-                )
-            except S3GridError as exc:
-                log.warning("Could not abort upload %s of %s: %s", upload_id, url, exc)
+            self.abort_upload(upload)
             raise
         finally:
             if bar is not None:
                 bar.close()
+
+    def complete_upload(
+        self, upload: Upload, *, retry: bool = True, **conditions: Any
+    ) -> dict[str, Any]:
+        """Complete ``upload`` (``IfMatch`` / ``IfNoneMatch`` in ``conditions``): the
+        object appears in one step, or not at all and the upload is aborted. The
+        complete is resent as ``retry`` says."""
+        try:
+            return dict(
+                self.call(
+                    "complete_multipart_upload",
+                    what=f"COMPLETE UPLOAD {self.url(upload.key)}",
+                    retry=retry,
+                    Key=upload.key,
+                    UploadId=upload.upload_id,
+                    MultipartUpload={"Parts": list(upload.parts)},
+                    **conditions,
+                )
+            )
+        except BaseException:
+            self.abort_upload(upload)  # harmless after a complete that did land
+            raise
+
+    def abort_upload(self, upload: Upload) -> None:
+        """Abort ``upload``, logging (not raising) a failure to do so."""
+        try:
+            self.call(
+                "abort_multipart_upload",
+                what=f"ABORT UPLOAD {self.url(upload.key)}",
+                Key=upload.key,
+                UploadId=upload.upload_id,
+            )
+        except S3GridError as exc:
+            log.warning("Could not abort upload %s of %s: %s", upload.upload_id, upload.key, exc)
 
     def copy(self, src_key: str, src_version: str | None, dst_key: str, **kwargs: Any) -> None:
         """Server-side copy of exactly one version (no second upload of the bytes)."""
@@ -531,6 +575,36 @@ class S3Bucket:
                 what=what,
                 Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
             )
+
+    def delete_versions(self, prefix: str) -> int:
+        """Remove every version and delete marker under ``prefix`` for good (scratch
+        objects only: the master's history is never deleted this way); their count."""
+        markers: dict[str, Any] = {}
+        removed = 0
+        while True:
+            page = self.call(
+                "list_object_versions",
+                what=f"LIST VERSIONS {self.url(prefix)}",
+                Prefix=prefix,
+                **markers,
+            )
+            gone = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            for i in range(0, len(gone), 1000):
+                self.call(
+                    "delete_objects",
+                    what=f"DELETE VERSIONS {self.url(prefix)}",
+                    Delete={"Objects": gone[i : i + 1000], "Quiet": True},
+                )
+            removed += len(gone)
+            if not page.get("IsTruncated"):
+                return removed
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "VersionIdMarker": page["NextVersionIdMarker"],
+            }
 
     def list_objects(self, prefix: str) -> Iterator[dict[str, Any]]:
         """All objects under ``prefix`` (Key, Size, LastModified, ETag)."""

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from s3grid.bulk import BulkPreview
     from s3grid.promote import PromoteResult
     from s3grid.prune import PrunePlan
+    from s3grid.storecheck import StoreReport
 
 __all__ = [
     "ExpectEtag",
@@ -600,6 +601,14 @@ class MasterStore:
         from s3grid.promote import promote
 
         return promote(self, prefix, note=note, **kwargs)
+
+    def check_store(self, **kwargs: Any) -> StoreReport:
+        """Try, with scratch objects it removes again, whether this bucket's store keeps
+        the behaviours the locked save relies on (:func:`s3grid.storecheck.check_store`).
+        Run it once per bucket before trusting a store other than AWS S3."""
+        from s3grid.storecheck import check_store
+
+        return check_store(self.bucket, **kwargs)
 
     def reconcile(self) -> list[Repair]:
         """Give every s3grid-made master version its missing snapshot and/or audit

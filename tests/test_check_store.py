@@ -1,0 +1,138 @@
+"""``s3grid check-store`` against both stores: the verdicts they should get, nothing left."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from s3grid import MasterStore
+from s3grid.cli import main
+from s3grid.storecheck import (
+    SAFE,
+    SINGLE_PUTS_ONLY,
+    UNSAFE,
+    StoreCheck,
+    StoreReport,
+    verdict_of,
+)
+from tests.support.s3 import all_objects
+
+pytestmark = pytest.mark.both_stores
+
+REQUIRED = (
+    "versioning",
+    "If-Match refused when stale",
+    "If-None-Match: * honoured",
+    "CopyObject of a VersionId",
+    "ListObjectVersions newest first",
+)
+RACE = "race of 8 conditional PUTs"
+MULTIPART = "multipart complete with If-Match"
+
+
+def checks(report: StoreReport) -> dict[str, Any]:
+    return {c.name: c for c in report.checks}
+
+
+def rounds_for(store_kind: str) -> int:
+    # moto's 8 MiB race has one winner by chance in about one round of five: five rounds
+    # make its verdict certain enough. SeaweedFS's single PUTs always hold and its
+    # multipart race runs 12 rounds at 3; fewer rounds keep the test short there (each
+    # losing PUT waits on weed's lock).
+    return 3 if store_kind == "seaweedfs" else 5
+
+
+def test_each_store_gets_the_verdict_it_should(
+    store: MasterStore, s3: Any, bucket: str, store_kind: str
+) -> None:
+    report = store.check_store(rounds=rounds_for(store_kind))
+    found = checks(report)
+    assert [found[name].ok for name in REQUIRED] == [True] * len(REQUIRED), str(report)
+    assert not report.aws
+    if store_kind == "seaweedfs":
+        # single conditional PUTs are atomic there, even 8 MiB ones under 8 writers;
+        # its multipart complete checks If-Match, but not atomically
+        assert found[RACE].ok, str(report)
+        assert not found[MULTIPART].ok and not found[MULTIPART].required
+        assert "of 8 writers with the same If-Match succeeded" in found[MULTIPART].detail
+        assert report.verdict == SINGLE_PUTS_ONLY and report.safe
+    else:
+        # moto, a mock: its conditional PUT checks the ETag before it has read the body,
+        # so racing 8 MiB writers can both win; it is not a store to trust with a master
+        assert not found[RACE].ok, str(report)
+        assert "8 MiB bodies" in found[RACE].detail
+        assert report.verdict == UNSAFE and not report.safe
+        assert RACE in report.reason
+    assert all_objects(s3, bucket) == []  # every scratch version removed
+
+
+def test_a_store_that_ignores_conditions_is_unsafe(
+    store: MasterStore, s3: Any, bucket: str
+) -> None:
+    def strip(params: dict[str, Any], **_: Any) -> None:  # as a store without them would
+        params.pop("IfMatch", None)
+        params.pop("IfNoneMatch", None)
+
+    for op in ("PutObject", "CompleteMultipartUpload"):
+        store.bucket.client.meta.events.register(f"before-parameter-build.s3.{op}", strip)
+    report = store.check_store(rounds=1)
+    found = checks(report)
+    assert not found["If-Match refused when stale"].ok
+    assert "stale If-Match was stored" in found["If-Match refused when stale"].detail
+    assert not found["If-None-Match: * honoured"].ok
+    assert not found[RACE].ok
+    assert found["CopyObject of a VersionId"].ok
+    assert report.verdict == UNSAFE
+    assert all_objects(s3, bucket) == []
+
+
+def test_an_unversioned_bucket_is_unsafe_and_nothing_is_written(
+    store: MasterStore, s3: Any, bucket: str
+) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    report = store.check_store()
+    assert [c.name for c in report.checks] == ["versioning"]
+    assert report.verdict == UNSAFE
+    assert "versioning suspended" in report.reason
+    assert "put-bucket-versioning" in report.reason  # what to do about it
+    assert all_objects(s3, bucket) == []
+
+
+def test_the_command_prints_a_verdict_and_exits_by_it(
+    store: MasterStore,
+    s3: Any,
+    bucket: str,
+    store_kind: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = ["--bucket", bucket, "--endpoint-url", store.cfg.endpoint_url or ""]
+    flags += ["--rounds", str(rounds_for(store_kind))]
+    code = main(["check-store", *flags])
+    text = capsys.readouterr().out
+    expected = SINGLE_PUTS_ONLY if store_kind == "seaweedfs" else UNSAFE
+    assert f"Verdict: {expected}: " in text
+    assert code == (0 if store_kind == "seaweedfs" else 1)
+    for name in REQUIRED:
+        assert f"ok   {name}" in text
+
+    # --json, on the bucket with versioning suspended (quick: nothing else is tried)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    code = main(["check-store", *flags, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["verdict"] == UNSAFE
+    assert [c["name"] for c in report["checks"]] == ["versioning"]
+    assert report["location"].startswith(f"s3://{bucket}/s3grid-check-store/")
+
+
+@pytest.mark.moto_only("pure logic: no store is used")
+def test_the_verdicts_follow_the_checks() -> None:
+    ok = [StoreCheck(n, True, "fine") for n in REQUIRED]
+    assert verdict_of([*ok, StoreCheck(MULTIPART, True, "one winner")])[0] == SAFE
+    not_atomic = StoreCheck(MULTIPART, False, "3 of 8", required=False)  # not on AWS
+    assert verdict_of([*ok, not_atomic])[0] == SINGLE_PUTS_ONLY
+    on_aws = StoreCheck(MULTIPART, False, "3 of 8", required=True)
+    verdict, reason = verdict_of([*ok, on_aws])
+    assert verdict == UNSAFE and "3 of 8" in reason
