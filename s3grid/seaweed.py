@@ -181,14 +181,17 @@ class SeaweedServer:
         """Stop weed (SIGTERM, then SIGKILL after ``grace`` seconds) and remove its
         sockets (and its data, if ``remove_data``)."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
+        try:
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(grace)
-            except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:
+            pass
+        finally:  # also when a second Ctrl+C cuts the wait short: never leave weed running
+            if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self._cleanup()
+            self._cleanup()
 
     def _cleanup(self) -> None:
         temp = Path(tempfile.gettempdir())

@@ -6,14 +6,22 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from s3grid import MasterStore, S3GridConfig
 from s3grid.demo import DEMO_BUCKET
 from tests.support.demo import free_port, start_demo, stop_demo
 
 
-def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> None:
+@pytest.mark.parametrize("kind", ["seaweedfs", "moto"])
+def test_demo_serves_stops_and_keeps_saves(
+    tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # the demo's credentials, which JupyterLab's kernels get (SeaweedFS checks them)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "demo")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "demo")
     port = free_port()
-    proc, s3_url, lab_url = start_demo(tmp_path, port)
+    proc, s3_url, lab_url = start_demo(tmp_path, port, store=kind)
     try:
         token = lab_url.split("token=")[1]
         with urllib.request.urlopen(
@@ -39,7 +47,7 @@ def test_demo_serves_stops_and_keeps_saves(tmp_path: Path, aws_env: None) -> Non
     finally:
         stop_demo(proc)  # Ctrl+C stops it, Jupyter too, with exit code 0
 
-    proc, s3_url, _ = start_demo(tmp_path, port)
+    proc, s3_url, _ = start_demo(tmp_path, port, store=kind)
     try:
         store = MasterStore(S3GridConfig(bucket=DEMO_BUCKET, endpoint_url=s3_url))
         again = store.load()

@@ -27,6 +27,7 @@ def start_demo(
     command: tuple[str, ...] = (sys.executable, "-m", "s3grid"),
     cwd: Path | None = None,
     wait: float = 60,
+    store: str | None = None,
 ) -> tuple[subprocess.Popen[str], str, str]:
     """Run ``<command> demo`` until it prints its S3 endpoint and JupyterLab's URL.
 
@@ -45,6 +46,7 @@ def start_demo(
             "100",
             "--data-dir",
             str(data_dir),
+            *(["--store", store] if store else []),
         ],
         stdout=subprocess.PIPE,
         stderr=log,
