@@ -50,7 +50,6 @@ from s3grid.diff import (
 )
 from s3grid.errors import (
     ConfigError,
-    ConflictError,
     LostUpdateError,
     MasterNotFoundError,
     NotFoundError,
@@ -99,7 +98,7 @@ class MasterStore:
 
     Attributes:
         look_first: a save first checks (one HEAD) that the master is still its base,
-            so a stale save is refused before the table is encoded and sent. The
+            so a stale save is refused before any work on its table. The
             conditional PUT decides either way; turned off, only the PUT (and, on a
             store that ignores its condition, the lost-update check) stands between a
             stale save and the master: tests use that to open the race window.
@@ -290,6 +289,8 @@ class MasterStore:
         check_note(note)
         if source not in audit_mod.SOURCES:
             raise ValidationError(f"Unknown source {source!r}; use one of {audit_mod.SOURCES}.")
+        expect = ExpectEtag(base.etag, base.version_id)
+        self._refuse_if_moved(expect)  # before any work on the table, however large
         table = coerce_table(data, base.schema, allow_schema_change=allow_schema_change)
         if isinstance(data, pd.DataFrame):  # a frame cannot say NaN from null: base can
             table = keep_nans(table, base.table, self.key_columns_for(table.schema))
@@ -308,11 +309,7 @@ class MasterStore:
             )
 
         return self._locked_save(
-            table,
-            expect=ExpectEtag(base.etag, base.version_id),
-            note=note,
-            source=source,
-            prepare=check_and_count,
+            table, expect=expect, note=note, source=source, prepare=check_and_count
         )
 
     def create(
@@ -336,6 +333,7 @@ class MasterStore:
         table = table.replace_schema_metadata(None)
         check_loadable(table.schema, where="The new master")
         self.validate(table)
+        self._refuse_if_moved(ExpectEtag(None))
         return self._locked_save(
             table,
             expect=ExpectEtag(None),
@@ -402,10 +400,9 @@ class MasterStore:
         source: str,
         prepare: Callable[[], ChangeCounts],
     ) -> SaveResult:
-        """Steps 2-5 of the save. ``prepare`` validates and counts the changes; it runs
-        while the master is looked at (a base that moved on fails here, before any
-        encoding) and while the body encodes (both are Arrow work that releases the GIL).
-        Nothing is sent unless it returns."""
+        """Steps 2-5 of the save, once :meth:`_refuse_if_moved` has passed. ``prepare``
+        validates and counts the changes while the body encodes (both are Arrow work
+        that releases the GIL). Nothing is sent unless it returns."""
         column_types = ""
         if self.cfg.file_format == "csv":  # the text cannot say its types: the version does
             column_types = csv_types_text(table.schema)
@@ -415,22 +412,10 @@ class MasterStore:
                     "more than S3 metadata can record with each version; declare fewer "
                     "(text needs no declaration) or use a Parquet master."
                 )
-        try:
-            self.bucket.require_versioning(fresh=True)
-        except StoreUnavailableError as exc:
-            raise unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
         saved_at = datetime.now(UTC)
         save_id = new_save_id(saved_at)
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
             preparing = pool.submit(prepare)
-            try:
-                # A master that has already moved on is a conflict now, not after encoding
-                # and sending the whole table. The conditional PUT still decides.
-                if self.look_first:
-                    self._check_unchanged(expect)
-            except (ConflictError, StoreUnavailableError):
-                preparing.result()  # a table that cannot be saved anyway says so first
-                raise
             # The encoder stays on this thread: the body grows by reallocation, and in a
             # worker thread glibc serves that from a per-thread arena that keeps every
             # outgrown copy, which raised the peak memory of a save (docs/performance.md).
@@ -511,6 +496,22 @@ class MasterStore:
                 result=result,
             )
         return result
+
+    def _refuse_if_moved(self, expect: ExpectEtag) -> None:
+        """The checks a save makes before any work on its table: the bucket keeps
+        versions (asked afresh) and, with ``look_first``, one HEAD shows the master is
+        still the base. So a stale save is refused in milliseconds at any size; the
+        conditional PUT still decides.
+
+        Raises:
+            VersioningError, ConflictError, StoreUnavailableError: nothing written.
+        """
+        try:
+            self.bucket.require_versioning(fresh=True)
+        except StoreUnavailableError as exc:
+            raise unreachable(self.bucket.url(self.cfg.master_key), exc) from exc
+        if self.look_first:
+            self._check_unchanged(expect)
 
     def _check_unchanged(self, expect: ExpectEtag) -> None:
         check_unchanged(self.bucket, self.cfg.master_key, expect)

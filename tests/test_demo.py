@@ -10,16 +10,14 @@ import pytest
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.demo import DEMO_BUCKET
-from tests.support.demo import free_port, start_demo, stop_demo
+from tests.support.demo import free_port, start_demo, stop_demo, use_demo_credentials
 
 
 @pytest.mark.parametrize("kind", ["seaweedfs", "moto"])
 def test_demo_serves_stops_and_keeps_saves(
     tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    # the demo's credentials, which JupyterLab's kernels get (SeaweedFS checks them)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "demo")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "demo")
+    use_demo_credentials(monkeypatch)
     port = free_port()
     proc, s3_url, lab_url = start_demo(tmp_path, port, store=kind)
     try:

@@ -15,14 +15,16 @@ import pytest
 import s3grid
 from s3grid import MasterStore, S3GridConfig
 from s3grid.demo import DEMO_BUCKET
-from tests.support.demo import free_port, start_demo, stop_demo
+from tests.support.demo import free_port, start_demo, stop_demo, use_demo_credentials
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_wheel_runs_the_demo_in_a_fresh_environment(tmp_path: Path, aws_env: None) -> None:
+def test_the_wheel_runs_the_demo_in_a_fresh_environment(
+    tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uv = shutil.which("uv")
     assert uv, "uv builds the wheel (`pip install uv`)"
     subprocess.run(
@@ -65,7 +67,10 @@ def test_the_wheel_runs_the_demo_in_a_fresh_environment(tmp_path: Path, aws_env:
         assert {"01_edit_master.ipynb", "02_bulk_edit_sql.ipynb", "03_review_audits.ipynb"} <= (
             served
         )
+        use_demo_credentials(monkeypatch)
         master = MasterStore(S3GridConfig(bucket=DEMO_BUCKET, endpoint_url=s3_url)).load()
         assert master.table.num_rows == 100
+        # the demo extra brought SeaweedFS's binary, and the demo keeps its data there
+        assert (away / ".s3grid-demo" / "seaweedfs").is_dir()
     finally:
         stop_demo(proc)

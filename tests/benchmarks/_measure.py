@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 
 class PeakRss:
@@ -52,3 +53,29 @@ def start_moto_process() -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             time.sleep(0.05)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def start_store(kind: str) -> tuple[Any, str]:
+    """A local S3 endpoint of ``kind`` (``moto`` in a child process, or ``seaweedfs``):
+    something with ``.terminate()``/``.wait()``, and its URL. Sets the credentials it
+    takes in this process's environment (inherited by child processes)."""
+    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    if kind == "moto":
+        return start_moto_process()
+    import tempfile
+    from pathlib import Path
+
+    from s3grid.seaweed import SeaweedServer
+
+    server = SeaweedServer(Path(tempfile.mkdtemp(prefix="bench-weed-")) / "weed", remove_data=True)
+    url = server.start()
+
+    class Stop:
+        def terminate(self) -> None:
+            server.stop(grace=0)
+
+        def wait(self) -> None:
+            pass
+
+    return Stop(), url

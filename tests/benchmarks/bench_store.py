@@ -1,13 +1,18 @@
 """Benchmark: MasterStore.load()/save() against the raw S3 + Parquet work they wrap.
 
-    uv run python tests/benchmarks/bench_store.py [--rows 1000000] [--repeat 3]
+    uv run --group bench python tests/benchmarks/bench_store.py \
+        [--store moto|seaweedfs] [--rows 1000000] [--repeat 3]
 
-Same run, same local moto endpoint (its own process, as S3 is a remote service: its CPU
-and memory are not the kernel's), best of ``--repeat``:
-  load():  s3grid ``store.load().to_pandas()`` vs raw GetObject + read_table + to_pandas
+Same run, same local S3 endpoint (moto in its own process, or SeaweedFS, a real store:
+either way its CPU and memory are not the kernel's), best of ``--repeat``, interleaved:
+  load():  s3grid ``store.load()`` vs raw GetObject + read_table, and vs the peers:
+           s3fs and pyarrow's S3FileSystem (``pq.read_table``), polars
+           (``read_parquet``), each to its own table
   save():  s3grid ``store.save(table, ...)`` (validate, commit, snapshot copy, audit)
            vs Parquet encode (pyarrow's defaults, snappy) + one PutObject; and vs the
-           same with s3grid's writer options, which isolates the pipeline's overhead
+           same with s3grid's writer options, which isolates the pipeline's overhead;
+           and vs the peers writing the same table with their defaults, unlocked
+  stale:   how long a save on a base that has moved on takes to be refused
   memory:  peak RSS of a fresh process (as a new kernel) above its start, vs the Arrow
            table's size, on two paths: ``pandas`` (load, ``to_pandas()``, edit one cell,
            ``save(df)``) and ``editor`` (open an ``Editor``, edit one cell, Save; the editor
@@ -28,7 +33,7 @@ import sys
 import time
 from typing import Any
 
-from _measure import PeakRss, start_moto_process  # a sibling: run as a script
+from _measure import PeakRss, start_store  # a sibling: run as a script
 
 
 def best(fn: Any, repeat: int) -> float:
@@ -83,10 +88,89 @@ def timed(obj: Any, name: str, into: dict[str, float]) -> None:
     setattr(obj, name, run)
 
 
+class Peers:
+    """The same load and save done by other libraries that read and write Parquet on S3
+    without a lock: s3fs, pyarrow's S3FileSystem and polars (the ``bench`` group); any
+    that is not installed is left out, and said so."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.key = os.environ["AWS_ACCESS_KEY_ID"]
+        self.secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+        self.missing: list[str] = []
+        self.fs: dict[str, Any] = {}
+        try:
+            import s3fs
+
+            self.fs["s3fs"] = s3fs.S3FileSystem(
+                key=self.key,
+                secret=self.secret,
+                client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"},
+            )
+        except ImportError:
+            self.missing.append("s3fs")
+        from pyarrow import fs as pafs
+
+        host = endpoint.split("://", 1)[1]
+        self.fs["pyarrow"] = pafs.S3FileSystem(
+            access_key=self.key,
+            secret_key=self.secret,
+            endpoint_override=host,
+            scheme="http",
+            region="us-east-1",
+        )
+        try:
+            import polars
+
+            self.polars: Any = polars
+        except ImportError:
+            self.polars = None
+            self.missing.append("polars")
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.fs, *(["polars"] if self.polars is not None else [])]
+
+    def polars_options(self) -> dict[str, str]:
+        return {
+            "aws_endpoint_url": self.endpoint,
+            "aws_access_key_id": self.key,
+            "aws_secret_access_key": self.secret,
+            "aws_region": "us-east-1",
+            "aws_allow_http": "true",
+        }
+
+    def load(self, name: str, bucket: str, key: str) -> Any:
+        """The library's own table (Arrow, or a polars DataFrame)."""
+        import pyarrow.parquet as pq
+
+        if name == "polars":
+            return self.polars.read_parquet(
+                f"s3://{bucket}/{key}", storage_options=self.polars_options()
+            )
+        return pq.read_table(f"{bucket}/{key}", filesystem=self.fs[name])
+
+    def save(self, name: str, table: Any, bucket: str, key: str) -> None:
+        """Write ``table`` (a polars DataFrame for polars, else Arrow) with the library's
+        own defaults: each uploads parts while it still encodes."""
+        import pyarrow.parquet as pq
+
+        if name == "polars":
+            table.write_parquet(f"s3://{bucket}/{key}", storage_options=self.polars_options())
+        else:
+            pq.write_table(table, f"{bucket}/{key}", filesystem=self.fs[name])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--store",
+        choices=("moto", "seaweedfs"),
+        default="moto",
+        help="the local S3: moto (a mock, in its own process) or SeaweedFS (a real store)",
+    )
     parser.add_argument(
         "--arrow-pool",
         choices=("mimalloc", "jemalloc", "system"),
@@ -109,92 +193,131 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from s3grid import MasterStore, S3GridConfig
+    from s3grid import ConflictError, MasterStore, S3GridConfig
     from s3grid.formats import PARQUET_WRITE_OPTIONS
     from s3grid.sample import sample_master
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ[name] = "bench"  # a local endpoint: never real AWS
-    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-    server, endpoint = start_moto_process()
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    # The raw baseline and the memory run write to buckets of their own: moto's
-    # ListObjectVersions (the save's lost-update check) deep-copies every object in the
-    # bucket, so their bytes would slow s3grid's save here (not on S3).
-    for bucket in ("bench-store", "bench-raw", "bench-rss"):
-        s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    store = MasterStore(S3GridConfig(bucket="bench-store", endpoint_url=endpoint))
-    table = sample_master(args.rows)
-    arrow_mb = table.nbytes / 1e6
-    store.create(table, note="bench")
-    MasterStore(S3GridConfig(bucket="bench-rss", endpoint_url=endpoint)).create(table, note="rss")
+    server, endpoint = start_store(args.store)
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        # The raw baseline, the peers and the memory run write to buckets of their own:
+        # moto's ListObjectVersions (the save's lost-update check) deep-copies every
+        # object in the bucket, so their bytes would slow s3grid's save there (not on S3).
+        for bucket in ("bench-store", "bench-raw", "bench-rss"):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        store = MasterStore(S3GridConfig(bucket="bench-store", endpoint_url=endpoint))
+        table = sample_master(args.rows)
+        arrow_mb = table.nbytes / 1e6
+        store.create(table, note="bench")
+        rss_store = MasterStore(S3GridConfig(bucket="bench-rss", endpoint_url=endpoint))
+        rss_store.create(table, note="rss")
+        peers = Peers(endpoint)
+        polars_frame = peers.polars.from_arrow(table) if peers.polars is not None else None
 
-    def raw_load() -> None:
-        body = s3.get_object(Bucket="bench-store", Key="data/master.parquet")["Body"].read()
-        pq.read_table(io.BytesIO(body)).to_pandas()
+        def raw_load() -> None:
+            body = s3.get_object(Bucket="bench-store", Key="data/master.parquet")["Body"]
+            pq.read_table(io.BytesIO(body.read()))
 
-    def s3grid_load() -> None:
-        store.load().to_pandas()
+        def raw_save(**options: Any) -> None:
+            sink = io.BytesIO()
+            pq.write_table(table, sink, **options)
+            s3.put_object(Bucket="bench-raw", Key="data/master.parquet", Body=sink.getvalue())
 
-    def raw_save(**options: Any) -> None:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, **options)
-        s3.put_object(Bucket="bench-raw", Key="data/master.parquet", Body=sink.getvalue())
+        steps: dict[str, float] = {}
+        for step in ("_commit", "_confirm_commit", "_write_snapshot"):
+            timed(store, step, steps)
+        timings: list[tuple[float, dict[str, float]]] = []
 
-    steps: dict[str, float] = {}
-    for step in ("_commit", "_confirm_commit", "_write_snapshot"):
-        timed(store, step, steps)
+        def s3grid_save() -> None:
+            m = store.load()
+            # as the editor does: it knows its change counts, so no whole-table diff
+            from s3grid.diff import ChangeCounts
 
-    def s3grid_save() -> None:
-        m = store.load()
-        # as the editor does: it knows its change counts, so no whole-table diff
-        from s3grid.diff import ChangeCounts
+            t0 = time.perf_counter()
+            store.save(m.table, base=m, note="bench save", changes=ChangeCounts(1, 0, 0))
+            elapsed = time.perf_counter() - t0
+            if not timings or elapsed < min(t for t, _ in timings):
+                timings.append((elapsed, dict(steps)))
 
-        t0 = time.perf_counter()
-        store.save(m.table, base=m, note="bench save", changes=ChangeCounts(1, 0, 0))
-        elapsed = time.perf_counter() - t0
-        if not timings or elapsed < min(t for t, _ in timings):
-            timings.append((elapsed, dict(steps)))
+        def stale_save() -> float:
+            stale = store.load()
+            fresh = store.load()
+            store.save(fresh.table, base=fresh, note="bench: moves the master on")
+            t0 = time.perf_counter()
+            try:
+                store.save(stale.table, base=stale, note="bench: a stale save")
+            except ConflictError:
+                return time.perf_counter() - t0
+            raise SystemExit("a stale save was not refused")
 
-    timings: list[tuple[float, dict[str, float]]] = []
-    env = dict(os.environ)
-    peaks = {}
-    for path in ("pandas", "editor"):
-        child = [sys.executable, __file__, "--rss-child", endpoint, path]
-        done = subprocess.run(child, env=env, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"the {path} memory run failed:\n{done.stderr}")
-        peaks[path] = float(done.stdout.strip().splitlines()[-1])
-    t_raw_load = best(raw_load, args.repeat)
-    t_load = best(s3grid_load, args.repeat)
-    t_raw_save = best(lambda: raw_save(compression="snappy"), args.repeat)
-    # the same encode as s3grid's (a smaller dictionary limit): the pipeline's own overhead
-    t_raw_same = best(lambda: raw_save(**PARQUET_WRITE_OPTIONS), args.repeat)
-    for _ in range(args.repeat):
-        s3grid_save()
-    t_save, t_steps = timings[-1]
-    server.terminate()
-    server.wait()
+        env = dict(os.environ)
+        peaks = {}
+        for path in ("pandas", "editor"):
+            child = [sys.executable, __file__, "--rss-child", endpoint, path]
+            done = subprocess.run(child, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"the {path} memory run failed:\n{done.stderr}")
+            peaks[path] = float(done.stdout.strip().splitlines()[-1])
+        # interleaved: each library in turn, so drift on a shared machine spreads evenly
+        loads: dict[str, list[float]] = {"raw": [], "s3grid": [], **{n: [] for n in peers.names}}
+        saves: dict[str, list[float]] = {
+            "raw": [],
+            "raw, s3grid's options": [],
+            "s3grid": [],
+            **{n: [] for n in peers.names},
+        }
+
+        def clock(fn: Any) -> float:
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+
+        for _ in range(args.repeat):
+            loads["raw"].append(clock(raw_load))
+            loads["s3grid"].append(clock(store.load))
+            for name in peers.names:
+                loads[name].append(
+                    clock(lambda n=name: peers.load(n, "bench-store", "data/master.parquet"))
+                )
+            saves["raw"].append(clock(lambda: raw_save(compression="snappy")))
+            saves["raw, s3grid's options"].append(clock(lambda: raw_save(**PARQUET_WRITE_OPTIONS)))
+            s3grid_save()
+            saves["s3grid"].append(timings[-1][0])
+            for name in peers.names:
+                data = polars_frame if name == "polars" else table
+                saves[name].append(
+                    clock(lambda n=name, d=data: peers.save(n, d, "bench-raw", f"peer-{n}.parquet"))
+                )
+        stale = min(stale_save() for _ in range(args.repeat))
+        t_save, t_steps = timings[-1]
+        saves["s3grid"] = [t_save]
+    finally:
+        server.terminate()
+        server.wait()
     pool = pa.default_memory_pool().backend_name
     print(
-        f"{args.rows:,} rows, Arrow size {arrow_mb:.0f} MB (best of {args.repeat}), "
-        f"Arrow allocator {pool}"
+        f"{args.rows:,} rows on {args.store}, Arrow size {arrow_mb:.0f} MB "
+        f"(best of {args.repeat}, interleaved), Arrow allocator {pool}"
     )
-    print(f"  load: s3grid {t_load:.2f} s vs raw {t_raw_load:.2f} s  -> {t_load / t_raw_load:.2f}x")
+    if peers.missing:
+        print(f"  not installed, left out: {', '.join(peers.missing)} (uv run --group bench)")
+    for what, results, floor in (("load", loads, "raw"), ("save", saves, "raw")):
+        best_of = {name: min(times) for name, times in results.items()}
+        others = {n: t for n, t in best_of.items() if n not in ("s3grid", floor) and "raw" not in n}
+        line = ", ".join(f"{n} {t:.2f} s" for n, t in best_of.items())
+        print(f"  {what}: {line}")
+        ratio = f"  -> s3grid / {floor} {best_of['s3grid'] / best_of[floor]:.2f}x"
+        if others:
+            peer, t_peer = min(others.items(), key=lambda item: item[1])
+            ratio += f", s3grid / best peer ({peer}) {best_of['s3grid'] / t_peer:.2f}x"
+        print(f"  {ratio.strip()}")
     print(
-        f"  save: s3grid {t_save:.2f} s vs encode+PUT {t_raw_save:.2f} s  "
-        f"-> {t_save / t_raw_save:.2f}x"
-    )
-    print(
-        f"        vs encode+PUT with s3grid's writer options {t_raw_same:.2f} s  "
-        f"-> {t_save / t_raw_same:.2f}x"
-    )
-    print(
-        "        of which: commit PUT {_commit:.2f} s, commit confirmed in the version "
+        "  save's steps: commit PUT {_commit:.2f} s, commit confirmed in the version "
         "listing (the lost-update check) {_confirm_commit:.2f} s, snapshot copy "
         "{_write_snapshot:.2f} s".format(**t_steps)
     )
+    print(f"  a stale save refused in {stale * 1000:.0f} ms")
     for path, what in (("pandas", "load + pandas edit + save"), ("editor", "Editor + edit + Save")):
         print(
             f"  peak RSS (fresh process) for {what}: +{peaks[path]:.0f} MB "
