@@ -90,10 +90,12 @@ def test_outcome_unknown_when_s3_stays_down(
 
 
 def test_racing_savers_one_winner_per_round(
-    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str
+    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str, store_kind: str
 ) -> None:
     writers = [MasterStore(cfg) for _ in range(8)]
-    rounds = 100
+    # SeaweedFS makes racing conditional writes wait on a lock that retries about once a
+    # second, so a round there takes that long: fewer rounds, the same race.
+    rounds = 100 if store_kind == "moto" else 25
     for r in range(rounds):
         base = writers[0].load()
         barrier = threading.Barrier(len(writers))
