@@ -47,6 +47,11 @@ class S3GridConfig:
             256 MiB on AWS; on any other store (by the client's real endpoint) always one
             PUT, as S3-compatible stores (moto among them) do not all honour
             ``If-Match`` on the complete atomically (see ``S3Bucket.multipart_threshold``).
+        compression: the Parquet codec of saved masters (``S3GRID_COMPRESSION``):
+            ``snappy`` (default), ``zstd``, ``lz4``, ``gzip``, ``brotli`` or ``none``,
+            with a level as ``zstd:3``. snappy encodes fastest and makes encode + upload
+            cheapest over fast links (next to S3); over a slow uplink ``zstd``'s smaller
+            body wins (docs/performance.md has the break-even). Any codec loads.
         connect_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for a response.
         athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
@@ -66,6 +71,7 @@ class S3GridConfig:
     key_columns: tuple[str, ...] | None = None
     max_attempts: int = 4
     multipart_bytes: int | None = None
+    compression: str = "snappy"
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     athena_work_group: str | None = None
@@ -106,6 +112,8 @@ class S3GridConfig:
                 "(the largest body S3 takes in one PUT)."
             )
 
+        set_(self, "compression", _clean_compression(self.compression))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> S3GridConfig:
         """Build a config from environment variables; keyword overrides win.
@@ -136,6 +144,7 @@ class S3GridConfig:
             "profile": get("AWS_PROFILE"),
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
             "key_columns": tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else None,
+            "compression": get("S3GRID_COMPRESSION"),
             "athena_work_group": get("ATHENA_WORK_GROUP"),
             "athena_s3_staging_dir": get("ATHENA_S3_STAGING_DIR"),
             "athena_database": get("ATHENA_DATABASE"),
@@ -164,6 +173,27 @@ class S3GridConfig:
     def uri(self) -> str:
         """``s3://bucket/master_key``."""
         return f"s3://{self.bucket}/{self.master_key}"
+
+
+COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "brotli", "none")
+_LEVELS = {"zstd": range(1, 23), "gzip": range(1, 10), "brotli": range(0, 12)}
+
+
+def _clean_compression(text: str) -> str:
+    """``codec`` or ``codec:level``, lower-cased and checked."""
+    codec, colon, level = str(text).strip().lower().partition(":")
+    hint = (
+        f"S3GRID_COMPRESSION={text!r} is not a Parquet codec s3grid writes; use one of "
+        f"{', '.join(COMPRESSIONS)}, with a level for zstd (1-22), gzip (1-9) or brotli "
+        "(0-11) as zstd:3."
+    )
+    if codec not in COMPRESSIONS:
+        raise ConfigError(hint)
+    if colon:
+        if codec not in _LEVELS or not level.isdigit() or int(level) not in _LEVELS[codec]:
+            raise ConfigError(hint)
+        return f"{codec}:{int(level)}"
+    return codec
 
 
 def _clean_endpoint(url: str | None) -> str | None:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s3grid.errors import MasterFormatError, SchemaError, ValidationError
-from s3grid.formats import PARQUET_WRITE_OPTIONS
+from s3grid.formats import parquet_options
 from s3grid.s3 import SeekableReader
 from s3grid.schema import coerce_table, with_master_case
 
@@ -156,7 +156,8 @@ def flatten_to_bytes(
     try:
         for key, batch in _batches(bucket, parts, schema, expected, progress):
             if writer is None:
-                writer = pq.ParquetWriter(sink, batch.schema, **PARQUET_WRITE_OPTIONS)
+                options = parquet_options(bucket.cfg.compression)
+                writer = pq.ParquetWriter(sink, batch.schema, **options)
             elif batch.schema != writer.schema:
                 raise SchemaError(
                     f"Part {bucket.url(key)} has schema {batch.schema} but earlier parts have "

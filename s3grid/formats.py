@@ -18,6 +18,7 @@ __all__ = [
     "csv_types_text",
     "decode_table",
     "encode_table",
+    "parquet_options",
     "parse_csv_types",
 ]
 
@@ -35,8 +36,21 @@ PARQUET_WRITE_OPTIONS: dict[str, object] = {
 SAVE_ID_METADATA = b"s3grid.save_id"
 
 
-def encode_table(table: pa.Table, file_format: str, *, save_id: str) -> bytes:
-    """Serialise a master table (Parquet with snappy, or CSV with a header)."""
+def parquet_options(compression: str = "snappy") -> dict[str, object]:
+    """s3grid's Parquet writer options with ``compression`` (``codec`` or
+    ``codec:level``, as :class:`~s3grid.config.S3GridConfig` checked it)."""
+    codec, _, level = compression.partition(":")
+    options = {**PARQUET_WRITE_OPTIONS, "compression": codec}
+    if level:
+        options["compression_level"] = int(level)
+    return options
+
+
+def encode_table(
+    table: pa.Table, file_format: str, *, save_id: str, compression: str = "snappy"
+) -> bytes:
+    """Serialise a master table (Parquet, compressed with ``compression``; or CSV with a
+    header)."""
     # A BytesIO hands its buffer over in getvalue(); an Arrow buffer would need a copy to
     # become bytes (a second copy of the body in memory while it uploads).
     sink = io.BytesIO()
@@ -45,7 +59,8 @@ def encode_table(table: pa.Table, file_format: str, *, save_id: str) -> bytes:
     else:
         metadata = dict(table.schema.metadata or {})
         metadata[SAVE_ID_METADATA] = save_id.encode()
-        pq.write_table(table.replace_schema_metadata(metadata), sink, **PARQUET_WRITE_OPTIONS)
+        table = table.replace_schema_metadata(metadata)
+        pq.write_table(table, sink, **parquet_options(compression))
     _release_scratch()
     return sink.getvalue()
 

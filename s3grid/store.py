@@ -419,7 +419,9 @@ class MasterStore:
             # The encoder stays on this thread: the body grows by reallocation, and in a
             # worker thread glibc serves that from a per-thread arena that keeps every
             # outgrown copy, which raised the peak memory of a save (docs/performance.md).
-            body = encode_table(table, self.cfg.file_format, save_id=save_id)
+            body = encode_table(
+                table, self.cfg.file_format, save_id=save_id, compression=self.cfg.compression
+            )
             changes = preparing.result()
         meta = SaveMetadata(
             save_id=save_id,

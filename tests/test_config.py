@@ -148,3 +148,19 @@ def test_an_endpoint_that_is_not_a_url_is_a_config_error(url: str) -> None:
 def test_a_blank_endpoint_means_none() -> None:
     assert S3GridConfig(bucket="b", endpoint_url="  ").endpoint_url is None
     assert S3GridConfig(bucket="b", endpoint_url=" http://h:9 ").endpoint_url == "http://h:9"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("snappy", "snappy"), (" ZSTD ", "zstd"), ("zstd:3", "zstd:3"), ("gzip:09", "gzip:9")],
+)
+def test_a_compression_is_checked_and_kept(given: str, kept: str) -> None:
+    assert S3GridConfig(bucket="b", compression=given).compression == kept
+    env = {"S3_BUCKET": "b", "S3GRID_COMPRESSION": given}
+    assert S3GridConfig.from_env(env).compression == kept
+
+
+@pytest.mark.parametrize("bad", ["zip", "zstd:99", "snappy:1", "zstd:", "zstd:x", ""])
+def test_a_compression_s3grid_does_not_write_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="S3GRID_COMPRESSION=.*use one of snappy"):
+        S3GridConfig(bucket="b", compression=bad)

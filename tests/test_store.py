@@ -704,3 +704,28 @@ def test_every_operation_on_a_master_is_a_method_too(
     assert out == str(tmp_path / "m.csv")
     plan = master_store.prune(keep=1)
     assert not plan.applied and len(plan.archive) == 1
+
+
+def test_a_save_writes_the_configured_compression(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    import pyarrow.parquet as pq
+
+    def codecs(key: str) -> set[str]:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        meta = pq.ParquetFile(pa.BufferReader(body)).metadata
+        return {
+            meta.row_group(g).column(c).compression
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        }
+
+    assert codecs(master_store.cfg.master_key) == {"SNAPPY"}  # the default
+    store = MasterStore(master_store.cfg.with_(compression="zstd:3"))
+    m = store.load()
+    res = store.save(edit_volume(m.to_pandas(), 0, 3.5), base=m, note="zstd")
+    assert codecs(store.cfg.master_key) == {"ZSTD"}
+    assert codecs(res.snapshot_key) == {"ZSTD"}
+    again = master_store.load()  # a reader with the default setting loads it as is
+    assert again.version_id == res.new_version
+    assert again.to_pandas().loc[0, "volume_filtered"] == 3.5

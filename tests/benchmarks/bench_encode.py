@@ -25,7 +25,7 @@ CODECS: dict[str, dict[str, Any]] = {
     "zstd-3": {"compression": "zstd", "compression_level": 3},
     "zstd-9": {"compression": "zstd", "compression_level": 9},
 }
-LINKS_MB_S = (100, 500, 2000)  # an office link to S3, an EC2 instance, loopback-ish
+LINKS_MB_S = (25, 100, 500, 2000)  # a laptop uplink, an office link, EC2, loopback-ish
 
 
 def main() -> None:
