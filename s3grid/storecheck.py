@@ -7,9 +7,13 @@ them; S3-compatible stores (SeaweedFS, MinIO, Ceph) differ in places. This modul
 each one with scratch objects under ``s3grid-check-store/<run id>/`` and removes every
 version of them afterwards.
 
+It also tries a conditional ``CopyObject`` (``If-Match`` on the destination), which no
+save uses yet: a save that streams its body to its snapshot while encoding, then commits
+with that copy, needs it to be atomic.
+
 Verdicts:
 
-- ``safe``: every behaviour holds, multipart completes included.
+- ``safe``: every behaviour a save relies on holds, multipart completes included.
 - ``safe with single PUTs only``: everything holds except that a conditional multipart
   complete is not atomic. s3grid saves with one PUT (up to 5 GB) on any store that is not
   AWS, so this is safe for s3grid; on AWS it would not be, and is reported ``unsafe``.
@@ -43,6 +47,8 @@ UNSAFE = "unsafe"
 
 RACERS = 8
 BIG_BODY = 8 * 1024**2
+MULTIPART_CHECK = "multipart complete with If-Match"
+COPY_CHECK = "CopyObject with If-Match"
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
         bucket: the bucket (its endpoint and credentials are the ones checked).
         rounds: race rounds per body size (each has :data:`RACERS` writers; a race
             that is not atomic often has one winner by chance, so one round is not
-            enough); the multipart race, whose rounds are cheap, runs four times as many.
+            enough); the multipart race, whose rounds are cheap and which stops at the
+            first round with two winners, runs four times as many.
         big_body: the larger race body, in bytes.
 
     Returns:
@@ -123,7 +130,12 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
                 probe.run("CopyObject of a VersionId", probe.copy_version),
                 probe.run("ListObjectVersions newest first", probe.version_order),
                 probe.run(
-                    "multipart complete with If-Match",
+                    COPY_CHECK,
+                    lambda: probe.race(rounds, (1024,), copy=True),
+                    required=False,  # not used by a save yet: what a streamed commit needs
+                ),
+                probe.run(
+                    MULTIPART_CHECK,
                     # the completes race however small the parts: many cheap rounds
                     lambda: probe.race(4 * rounds, (1024,), parts=True),
                     required=bucket.on_aws,  # s3grid saves in parts only on AWS
@@ -144,15 +156,18 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
 
 def verdict_of(checks: list[StoreCheck]) -> tuple[str, str]:
     """The verdict and its reason: unsafe if a required check failed; safe with single
-    PUTs only if just the (not required) multipart check did."""
+    PUTs only if the multipart check failed where it is not required; else safe."""
     failed = [c for c in checks if not c.ok and c.required]
     if failed:
         return UNSAFE, "; ".join(f"{c.name}: {c.detail}" for c in failed)
-    if all(c.ok for c in checks):
-        return SAFE, "every behaviour s3grid relies on holds, multipart saves included."
-    return SINGLE_PUTS_ONLY, (
-        "a conditional multipart complete is not atomic here; s3grid saves with one PUT "
-        "on stores other than AWS (up to 5 GB), so its saves are safe."
+    if any(c.name == MULTIPART_CHECK and not c.ok for c in checks):
+        return SINGLE_PUTS_ONLY, (
+            "a conditional multipart complete is not atomic here; s3grid saves with one "
+            "PUT on stores other than AWS (up to 5 GB), so its saves are safe."
+        )
+    unused = [c.name for c in checks if not c.ok]
+    return SAFE, "every behaviour s3grid's saves rely on holds" + (
+        f" ({', '.join(unused)}: not atomic, and not used by a save)." if unused else "."
     )
 
 
@@ -206,16 +221,19 @@ class _Probe:
             raise _NotAsExpected("a PUT with If-None-Match: * replaced an existing object")
         return "a new key written; an existing one refused"
 
-    def race(self, rounds: int, sizes: tuple[int, ...], *, parts: bool) -> str:
+    def race(
+        self, rounds: int, sizes: tuple[int, ...], *, parts: bool = False, copy: bool = False
+    ) -> str:
         """``rounds`` rounds per size of :data:`RACERS` writers with one If-Match: exactly
-        one wins, and the object then holds the winner's bytes."""
+        one wins, and the object then holds the winner's bytes. The writers PUT, complete
+        multipart uploads (``parts``), or server-side copy objects onto it (``copy``)."""
         seen = []
         for size in sizes:
             for _ in range(rounds):
                 key = self.key("race")
                 etag = self.put(key, b"start", parts=parts)["ETag"]
                 bodies = [bytes([i]) * size for i in range(RACERS)]
-                won = self._race_once(key, etag, bodies, parts=parts)
+                won = self._race_once(key, etag, bodies, parts=parts, copy=copy)
                 if len(won) != 1:
                     raise _NotAsExpected(
                         f"{len(won)} of {RACERS} writers with the same If-Match succeeded "
@@ -225,13 +243,24 @@ class _Probe:
                     raise _NotAsExpected("the object does not hold the winner's bytes")
                 seen.append(size)
         sizes_text = " and ".join(_size(s) for s in sizes)
-        what = "multipart completes" if parts else "PUTs"
+        what = "multipart completes" if parts else "copies" if copy else "PUTs"
         return f"{len(seen)} rounds ({sizes_text} {what}): one winner each"
 
-    def _race_once(self, key: str, etag: str, bodies: list[bytes], *, parts: bool) -> list[int]:
+    def _race_once(
+        self, key: str, etag: str, bodies: list[bytes], *, parts: bool, copy: bool = False
+    ) -> list[int]:
         """Which writers of ``bodies`` won. With ``parts``, every upload's parts are sent
-        first, so the completes themselves race, as two savers' would."""
-        if parts:
+        first, so the completes themselves race, as two savers' would; with ``copy``,
+        each body is first stored under a key of its own, and the copies race."""
+        if copy:
+            sources = [self.key("copy-source") for _ in bodies]
+            for source, body in zip(sources, bodies, strict=True):
+                self.put(source, body)
+
+            def write(i: int) -> None:
+                self.bucket.copy(sources[i], None, key, IfMatch=etag, retry=False)
+
+        elif parts:
             uploads = [self.bucket.upload_parts(key, body) for body in bodies]
 
             def write(i: int) -> None:

@@ -30,6 +30,7 @@ REQUIRED = (
 )
 RACE = "race of 8 conditional PUTs"
 MULTIPART = "multipart complete with If-Match"
+COPY = "CopyObject with If-Match"
 
 
 def checks(report: StoreReport) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def test_each_store_gets_the_verdict_it_should(
         # single conditional PUTs are atomic there, even 8 MiB ones under 8 writers;
         # its multipart complete checks If-Match, but not atomically
         assert found[RACE].ok, str(report)
+        assert found[COPY].ok, str(report)  # its conditional copy is atomic
         assert not found[MULTIPART].ok and not found[MULTIPART].required
         assert "of 8 writers with the same If-Match succeeded" in found[MULTIPART].detail
         assert report.verdict == SINGLE_PUTS_ONLY and report.safe
@@ -63,6 +65,7 @@ def test_each_store_gets_the_verdict_it_should(
         # so racing 8 MiB writers can both win; it is not a store to trust with a master
         assert not found[RACE].ok, str(report)
         assert "8 MiB bodies" in found[RACE].detail
+        assert not found[COPY].ok  # moto does not check If-Match on a copy
         assert report.verdict == UNSAFE and not report.safe
         assert RACE in report.reason
     assert all_objects(s3, bucket) == []  # every scratch version removed
@@ -136,3 +139,6 @@ def test_the_verdicts_follow_the_checks() -> None:
     on_aws = StoreCheck(MULTIPART, False, "3 of 8", required=True)
     verdict, reason = verdict_of([*ok, on_aws])
     assert verdict == UNSAFE and "3 of 8" in reason
+    copy_no = StoreCheck(COPY, False, "8 of 8", required=False)  # not used by a save
+    verdict, reason = verdict_of([*ok, copy_no, StoreCheck(MULTIPART, True, "one")])
+    assert verdict == SAFE and COPY in reason
