@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from s3grid.errors import ConflictError, S3GridError
+from s3grid.errors import ConflictError, S3GridError, ValidationError
 from s3grid.layout import check_store_prefix, new_run_id
-from s3grid.s3 import S3Bucket
+from s3grid.s3 import MAX_SINGLE_PUT, S3Bucket
 
 __all__ = [
     "SAFE",
@@ -105,7 +105,13 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
 
     Returns:
         The report; nothing of it stays in the bucket (every scratch version is removed).
+
+    Raises:
+        ValidationError: ``rounds`` is below 1.
+        StoreUnavailableError: the store cannot be reached.
     """
+    if rounds < 1:
+        raise ValidationError(f"rounds={rounds}: a race needs at least one round.")
     prefix = check_store_prefix(new_run_id())
     problem = bucket.versioning_problem(fresh=True)
     checks = [
@@ -138,7 +144,8 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
                     MULTIPART_CHECK,
                     # the completes race however small the parts: many cheap rounds
                     lambda: probe.race(4 * rounds, (1024,), parts=True),
-                    required=bucket.on_aws,  # s3grid saves in parts only on AWS
+                    # s3grid saves in parts on AWS, or where multipart_bytes asks for it
+                    required=bucket.multipart_threshold < MAX_SINGLE_PUT,
                 ),
             ]
         finally:

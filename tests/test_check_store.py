@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from s3grid import MasterStore
+from s3grid import MasterStore, ValidationError
 from s3grid.cli import main
 from s3grid.storecheck import (
     SAFE,
@@ -142,3 +142,10 @@ def test_the_verdicts_follow_the_checks() -> None:
     copy_no = StoreCheck(COPY, False, "8 of 8", required=False)  # not used by a save
     verdict, reason = verdict_of([*ok, copy_no, StoreCheck(MULTIPART, True, "one")])
     assert verdict == SAFE and COPY in reason
+
+
+@pytest.mark.moto_only("an argument check: no store is used")
+def test_a_race_needs_a_round(store: MasterStore, s3: Any, bucket: str) -> None:
+    with pytest.raises(ValidationError, match="at least one round"):
+        store.check_store(rounds=0)
+    assert all_objects(s3, bucket) == []

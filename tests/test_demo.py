@@ -13,7 +13,7 @@ from s3grid.demo import DEMO_BUCKET
 from tests.support.demo import free_port, start_demo, stop_demo, use_demo_credentials
 
 
-@pytest.mark.parametrize("kind", ["seaweedfs", "moto"])
+@pytest.mark.parametrize("kind", [pytest.param("seaweedfs", marks=pytest.mark.seaweedfs), "moto"])
 def test_demo_serves_stops_and_keeps_saves(
     tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:

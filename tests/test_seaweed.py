@@ -13,6 +13,8 @@ from s3grid.demo import default_store
 from s3grid.errors import ConfigError, StoreUnavailableError
 from s3grid.seaweed import SeaweedServer, weed_binary
 
+pytestmark = pytest.mark.seaweedfs
+
 
 def leftovers(server: SeaweedServer) -> list[Path]:
     """Unix sockets of this server still in the temp folder."""
