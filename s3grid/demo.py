@@ -61,9 +61,6 @@ def _post(url: str) -> None:
         pass
 
 
-STORES = ("seaweedfs", "moto")
-
-
 def default_store() -> str:
     """``seaweedfs`` where its binary is installed (a real store, a faithful demo), else
     ``moto``."""
