@@ -26,7 +26,9 @@ __all__ = [
     "snapshot_key",
 ]
 
-SOURCES = ("editor", "sql", "restore", "init", "reconcile", "automation")
+# Where a save came from: the editor's Save, a Python call (api), a bulk edit, a restore,
+# a new master, a repair, or triggered promotion.
+SOURCES = ("editor", "api", "sql", "restore", "init", "reconcile", "automation")
 
 
 def format_timestamp(when: datetime) -> str:

@@ -261,7 +261,7 @@ class MasterStore:
         *,
         base: Master,
         note: str,
-        source: str = "editor",
+        source: str = "api",
         allow_schema_change: bool = False,
         changes: ChangeCounts | None = None,
     ) -> SaveResult:
@@ -274,7 +274,8 @@ class MasterStore:
             data: the new master content.
             base: the version the edits started from (from :meth:`load`).
             note: a note for the audit (any Unicode, newlines allowed).
-            source: who is saving: ``editor``, ``sql``, ``restore``, ``automation``...
+            source: where the save comes from, for the audit: ``api`` (a Python call, the
+                default), ``editor``, ``sql``, ``restore``, ``automation``...
             allow_schema_change: accept a change of columns on purpose.
             changes: the change counts for the audit, when the caller knows them
                 (skips diffing the whole table against ``base``).

@@ -125,3 +125,12 @@ def test_switching_masters_waits_for_pending_edits(shared: MasterStore, cfg: S3G
     c.revert_all()
     assert "Could not load" in c.reload(other).message  # no such master: stays put
     assert c.store.cfg == cfg
+
+
+def test_the_audit_says_where_a_save_came_from(shared: MasterStore, cfg: S3GridConfig) -> None:
+    c = opened(cfg)
+    set_v(c, 1, 0, 10.0)
+    assert c.save("from the grid").saved
+    m = shared.load()
+    shared.save(m.table, base=m, note="from Python")  # MasterStore.save's default
+    assert list(shared.audit_log()["source"]) == ["init", "editor", "api"]

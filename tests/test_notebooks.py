@@ -63,7 +63,7 @@ def test_03_review_audits_diffs_and_restores(
     assert "restored snapshots/master_" in out
     assert "testing" not in out  # no credentials printed
     log = store.audit_log()
-    assert list(log["source"]) == ["init", "editor", "restore"]
+    assert list(log["source"]) == ["init", "api", "restore"]
     assert store.load().table.equals(m.table)
 
 

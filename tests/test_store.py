@@ -95,7 +95,7 @@ def test_happy_path_layout(master_store: MasterStore, s3: Any, bucket: str) -> N
         assert field in rec
     assert rec["timestamp"].endswith("Z")
     assert rec["note"] == "fix volume"
-    assert rec["source"] == "editor"
+    assert rec["source"] == "api"  # a save from Python
     assert rec["prev_version"] == m.version_id and rec["new_version"] == res.new_version
     assert rec["snapshot_key"] == res.snapshot_key
     assert rec["row_count"] == 50 and rec["column_count"] == 13
@@ -226,7 +226,7 @@ def test_crash_after_commit_is_repaired(
     assert snap == data["Body"].read()
     rec = json.loads(s3.get_object(Bucket=bucket, Key=r.audit_key)["Body"].read())
     assert rec["source"] == "reconcile"
-    assert rec["original_source"] == "editor"
+    assert rec["original_source"] == "api"
     assert rec["note"] == "crashy ✓"
     assert rec["changes"]["cells_changed"] == 1
     assert rec["prev_version"] == m.version_id
