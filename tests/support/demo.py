@@ -10,12 +10,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 
-def use_demo_credentials(monkeypatch: Any) -> None:
+def use_demo_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """The credentials the demo gives its kernels (its SeaweedFS accepts only these)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "demo")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "demo")
