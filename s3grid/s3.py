@@ -569,42 +569,26 @@ class S3Bucket:
 
     def delete_many(self, keys: Sequence[str], *, what: str) -> None:
         """DELETE ``keys``, a thousand per request (S3's limit)."""
-        for i in range(0, len(keys), 1000):
-            self.call(
-                "delete_objects",
-                what=what,
-                Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True},
-            )
+        self._delete_objects([{"Key": k} for k in keys], what=what)
 
     def delete_versions(self, prefix: str) -> int:
         """Remove every version and delete marker under ``prefix`` for good (scratch
         objects only: the master's history is never deleted this way); their count."""
-        markers: dict[str, Any] = {}
-        removed = 0
-        while True:
-            page = self.call(
-                "list_object_versions",
-                what=f"LIST VERSIONS {self.url(prefix)}",
-                Prefix=prefix,
-                **markers,
+        gone = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for page in self._version_pages(prefix)
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        self._delete_objects(gone, what=f"DELETE VERSIONS {self.url(prefix)}")
+        return len(gone)
+
+    def _delete_objects(self, objects: Sequence[dict[str, str]], *, what: str) -> None:
+        for i in range(0, len(objects), 1000):  # S3 takes a thousand per request
+            self.call(
+                "delete_objects",
+                what=what,
+                Delete={"Objects": list(objects[i : i + 1000]), "Quiet": True},
             )
-            gone = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            for i in range(0, len(gone), 1000):
-                self.call(
-                    "delete_objects",
-                    what=f"DELETE VERSIONS {self.url(prefix)}",
-                    Delete={"Objects": gone[i : i + 1000], "Quiet": True},
-                )
-            removed += len(gone)
-            if not page.get("IsTruncated"):
-                return removed
-            markers = {
-                "KeyMarker": page["NextKeyMarker"],
-                "VersionIdMarker": page["NextVersionIdMarker"],
-            }
 
     def list_objects(self, prefix: str) -> Iterator[dict[str, Any]]:
         """All objects under ``prefix`` (Key, Size, LastModified, ETag)."""
@@ -632,17 +616,20 @@ class S3Bucket:
 
     def list_versions(self, key: str) -> Iterator[dict[str, Any]]:
         """Every version of exactly ``key``, newest first (delete markers excluded)."""
+        for page in self._version_pages(key):
+            yield from (v for v in page.get("Versions", []) if v["Key"] == key)
+
+    def _version_pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """The ListObjectVersions pages under ``prefix``, followed to the last."""
         markers: dict[str, Any] = {}
         while True:
             page = self.call(
                 "list_object_versions",
-                what=f"LIST VERSIONS {self.url(key)}",
-                Prefix=key,
+                what=f"LIST VERSIONS {self.url(prefix)}",
+                Prefix=prefix,
                 **markers,
             )
-            for v in page.get("Versions", []):
-                if v["Key"] == key:
-                    yield v
+            yield page
             if not page.get("IsTruncated"):
                 return
             markers = {
