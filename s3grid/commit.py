@@ -16,6 +16,7 @@ import logging
 import time
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ __all__ = [
     "check_note",
     "check_unchanged",
     "commit",
+    "commit_copy",
     "confirm_commit",
     "current_user",
     "metadata_note",
@@ -347,9 +349,56 @@ def commit(
     Returns ``(version_id, etag)`` of the committed version. Any doubt (a timeout, a
     412 after a resend) is settled by HEADing the master and comparing the save id.
     """
+    content_type = "text/csv" if cfg.file_format == "csv" else "application/octet-stream"
+
+    def put() -> dict[str, Any]:
+        return bucket.put(
+            cfg.master_key,
+            body,
+            retry=False,
+            Metadata=meta.to_s3(),
+            ContentType=content_type,
+            **expect.conditions(),
+        )
+
+    # no s3grid metadata in a HEAD (not ours, or its headers were cut): the body names
+    # its save id too, so an ETag equal to our body's is our version
+    return _swap(bucket, cfg, put, expect, meta, body_etag=lambda: bucket.etag_of(body))
+
+
+def commit_copy(
+    bucket: S3Bucket,
+    cfg: S3GridConfig,
+    source: tuple[str, str],
+    expect: ExpectEtag,
+    meta: SaveMetadata,
+) -> tuple[str, str]:
+    """The compare-and-swap by server-side copy: copy ``source`` (``(key, version_id)``,
+    the new body already uploaded with ``meta`` as its metadata) onto the master only if
+    the master is still the expected version. As :func:`commit` otherwise; as atomic as
+    the store's conditional ``CopyObject`` (``s3grid check-store``)."""
+
+    def copy() -> dict[str, Any]:
+        resp = bucket.copy(*source, cfg.master_key, retry=False, **expect.conditions())
+        return {"VersionId": resp.get("VersionId"), "ETag": resp["CopyObjectResult"]["ETag"]}
+
+    return _swap(bucket, cfg, copy, expect, meta, body_etag=None)
+
+
+def _swap(
+    bucket: S3Bucket,
+    cfg: S3GridConfig,
+    send: Callable[[], dict[str, Any]],
+    expect: ExpectEtag,
+    meta: SaveMetadata,
+    *,
+    body_etag: Callable[[], str] | None,
+) -> tuple[str, str]:
+    """Send the conditional write ``send`` (exactly once per attempt) and settle any
+    doubt about its outcome; ``body_etag`` recognises our version by its bytes when a
+    HEAD lacks the metadata."""
     key = cfg.master_key
     url = bucket.url(key)
-    content_type = "text/csv" if cfg.file_format == "csv" else "application/octet-stream"
 
     def ours(head: dict[str, Any] | None) -> bool:
         if head is None:
@@ -357,20 +406,11 @@ def commit(
         found = SaveMetadata.from_s3(head.get("Metadata", {}))
         if found is not None:
             return found.save_id == meta.save_id
-        # no s3grid metadata in the answer (not ours, or its headers were cut): the
-        # body names its save id too, so an ETag equal to our body's is our version
-        return bool(head.get("ETag") == bucket.etag_of(body))
+        return body_etag is not None and head.get("ETag") == body_etag()
 
     for attempt in range(1, cfg.max_attempts + 1):
         try:
-            resp = bucket.put(
-                key,
-                body,
-                retry=False,
-                Metadata=meta.to_s3(),
-                ContentType=content_type,
-                **expect.conditions(),
-            )
+            resp = send()
             return resp.get("VersionId") or "null", resp["ETag"]
         except (ConflictError, NotFoundError, StoreUnavailableError) as exc:
             sent = not isinstance(exc, StoreUnavailableError) or exc.maybe_committed

@@ -14,6 +14,7 @@ from s3grid.errors import ConfigError
 __all__ = ["S3GridConfig"]
 
 FILE_FORMATS = ("parquet", "csv")
+COMMITS = ("put", "copy")
 
 
 def _clean_prefix(value: str, name: str) -> str:
@@ -52,6 +53,15 @@ class S3GridConfig:
             with a level as ``zstd:3``. snappy encodes fastest and makes encode + upload
             cheapest over fast links (next to S3); over a slow uplink ``zstd``'s smaller
             body wins (docs/performance.md has the break-even). Any codec loads.
+        commit: how a save's body reaches the master (``S3GRID_COMMIT``). ``"put"``
+            (default): encode the whole body, then one conditional PUT (or a multipart
+            upload with a conditional complete, per ``multipart_bytes``); the snapshot
+            is copied from the new version afterwards. ``"copy"``: the body goes up in
+            parts to its snapshot key *while* it encodes, then a conditional
+            ``CopyObject`` onto the master commits it (and the snapshot is already
+            written). Faster for large masters, but only as safe as the store's
+            conditional copy: use it where ``s3grid check-store`` reports "CopyObject
+            with If-Match" ok (AWS documents conditional copies; SeaweedFS passes).
         connect_timeout: seconds to wait for a TCP connection.
         read_timeout: seconds to wait for a response.
         athena_work_group: Athena work group (``ATHENA_WORK_GROUP``).
@@ -72,6 +82,7 @@ class S3GridConfig:
     max_attempts: int = 4
     multipart_bytes: int | None = None
     compression: str = "snappy"
+    commit: str = "put"
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     athena_work_group: str | None = None
@@ -113,6 +124,13 @@ class S3GridConfig:
             )
 
         set_(self, "compression", _clean_compression(self.compression))
+        commit = str(self.commit).strip().lower()
+        if commit not in COMMITS:
+            raise ConfigError(
+                f"S3GRID_COMMIT={self.commit!r} is not a way to commit; use put (the default) "
+                "or copy (streamed, where `s3grid check-store` passes the copy race)."
+            )
+        set_(self, "commit", commit)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> S3GridConfig:
@@ -145,6 +163,7 @@ class S3GridConfig:
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
             "key_columns": tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else None,
             "compression": get("S3GRID_COMPRESSION"),
+            "commit": get("S3GRID_COMMIT"),
             "athena_work_group": get("ATHENA_WORK_GROUP"),
             "athena_s3_staging_dir": get("ATHENA_S3_STAGING_DIR"),
             "athena_database": get("ATHENA_DATABASE"),

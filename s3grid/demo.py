@@ -233,6 +233,8 @@ def run_demo(
             "S3_MASTER_KEY": "data/master.parquet",
         }
     )
+    if store == "seaweedfs":  # its conditional copy is atomic (s3grid check-store)
+        env["S3GRID_COMMIT"] = "copy"
     for name in ("MOTO_ENABLE_RECORDING", "MOTO_RECORDER_FILEPATH"):
         env.pop(name, None)  # only the demo's own server records
     cmd = lab_command(port=port, root=nb_dir, token=token, open_browser=open_browser)
@@ -252,6 +254,10 @@ def run_demo(
             return 1
         print(f"\nS3 endpoint: {s3_url}  ({store}; bucket {DEMO_BUCKET}, data kept in {data_dir})")
         print("             credentials: AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo")
+        if "S3GRID_COMMIT" in env:
+            print(
+                "             saves stream, then commit by a conditional copy (S3GRID_COMMIT=copy)"
+            )
         print(f"JupyterLab:  {base}/lab/tree/{NOTEBOOK}?token={token}")
         print("Press Ctrl+C to stop.", flush=True)
         while proc.poll() is None:

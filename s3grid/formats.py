@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ __all__ = [
     "encode_table",
     "parquet_options",
     "parse_csv_types",
+    "write_table",
 ]
 
 # How s3grid writes Parquet (the master and a flattened query result alike). A column
@@ -54,6 +56,20 @@ def encode_table(
     # A BytesIO hands its buffer over in getvalue(); an Arrow buffer would need a copy to
     # become bytes (a second copy of the body in memory while it uploads).
     sink = io.BytesIO()
+    write_table(table, sink, file_format, save_id=save_id, compression=compression)
+    return sink.getvalue()
+
+
+def write_table(
+    table: pa.Table,
+    sink: Any,
+    file_format: str,
+    *,
+    save_id: str,
+    compression: str = "snappy",
+) -> None:
+    """Write a master table's bytes to ``sink`` (a writable file), as :func:`encode_table`
+    returns them."""
     if file_format == "csv":
         pacsv.write_csv(table, sink)
     else:
@@ -62,7 +78,6 @@ def encode_table(
         table = table.replace_schema_metadata(metadata)
         pq.write_table(table, sink, **parquet_options(compression))
     _release_scratch()
-    return sink.getvalue()
 
 
 def _release_scratch() -> None:

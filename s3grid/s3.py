@@ -13,7 +13,7 @@ import io
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,7 +38,14 @@ from s3grid.errors import (
     translate,
 )
 
-__all__ = ["MAX_SINGLE_PUT", "PROGRESS_BYTES", "S3Bucket", "SeekableReader", "is_aws_endpoint"]
+__all__ = [
+    "MAX_SINGLE_PUT",
+    "PROGRESS_BYTES",
+    "PartStream",
+    "S3Bucket",
+    "SeekableReader",
+    "is_aws_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +183,151 @@ class Upload:
     key: str
     upload_id: str
     parts: tuple[dict[str, Any], ...]
+
+
+class PartStream(io.RawIOBase):
+    """A write-only file whose bytes go up to one key in parts while they are written.
+
+    Nothing is sent before :meth:`open` (the caller may still refuse the save); until
+    then the bytes are held. After it, every full part is uploaded on a worker thread
+    while the writer goes on, at most ``PART_THREADS`` in flight (the writer waits
+    beyond that, so memory stays near that many parts). :meth:`finish` sends the rest:
+    one PUT if the whole body fits in one part, else the last part and the complete.
+    :meth:`abort` drops whatever was started. The key should be new (a save's snapshot):
+    the object appears when :meth:`finish` returns, with no condition on the key.
+
+    ``when``, if given, is asked before each write until it returns the object's
+    arguments: the stream opens with them then (the writer's thread does the asking).
+    """
+
+    def __init__(
+        self,
+        bucket: S3Bucket,
+        key: str,
+        when: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._bucket = bucket
+        self.key = key
+        self._when = when
+        self._buf = bytearray()
+        self.size = 0
+        self._args: dict[str, Any] | None = None
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._sending: list[Any] = []
+        self._bar: Any = None
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.size
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.size += n
+        if self.size > MAX_SINGLE_PUT:
+            raise ValidationError(
+                f"{self._bucket.url(self.key)}: the body is over 5 GB, the most S3 copies in "
+                "one CopyObject (the commit). Split the table or archive rows."
+            )
+        self._buf += data
+        if self._args is None and self._when is not None:
+            self._args = self._when()
+        if self._args is not None:
+            self._send_full_parts()
+        return n
+
+    @property
+    def opened(self) -> bool:
+        """Whether :meth:`open` was called (bytes may be on their way)."""
+        return self._args is not None
+
+    def open(self, **kwargs: Any) -> None:
+        """Allow sending, with ``kwargs`` (``Metadata``, ``ContentType``) for the object."""
+        self._args = kwargs
+        self._send_full_parts()
+
+    def _send_full_parts(self) -> None:
+        while len(self._buf) >= PART_BYTES:
+            if self._upload_id is None:
+                self._start()
+            part = bytes(self._buf[:PART_BYTES])
+            del self._buf[:PART_BYTES]
+            self._send(part)
+
+    def _start(self) -> None:
+        assert self._args is not None
+        url = self._bucket.url(self.key)
+        self._upload_id = self._bucket.call(
+            "create_multipart_upload", what=f"START UPLOAD {url}", Key=self.key, **self._args
+        )["UploadId"]
+        self._pool = ThreadPoolExecutor(PART_THREADS, thread_name_prefix="s3grid-part")
+
+    def _send(self, part: bytes) -> None:
+        assert self._pool is not None
+        while len([f for f in self._sending if not f.done()]) >= PART_THREADS:
+            next(f for f in self._sending if not f.done()).result()  # wait: bounded memory
+        for f in self._sending:
+            if f.done():
+                f.result()  # a failed part fails the stream now, not at the end
+        number = len(self._sending) + 1
+        if self._bar is None and self.size >= PROGRESS_BYTES:
+            self._bar = _progress(0, f"save {self.key}")
+        if self._bar is not None:
+            self._bar.total = self.size
+        self._sending.append(self._pool.submit(self._upload_part, number, part))
+
+    def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
+        resp = self._bucket.call(
+            "upload_part",
+            what=f"UPLOAD PART {number} of {self._bucket.url(self.key)}",
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=_PartReader(memoryview(part)),
+        )
+        if self._bar is not None:
+            self._bar.update(len(part))
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def finish(self, **kwargs: Any) -> dict[str, Any]:
+        """Send what is left and make the object appear; its answer (``VersionId``,
+        ``ETag``). ``kwargs`` open the stream if :meth:`open` was not called."""
+        if self._args is None:
+            self._args = kwargs
+        try:
+            if self._upload_id is None:  # it all fit in one part: one PUT
+                return self._bucket.put(self.key, bytes(self._buf), **self._args)
+            if self._buf or not self._sending:
+                self._send(bytes(self._buf))
+            self._buf = bytearray()
+            parts = tuple(f.result() for f in self._sending)
+            upload = Upload(self.key, self._upload_id, parts)
+            self._upload_id = None  # completed or aborted by complete_upload
+            return self._bucket.complete_upload(upload)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._close_pool()
+
+    def abort(self) -> None:
+        """Drop the upload, if one was started; nothing is left behind."""
+        self._buf = bytearray()
+        self._close_pool()
+        if self._upload_id is not None:
+            self._bucket.abort_upload(Upload(self.key, self._upload_id, ()))
+            self._upload_id = None
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class S3Bucket:
@@ -540,17 +692,23 @@ class S3Bucket:
         except S3GridError as exc:
             log.warning("Could not abort upload %s of %s: %s", upload.upload_id, upload.key, exc)
 
-    def copy(self, src_key: str, src_version: str | None, dst_key: str, **kwargs: Any) -> None:
-        """Server-side copy of exactly one version (no second upload of the bytes)."""
+    def copy(
+        self, src_key: str, src_version: str | None, dst_key: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Server-side copy of exactly one version (no second upload of the bytes); the
+        answer (``VersionId``, ``CopyObjectResult.ETag``). Conditions on the destination
+        (``IfMatch``/``IfNoneMatch``) and ``retry`` pass through ``kwargs``."""
         source = {"Bucket": self.name, "Key": src_key}
         if src_version:
             source["VersionId"] = src_version
-        self.call(
-            "copy_object",
-            what=f"COPY {self.url(src_key, src_version)} -> {self.url(dst_key)}",
-            Key=dst_key,
-            CopySource=source,
-            **kwargs,
+        return dict(
+            self.call(
+                "copy_object",
+                what=f"COPY {self.url(src_key, src_version)} -> {self.url(dst_key)}",
+                Key=dst_key,
+                CopySource=source,
+                **kwargs,
+            )
         )
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
@@ -566,6 +724,22 @@ class S3Bucket:
     def delete(self, key: str) -> None:
         """DELETE an object (on a versioned bucket this adds a delete marker)."""
         self.call("delete_object", what=f"DELETE {self.url(key)}", Key=key)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Remove one version of ``key`` for good (a save's own orphan, never history)."""
+        self.call(
+            "delete_object",
+            what=f"DELETE {self.url(key, version_id)}",
+            Key=key,
+            VersionId=version_id,
+        )
+
+    def stream(
+        self, key: str, when: Callable[[], dict[str, Any] | None] | None = None
+    ) -> PartStream:
+        """A file to write ``key`` through in parts as its bytes are made (see
+        :class:`PartStream`)."""
+        return PartStream(self, key, when)
 
     def delete_many(self, keys: Sequence[str], *, what: str) -> None:
         """DELETE ``keys``, a thousand per request (S3's limit)."""

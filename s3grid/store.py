@@ -35,6 +35,7 @@ from s3grid.commit import (
     check_note,
     check_unchanged,
     commit,
+    commit_copy,
     confirm_commit,
     current_user,
     new_save_id,
@@ -57,7 +58,13 @@ from s3grid.errors import (
     StoreUnavailableError,
     ValidationError,
 )
-from s3grid.formats import csv_types_text, decode_table, encode_table, parse_csv_types
+from s3grid.formats import (
+    csv_types_text,
+    decode_table,
+    encode_table,
+    parse_csv_types,
+    write_table,
+)
 from s3grid.history import History
 from s3grid.layout import audit_key, snapshot_key
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
@@ -415,31 +422,42 @@ class MasterStore:
                 )
         saved_at = datetime.now(UTC)
         save_id = new_save_id(saved_at)
-        with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
-            preparing = pool.submit(prepare)
-            # The encoder stays on this thread: the body grows by reallocation, and in a
-            # worker thread glibc serves that from a per-thread arena that keeps every
-            # outgrown copy, which raised the peak memory of a save (docs/performance.md).
-            body = encode_table(
-                table, self.cfg.file_format, save_id=save_id, compression=self.cfg.compression
+        snap_key = snapshot_key(self.cfg, saved_at, save_id)
+        akey = audit_key(self.cfg, saved_at, save_id)
+
+        def metadata(changes: ChangeCounts) -> SaveMetadata:
+            return SaveMetadata(
+                save_id=save_id,
+                saved_at=saved_at,
+                user=current_user(),
+                source=source,
+                note=note,
+                base_version=expect.version_id,
+                base_etag=expect.etag,
+                row_count=table.num_rows,
+                column_count=table.num_columns,
+                changes=changes,
+                column_types=column_types,
             )
-            changes = preparing.result()
-        meta = SaveMetadata(
-            save_id=save_id,
-            saved_at=saved_at,
-            user=current_user(),
-            source=source,
-            note=note,
-            base_version=expect.version_id,
-            base_etag=expect.etag,
-            row_count=table.num_rows,
-            column_count=table.num_columns,
-            changes=changes,
-            column_types=column_types,
-        )
-        version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
-        snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
-        akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
+
+        streamed = self.cfg.commit == "copy"
+        if streamed:  # step 3, with step 4 (the snapshot) written before it
+            version_id, etag, meta = self._commit_streamed(
+                table, save_id, snap_key, expect, prepare, metadata
+            )
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
+                preparing = pool.submit(prepare)
+                # The encoder stays on this thread: the body grows by reallocation, and in
+                # a worker thread glibc serves that from a per-thread arena that keeps
+                # every outgrown copy, which raised the peak memory of a save
+                # (docs/performance.md).
+                body = encode_table(
+                    table, self.cfg.file_format, save_id=save_id, compression=self.cfg.compression
+                )
+                meta = metadata(preparing.result())
+            version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
+        changes = meta.changes
         incomplete = None
         overwritten: tuple[str, ...] = ()
         try:
@@ -450,16 +468,20 @@ class MasterStore:
             # case that the listing names another. The audit needs both answers.
             with ThreadPoolExecutor(2, thread_name_prefix="s3grid-after-commit") as pool:
                 confirming = pool.submit(self._confirm_commit, version_id, etag, expect, meta)
-                copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
+                copying = None
+                if not streamed:
+                    copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
                 confirmed, etag, overwritten = confirming.result()
                 try:
-                    copying.result()
+                    if copying is not None:
+                        copying.result()
                 except S3GridError:
                     if confirmed == version_id:
                         raise
             if confirmed != version_id:
                 version_id = confirmed
-                self._write_snapshot(version_id, snap_key)
+                if not streamed:  # a streamed save's snapshot holds its bytes already
+                    self._write_snapshot(version_id, snap_key)
             record = self._audit_record(meta, version_id, etag, snap_key)
             if overwritten:
                 record = replace(record, lost_update_of=list(overwritten))
@@ -499,6 +521,64 @@ class MasterStore:
                 result=result,
             )
         return result
+
+    def _commit_streamed(
+        self,
+        table: pa.Table,
+        save_id: str,
+        snap_key: str,
+        expect: ExpectEtag,
+        prepare: Callable[[], ChangeCounts],
+        metadata: Callable[[ChangeCounts], SaveMetadata],
+    ) -> tuple[str, str, SaveMetadata]:
+        """Step 3 with ``commit="copy"``: the body goes up to its snapshot key in parts
+        while it encodes, then a conditional copy onto the master commits it. Nothing is
+        sent before ``prepare`` has passed; a refused commit deletes the snapshot it
+        uploaded. Returns the committed ``(version_id, etag)`` and the save's metadata."""
+        content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
+        found: list[SaveMetadata] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
+            preparing = pool.submit(prepare)
+
+            def when_prepared() -> dict[str, Any] | None:
+                if not preparing.done() or preparing.exception() is not None:
+                    return None
+                if not found:
+                    found.append(metadata(preparing.result()))
+                return {"Metadata": found[0].to_s3(), "ContentType": content_type}
+
+            stream = self.bucket.stream(snap_key, when=when_prepared)
+            try:
+                write_table(
+                    table,
+                    stream,
+                    self.cfg.file_format,
+                    save_id=save_id,
+                    compression=self.cfg.compression,
+                )
+                preparing.result()  # raises what validation found: nothing was sent
+                args = when_prepared()
+                assert args is not None
+                snap = stream.finish(**args)
+            except BaseException:
+                stream.abort()
+                raise
+        meta = found[0]
+        source = (snap_key, str(snap.get("VersionId") or "null"))
+        try:
+            version_id, etag = commit_copy(self.bucket, self.cfg, source, expect, meta)
+        except S3GridError as exc:
+            if not (isinstance(exc, StoreUnavailableError) and exc.maybe_committed):
+                self._drop_orphan(*source)
+            raise
+        return version_id, etag, meta
+
+    def _drop_orphan(self, key: str, version_id: str) -> None:
+        """Delete the snapshot of a save that did not commit, logging a failure to."""
+        try:
+            self.bucket.delete_version(key, version_id)
+        except S3GridError as exc:
+            log.warning("Could not delete %s of a save that did not commit: %s", key, exc)
 
     def _refuse_if_moved(self, expect: ExpectEtag) -> None:
         """The checks a save makes before any work on its table: the bucket keeps

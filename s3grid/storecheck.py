@@ -7,9 +7,10 @@ them; S3-compatible stores (SeaweedFS, MinIO, Ceph) differ in places. This modul
 each one with scratch objects under ``s3grid-check-store/<run id>/`` and removes every
 version of them afterwards.
 
-It also tries a conditional ``CopyObject`` (``If-Match`` on the destination), which no
-save uses yet: a save that streams its body to its snapshot while encoding, then commits
-with that copy, needs it to be atomic.
+It also tries a conditional ``CopyObject`` (``If-Match`` on the destination): saves with
+``commit="copy"`` (``S3GRID_COMMIT=copy``) stream their body to the snapshot while
+encoding and commit with that copy, so they need it to be atomic. Where it is, the
+report says so, as the faster way to save large masters there.
 
 Verdicts:
 
@@ -137,8 +138,8 @@ def check_store(bucket: S3Bucket, *, rounds: int = 5, big_body: int = BIG_BODY) 
                 probe.run("ListObjectVersions newest first", probe.version_order),
                 probe.run(
                     COPY_CHECK,
-                    lambda: probe.race(rounds, (1024,), copy=True),
-                    required=False,  # not used by a save yet: what a streamed commit needs
+                    lambda: probe.race(rounds, (1024, big_body), copy=True),
+                    required=bucket.cfg.commit == "copy",  # the commit of a streamed save
                 ),
                 probe.run(
                     MULTIPART_CHECK,
@@ -167,15 +168,21 @@ def verdict_of(checks: list[StoreCheck]) -> tuple[str, str]:
     failed = [c for c in checks if not c.ok and c.required]
     if failed:
         return UNSAFE, "; ".join(f"{c.name}: {c.detail}" for c in failed)
+    copy_hint = ""
+    if any(c.name == COPY_CHECK and c.ok and not c.required for c in checks):
+        copy_hint = (
+            " A conditional copy is atomic here too: S3GRID_COMMIT=copy (S3GridConfig("
+            'commit="copy")) streams saves of large masters while they encode.'
+        )
     if any(c.name == MULTIPART_CHECK and not c.ok for c in checks):
         return SINGLE_PUTS_ONLY, (
             "a conditional multipart complete is not atomic here; s3grid saves with one "
-            "PUT on stores other than AWS (up to 5 GB), so its saves are safe."
+            "PUT on stores other than AWS (up to 5 GB), so its saves are safe." + copy_hint
         )
     unused = [c.name for c in checks if not c.ok]
     return SAFE, "every behaviour s3grid's saves rely on holds" + (
         f" ({', '.join(unused)}: not atomic, and not used by a save)." if unused else "."
-    )
+    ) + copy_hint
 
 
 class _NotAsExpected(Exception):

@@ -67,11 +67,44 @@ def _complete_honours_if_match(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(S3Response, "_key_response_post", post)
 
 
+def _copy_honours_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto check ``If-Match`` / ``If-None-Match`` on CopyObject's destination, as S3
+    does.
+
+    moto 5.2.5 ignores both on a copy, so a stale streamed save (``commit="copy"``) would
+    overwrite the master. S3 documents conditional copies (412 PreconditionFailed when
+    the destination's ETag differs or, for ``If-None-Match: *``, when it exists; 404 when
+    ``If-Match`` names a missing key); this adds exactly that, before moto's own handling.
+    Like moto's conditional PUT, the check is not atomic with the copy (check-store
+    reports moto unsafe either way).
+    """
+    from moto.s3.exceptions import MissingKey, PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    original = S3Response.copy_object
+
+    def copy_object(self: Any) -> Any:
+        if_match = self.headers.get("If-Match")
+        if_none_match = self.headers.get("If-None-Match")
+        if if_match or if_none_match:
+            current = self.backend.get_object(self.bucket_name, self.parse_key_name())
+            if if_match and current is None:
+                raise MissingKey(key=self.parse_key_name())
+            if if_match and current.etag.strip('"') != if_match.strip('"'):
+                raise PreconditionFailed("If-Match")
+            if if_none_match == "*" and current is not None:
+                raise PreconditionFailed("If-None-Match")
+        return original(self)
+
+    monkeypatch.setattr(S3Response, "copy_object", copy_object)
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """One moto S3 server on 127.0.0.1 for the whole session."""
     with pytest.MonkeyPatch.context() as patch:
         _complete_honours_if_match(patch)
+        _copy_honours_conditions(patch)
         yield from _serve_moto()
 
 

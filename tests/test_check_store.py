@@ -57,6 +57,7 @@ def test_each_store_gets_the_verdict_it_should(
         # its multipart complete checks If-Match, but not atomically
         assert found[RACE].ok, str(report)
         assert found[COPY].ok, str(report)  # its conditional copy is atomic
+        assert "S3GRID_COMMIT=copy" in report.reason  # so saves may stream there
         assert not found[MULTIPART].ok and not found[MULTIPART].required
         assert "of 8 writers with the same If-Match succeeded" in found[MULTIPART].detail
         assert report.verdict == SINGLE_PUTS_ONLY and report.safe
@@ -65,7 +66,6 @@ def test_each_store_gets_the_verdict_it_should(
         # so racing 8 MiB writers can both win; it is not a store to trust with a master
         assert not found[RACE].ok, str(report)
         assert "8 MiB bodies" in found[RACE].detail
-        assert not found[COPY].ok  # moto does not check If-Match on a copy
         assert report.verdict == UNSAFE and not report.safe
         assert RACE in report.reason
     assert all_objects(s3, bucket) == []  # every scratch version removed
@@ -139,9 +139,15 @@ def test_the_verdicts_follow_the_checks() -> None:
     on_aws = StoreCheck(MULTIPART, False, "3 of 8", required=True)
     verdict, reason = verdict_of([*ok, on_aws])
     assert verdict == UNSAFE and "3 of 8" in reason
-    copy_no = StoreCheck(COPY, False, "8 of 8", required=False)  # not used by a save
+    copy_no = StoreCheck(COPY, False, "8 of 8", required=False)  # saves do not copy
     verdict, reason = verdict_of([*ok, copy_no, StoreCheck(MULTIPART, True, "one")])
-    assert verdict == SAFE and COPY in reason
+    assert verdict == SAFE and COPY in reason and "S3GRID_COMMIT" not in reason
+    copy_needed = StoreCheck(COPY, False, "2 of 8", required=True)  # commit="copy"
+    verdict, reason = verdict_of([*ok, copy_needed, StoreCheck(MULTIPART, True, "one")])
+    assert verdict == UNSAFE and "2 of 8" in reason
+    copy_ok = StoreCheck(COPY, True, "one winner", required=False)
+    verdict, reason = verdict_of([*ok, copy_ok, not_atomic])
+    assert verdict == SINGLE_PUTS_ONLY and "S3GRID_COMMIT=copy" in reason
 
 
 @pytest.mark.moto_only("an argument check: no store is used")

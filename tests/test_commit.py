@@ -89,13 +89,9 @@ def test_outcome_unknown_when_s3_stays_down(
     assert len(master_store.reconcile()) == 1  # the landed version gets its snapshot+audit
 
 
-def test_racing_savers_one_winner_per_round(
-    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str, store_kind: str
-) -> None:
-    writers = [MasterStore(cfg) for _ in range(8)]
-    # SeaweedFS makes racing conditional writes wait on a lock that retries about once a
-    # second, so a round there takes that long: fewer rounds, the same race.
-    rounds = 100 if store_kind == "moto" else 25
+def race(writers: list[MasterStore], rounds: int) -> None:
+    """``rounds`` rounds of every writer saving its own edit on the same base at once:
+    exactly one wins each round, the others get a conflict."""
     for r in range(rounds):
         base = writers[0].load()
         barrier = threading.Barrier(len(writers))
@@ -123,7 +119,17 @@ def test_racing_savers_one_winner_per_round(
             t.start()
         for t in threads:
             t.join()
-        assert sorted(outcomes) == ["conflict"] * 7 + ["won"]
+        assert sorted(outcomes) == ["conflict"] * (len(writers) - 1) + ["won"]
+
+
+def test_racing_savers_one_winner_per_round(
+    master_store: MasterStore, cfg: S3GridConfig, s3: Any, bucket: str, store_kind: str
+) -> None:
+    writers = [MasterStore(cfg) for _ in range(8)]
+    # SeaweedFS makes racing conditional writes wait on a lock that retries about once a
+    # second, so a round there takes that long: fewer rounds, the same race.
+    rounds = 100 if store_kind == "moto" else 25
+    race(writers, rounds)
     assert len(master_store.versions()) == rounds + 1
     log = master_store.audit_log()
     assert len(log) == rounds + 1
@@ -360,3 +366,117 @@ def test_flatten_output_put_that_landed_is_not_a_conflict(
     assert code == 0
     assert rule.seen == 2  # resent after the lost answer; the key held exactly its bytes
     assert len(s3.list_object_versions(Bucket=bucket, Prefix="exports/")["Versions"]) == 1
+
+
+# ------------------------------------------------- the streamed commit (commit="copy")
+
+
+@pytest.fixture
+def streamed(master_store: MasterStore, monkeypatch: pytest.MonkeyPatch) -> MasterStore:
+    """The same master, saved with commit="copy"; parts of 5 MiB (S3's least) so that a
+    test-sized body goes up in several."""
+    monkeypatch.setattr("s3grid.s3.PART_BYTES", 5 * 1024**2)
+    return MasterStore(master_store.cfg.with_(commit="copy"))
+
+
+def uploads_in_flight(s3: Any, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+@pytest.mark.parametrize("rows", [50, 300_000])  # one PUT; several parts
+def test_a_streamed_save_commits_by_copy_and_its_snapshot_is_that_version(
+    streamed: MasterStore, s3: Any, bucket: str, rows: int
+) -> None:
+    from s3grid.sample import sample_master
+
+    m = streamed.load()
+    table = sample_master(rows)
+    res = streamed.save(table, base=m, note="streamed", source="api")
+    master = s3.get_object(Bucket=bucket, Key=streamed.cfg.master_key, VersionId=res.new_version)
+    snapshot = s3.get_object(Bucket=bucket, Key=res.snapshot_key)
+    body = master["Body"].read()
+    assert body == snapshot["Body"].read()
+    # the large body went up in parts (a multipart ETag ends in -<parts>), the small in one
+    parts = snapshot["ETag"].strip('"').partition("-")[2]
+    assert int(parts) >= 2 if rows > 50 else parts == "", snapshot["ETag"]
+    assert master["Metadata"]["s3grid-save-id"] == res.save_id  # the copy kept the metadata
+    assert streamed.load().table.equals(table)
+    assert streamed.versions()[0].version_id == res.new_version
+    log = streamed.audit_log()
+    assert list(log["note"]) == ["initial upload", "streamed"]
+    assert log["snapshot_key"].iloc[-1] == res.snapshot_key
+    assert res.incomplete is None and uploads_in_flight(s3, bucket) == []
+
+
+def test_a_stale_streamed_save_is_refused_and_leaves_nothing(
+    streamed: MasterStore, s3: Any, bucket: str
+) -> None:
+    from s3grid.sample import sample_master
+
+    stale = streamed.load()
+    streamed.save(stale.to_pandas(), base=stale, note="moves the master on")
+    before = all_objects(s3, bucket)
+    streamed.look_first = False  # so that the conditional copy itself must refuse it
+    with pytest.raises(ConflictError, match="Nothing was written"):
+        streamed.save(sample_master(300_000), base=stale, note="stale")
+    # the snapshot it streamed before the copy was refused is deleted for good
+    assert all_objects(s3, bucket) == before
+    assert uploads_in_flight(s3, bucket) == []
+
+
+def test_a_streamed_save_that_fails_validation_sends_nothing(
+    streamed: MasterStore, s3: Any, bucket: str
+) -> None:
+    from s3grid import ValidationError
+
+    m = streamed.load()
+    df = m.to_pandas()
+    df.loc[1, ["tow", "net"]] = df.loc[0, ["tow", "net"]].to_numpy()  # a duplicate key
+    calls: list[str] = []
+    streamed.bucket.client.meta.events.register(
+        "before-call.s3.*", lambda model, **_: calls.append(model.name)
+    )
+    with pytest.raises(ValidationError, match="[Dd]uplicate"):
+        streamed.save(df, base=m, note="bad")
+    writes = {"PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject"}
+    assert writes.isdisjoint(calls), calls
+    assert uploads_in_flight(s3, bucket) == []
+
+
+def test_a_streamed_save_whose_upload_fails_leaves_the_master_and_no_parts(
+    streamed: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3grid.sample import sample_master
+
+    m = streamed.load()
+    before = all_objects(s3, bucket)
+    client = streamed.bucket.client
+    real = client.upload_part
+    sent: list[int] = []
+
+    def upload_part(**kwargs: Any) -> Any:
+        sent.append(kwargs["PartNumber"])
+        if kwargs["PartNumber"] == 2:
+            raise EndpointConnectionError(endpoint_url="http://local")
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "upload_part", upload_part)
+    with pytest.raises(StoreUnavailableError):
+        streamed.save(sample_master(300_000), base=m, note="cut off")
+    assert 2 in sent
+    assert all_objects(s3, bucket) == before  # no master version, no snapshot, no audit
+    assert uploads_in_flight(s3, bucket) == []  # the upload was aborted
+    assert streamed.load().version_id == m.version_id
+
+
+def test_racing_streamed_savers_one_winner_per_round(
+    streamed: MasterStore, s3: Any, bucket: str, store_kind: str
+) -> None:
+    writers = [MasterStore(streamed.cfg) for _ in range(8)]
+    for w in writers:
+        w.look_first = False  # the copies themselves race
+    rounds = 10 if store_kind == "moto" else 5
+    race(writers, rounds)
+    assert len(streamed.versions()) == rounds + 1
+    snapshots = [k for k, _ in all_objects(s3, bucket) if k.startswith("snapshots/")]
+    assert len(snapshots) == rounds + 1  # the losers' snapshots are gone

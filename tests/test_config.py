@@ -164,3 +164,10 @@ def test_a_compression_is_checked_and_kept(given: str, kept: str) -> None:
 def test_a_compression_s3grid_does_not_write_is_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="S3GRID_COMPRESSION=.*use one of snappy"):
         S3GridConfig(bucket="b", compression=bad)
+
+
+def test_the_commit_is_put_unless_copy_is_asked_for() -> None:
+    assert S3GridConfig(bucket="b").commit == "put"
+    assert S3GridConfig.from_env({"S3_BUCKET": "b", "S3GRID_COMMIT": " Copy "}).commit == "copy"
+    with pytest.raises(ConfigError, match="S3GRID_COMMIT='stream'.*use put .* or copy"):
+        S3GridConfig(bucket="b", commit="stream")

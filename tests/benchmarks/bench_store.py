@@ -1,7 +1,7 @@
 """Benchmark: MasterStore.load()/save() against the raw S3 + Parquet work they wrap.
 
     uv run --group bench python tests/benchmarks/bench_store.py \
-        [--store moto|seaweedfs] [--rows 1000000] [--repeat 3]
+        [--store moto|seaweedfs] [--commit put|copy] [--rows 1000000] [--repeat 3]
 
 Same run, same local S3 endpoint (moto in its own process, or SeaweedFS, a real store:
 either way its CPU and memory are not the kernel's), best of ``--repeat``, interleaved:
@@ -20,7 +20,9 @@ either way its CPU and memory are not the kernel's), best of ``--repeat``, inter
            run freed stays mapped and would flatter the figure. ``--arrow-pool jemalloc``
            measures the same with Arrow's jemalloc allocator (README: Large masters).
   It also prints where save()'s time goes: the commit PUT, the lost-update check (one
-  ListObjectVersions) and the snapshot copy, which run side by side.
+  ListObjectVersions) and the snapshot copy, which run side by side; with ``--commit
+  copy`` (``S3GridConfig.commit``), the streamed encode + upload + conditional copy and
+  the check (the snapshot is written before the commit).
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def best(fn: Any, repeat: int) -> float:
 
 
 def rss_child(endpoint: str, path: str) -> None:
-    """Run in a fresh process: load, edit one cell, save on ``path``; print the peak RSS."""
+    """Run in a fresh process: load, edit one cell, save on ``path`` (or, for a peer
+    ``peer:<name>``, its load then its save); print the peak RSS."""
+    if path.startswith("peer:"):
+        peer_rss(endpoint, path.removeprefix("peer:"))
+        return
     from s3grid import Editor, MasterStore, S3GridConfig
     from s3grid.sample import sample_master
 
@@ -63,7 +69,7 @@ def rss_child(endpoint: str, path: str) -> None:
         assert editor.save(), editor.message.value
 
     run = {"pandas": pandas_path, "editor": editor_path}[path]
-    store = MasterStore(S3GridConfig(bucket="bench-rss", endpoint_url=endpoint))
+    store = MasterStore(S3GridConfig.from_env(bucket="bench-rss", endpoint_url=endpoint))
     # Warm the same code paths on a tiny master first (imports, the S3 client, Arrow's
     # kernels): their memory does not grow with the data and is not what is measured.
     warm = MasterStore(store.cfg.with_(master_key=f"warm-{path}/master.parquet"))
@@ -71,6 +77,30 @@ def rss_child(endpoint: str, path: str) -> None:
     run(warm)
     rss = PeakRss()
     run(store)
+    print(rss.stop())
+
+
+STEPS = {
+    "_commit": "commit PUT",
+    "_commit_streamed": "encode + upload to the snapshot + conditional copy",
+    "_confirm_commit": "commit confirmed in the version listing (the lost-update check)",
+    "_write_snapshot": "snapshot copy",
+}
+
+
+def peer_rss(endpoint: str, name: str) -> None:
+    """A peer's load of the master, then its save of what it loaded (warmed on a tiny
+    object first, as the s3grid paths are); print the peak RSS."""
+    import pyarrow as pa
+
+    peers = Peers(endpoint)
+    tiny = pa.table({"x": [1, 2, 3]})
+    tiny_data = peers.polars.from_arrow(tiny) if name == "polars" else tiny
+    peers.save(name, tiny_data, "bench-rss", "warm-peer.parquet")
+    peers.load(name, "bench-rss", "warm-peer.parquet")
+    rss = PeakRss()
+    data = peers.load(name, "bench-rss", "data/master.parquet")
+    peers.save(name, data, "bench-rss", f"peer-{name}.parquet")
     print(rss.stop())
 
 
@@ -172,6 +202,13 @@ def main() -> None:
         help="the local S3: moto (a mock, in its own process) or SeaweedFS (a real store)",
     )
     parser.add_argument(
+        "--commit",
+        choices=("put", "copy"),
+        default="put",
+        help="how s3grid's save commits (S3GridConfig.commit): encode, then one PUT; or "
+        "stream to the snapshot while encoding, then a conditional copy",
+    )
+    parser.add_argument(
         "--arrow-pool",
         choices=("mimalloc", "jemalloc", "system"),
         help="run everything on this Arrow allocator (ARROW_DEFAULT_MEMORY_POOL); "
@@ -188,6 +225,7 @@ def main() -> None:
         # Read once, when Arrow first allocates: set before pyarrow is imported here,
         # and inherited by the memory runs' fresh processes.
         os.environ["ARROW_DEFAULT_MEMORY_POOL"] = args.arrow_pool
+    os.environ["S3GRID_COMMIT"] = args.commit  # here and in the memory runs
 
     import boto3
     import pyarrow as pa
@@ -206,11 +244,11 @@ def main() -> None:
         for bucket in ("bench-store", "bench-raw", "bench-rss"):
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        store = MasterStore(S3GridConfig(bucket="bench-store", endpoint_url=endpoint))
+        store = MasterStore(S3GridConfig.from_env(bucket="bench-store", endpoint_url=endpoint))
         table = sample_master(args.rows)
         arrow_mb = table.nbytes / 1e6
         store.create(table, note="bench")
-        rss_store = MasterStore(S3GridConfig(bucket="bench-rss", endpoint_url=endpoint))
+        rss_store = MasterStore(S3GridConfig.from_env(bucket="bench-rss", endpoint_url=endpoint))
         rss_store.create(table, note="rss")
         peers = Peers(endpoint)
         polars_frame = peers.polars.from_arrow(table) if peers.polars is not None else None
@@ -225,7 +263,7 @@ def main() -> None:
             s3.put_object(Bucket="bench-raw", Key="data/master.parquet", Body=sink.getvalue())
 
         steps: dict[str, float] = {}
-        for step in ("_commit", "_confirm_commit", "_write_snapshot"):
+        for step in STEPS:
             timed(store, step, steps)
         timings: list[tuple[float, dict[str, float]]] = []
 
@@ -253,7 +291,7 @@ def main() -> None:
 
         env = dict(os.environ)
         peaks = {}
-        for path in ("pandas", "editor"):
+        for path in ("pandas", "editor", *(f"peer:{n}" for n in peers.names)):
             child = [sys.executable, __file__, "--rss-child", endpoint, path]
             done = subprocess.run(child, env=env, capture_output=True, text=True)
             if done.returncode:
@@ -312,17 +350,23 @@ def main() -> None:
             peer, t_peer = min(others.items(), key=lambda item: item[1])
             ratio += f", s3grid / best peer ({peer}) {best_of['s3grid'] / t_peer:.2f}x"
         print(f"  {ratio.strip()}")
-    print(
-        "  save's steps: commit PUT {_commit:.2f} s, commit confirmed in the version "
-        "listing (the lost-update check) {_confirm_commit:.2f} s, snapshot copy "
-        "{_write_snapshot:.2f} s".format(**t_steps)
+    ran = ", ".join(
+        f"{what} {t_steps[step]:.2f} s" for step, what in STEPS.items() if step in t_steps
     )
+    print(f"  save's steps (commit={args.commit}): {ran}")
     print(f"  a stale save refused in {stale * 1000:.0f} ms")
     for path, what in (("pandas", "load + pandas edit + save"), ("editor", "Editor + edit + Save")):
         print(
             f"  peak RSS (fresh process) for {what}: +{peaks[path]:.0f} MB "
             f"-> {peaks[path] / arrow_mb:.2f}x the Arrow size"
         )
+    peer_peaks = ", ".join(
+        f"{p.removeprefix('peer:')} +{mb:.0f} MB ({mb / arrow_mb:.2f}x)"
+        for p, mb in peaks.items()
+        if p.startswith("peer:")
+    )
+    if peer_peaks:
+        print(f"  peak RSS (fresh process) for a peer's load + save: {peer_peaks}")
 
 
 if __name__ == "__main__":
