@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from s3grid.bulk import BulkPreview, bulk_edit, export_csv, preview_bulk_edit
+from s3grid.bulk import BulkPreview, apply_preview, bulk_edit, export_csv, preview_bulk_edit
 from s3grid.config import S3GridConfig
 from s3grid.diff import CellChange, ChangeCounts, TableDiff, diff_tables
 from s3grid.errors import (
@@ -76,6 +76,7 @@ __all__ = [
     "ValidationError",
     "VersionInfo",
     "VersioningError",
+    "apply_preview",
     "bulk_edit",
     "diff_tables",
     "export_csv",

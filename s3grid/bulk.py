@@ -23,7 +23,7 @@ from s3grid.model import Master, SaveResult
 from s3grid.schema import coerce_table
 from s3grid.store import MasterStore
 
-__all__ = ["BulkPreview", "Engine", "bulk_edit", "export_csv", "preview_bulk_edit"]
+__all__ = ["BulkPreview", "Engine", "apply_preview", "bulk_edit", "export_csv", "preview_bulk_edit"]
 
 DEFAULT_TABLE = "work_master_parquet"
 
@@ -177,7 +177,22 @@ def bulk_edit(
         _forget(runner, store)  # a run that failed leaves nothing to promote
         raise
     # Until the save succeeds, what the run staged stays (its manifest names the base).
-    res = store.save(
+    res = apply_preview(store, preview, note=note, allow_schema_change=allow_schema_change)
+    _forget(runner, store)  # a result is promoted once
+    return res
+
+
+def apply_preview(
+    store: MasterStore, preview: BulkPreview, *, note: str, allow_schema_change: bool = False
+) -> SaveResult:
+    """Save exactly what ``preview`` showed, over the version it previewed
+    (``source=sql``): the query is not run again, so what is saved is what was reviewed,
+    and a master that moved on since is a :class:`ConflictError` (nothing written).
+
+    Raises:
+        ConflictError: the master changed since the preview.
+    """
+    return store.save(
         preview.table,
         base=preview.base,
         note=note,
@@ -185,8 +200,6 @@ def bulk_edit(
         allow_schema_change=allow_schema_change,
         changes=preview.diff.counts if preview.table.schema == preview.base.schema else None,
     )
-    _forget(runner, store)  # a result is promoted once
-    return res
 
 
 def export_csv(

@@ -231,13 +231,19 @@ def current_user() -> str:
 
 
 def check_note(note: str) -> str:
-    """Validate a save note: any Unicode and newlines, but bounded and without control codes.
+    """Validate a save note: required (not blank); any Unicode and newlines, but bounded
+    and without control codes.
 
     Raises:
-        ValidationError: the note is too long or holds control characters.
+        ValidationError: the note is blank, too long or holds control characters.
     """
     if not isinstance(note, str):
         raise ValidationError(f"The note must be text, got {type(note).__name__}.")
+    if not note.strip():
+        raise ValidationError(
+            "A save needs a note: say what changed and why. It goes into the audit, where "
+            "colleagues (and you, later) read why this version exists. Nothing was written."
+        )
     if len(note) > MAX_NOTE_CHARS:
         raise ValidationError(
             f"The note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}. "

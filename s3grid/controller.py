@@ -8,6 +8,7 @@ that state; tests can drive the workflow without a widget.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from s3grid.commit import SaveMetadata
 from s3grid.config import S3GridConfig
 from s3grid.diff import MINE, MergeResult, three_way_merge
+from s3grid.display import row_label, when
 from s3grid.errors import ConflictError, LostUpdateError, S3GridError, StoreUnavailableError
 from s3grid.model import Master
 from s3grid.session import EditSession
@@ -97,6 +100,9 @@ class EditorController:
         self.session: EditSession | None = None
         self.merge: PendingMerge | None = None
         self.last_save = ""
+        self.last_saved_at = ""  # the UTC time of this editor's last save (ISO)
+        # held while a load or save talks to S3: the watch makes no request meanwhile
+        self._io = threading.Lock()
 
     # ---------------------------------------------------------------- sessions
 
@@ -160,7 +166,7 @@ class EditorController:
             except S3GridError as exc:
                 return Outcome(str(exc), "error")
         try:
-            with self.busy(f"Loading {store.cfg.uri}"):
+            with self._io, self.busy(f"Loading {store.cfg.uri}"):
                 latest = store.load()
         except S3GridError as exc:
             return Outcome(f"Could not load: {exc}", "error")
@@ -193,10 +199,18 @@ class EditorController:
             return Outcome(
                 "Resolve the conflicts (mine/theirs) and click Apply merge first.", "warn"
             )
+        if s.pending == 0 and self.merge is None:
+            return Outcome("Nothing to save: there are no pending changes. Nothing was written.")
+        if not note.strip():
+            return Outcome(
+                "Write a note first: what did you change, and why? It goes into the audit "
+                "with this save. Your edits are kept.",
+                "warn",
+            )
         dups = s.duplicates()
         if dups:
             listing = "; ".join(
-                f"{dict(zip(s.key_columns, k, strict=True))} in rows {ids}"
+                f"{row_label(s.key_columns, k)} ({len(ids)} rows)"
                 for k, ids in list(dups.items())[:20]
             )
             return Outcome(
@@ -204,8 +218,33 @@ class EditorController:
                 "error",
                 duplicates=True,
             )
-        with self.busy(f"Saving {len(s.df):,} rows to {self.store.cfg.uri}"):
+        with self._io, self.busy(f"Saving {len(s.df):,} rows to {self.store.cfg.uri}"):
             return self._save(s, note)
+
+    def colleague_notice(self) -> str | None:
+        """One HEAD of the master: what a colleague's newer version is, in words, or
+        None when the master is still the version being edited. No request is made
+        while a load or save runs (None then too), and a failed look says nothing: the
+        next Save or Reload reports what is wrong."""
+        s = self.session
+        if s is None or not self._io.acquire(blocking=False):
+            return None
+        try:
+            head = self.store.bucket.head(self.store.cfg.master_key)
+        except S3GridError:
+            return None
+        finally:
+            self._io.release()
+        if s is not self.session or (head is not None and head.get("ETag") == s.master.etag):
+            return None
+        then = "Reload merges it with your edits." if s.pending else "Reload to see it."
+        if head is None:
+            return f"The master {self.store.cfg.uri} was deleted since you loaded it."
+        meta = SaveMetadata.from_s3(head.get("Metadata", {}))
+        if meta is None:
+            return f"The master was replaced outside s3grid {when(head['LastModified'])}. {then}"
+        note = f": '{meta.note}'" if meta.note else ""
+        return f"{meta.user} saved a new version {when(meta.saved_at)}{note}. {then}"
 
     def _save(self, s: EditSession, note: str) -> Outcome:
         try:
@@ -218,13 +257,14 @@ class EditorController:
                 theirs = self.store.load()
             except S3GridError as load_exc:
                 return Outcome(f"{exc}\nCould not load their version: {load_exc}", "error")
-            who = f"{exc.saved_by or 'someone'} at {exc.saved_at or '?'}"
+            at = f" {when(exc.saved_at)}" if exc.saved_at else ""
+            note_text = f": '{exc.current_note}'" if exc.current_note else ""
             return self._start_merge(
                 s.master,
                 theirs,
                 table,
                 kind="conflict",
-                reason=f"Conflict: saved by {who} (note: {exc.current_note!r})",
+                reason=f"Conflict: {exc.saved_by or 'someone'} saved a new version{at}{note_text}",
             )
         except LostUpdateError as exc:
             # Ours committed over a colleague's version that the store failed to protect:
@@ -239,6 +279,7 @@ class EditorController:
                 return Outcome(
                     f"{exc}\nCould not load the overwritten version: {load_exc}", "error"
                 )
+            self.last_saved_at = res.timestamp
             self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
             return self._start_merge(
                 s.master, lost, table, kind="lost-update", reason=str(exc), onto=saved
@@ -250,6 +291,7 @@ class EditorController:
         except S3GridError as exc:
             return Outcome(f"Not saved: {exc}\nYour edits are kept.", "error")
         saved = Master(table=table, version_id=res.new_version, etag=res.new_etag, key=s.master.key)
+        self.last_saved_at = res.timestamp
         self.last_save = f"{res.new_version[:12]} at {res.timestamp}"
         # The store refused duplicate keys in exactly this table: when it checked the same
         # key columns as the editor, there is no need to look again.
@@ -354,6 +396,8 @@ class EditorController:
             )
         if self.session is None:
             return None
-        self.session.revert_all()
+        dropped = self.session.revert_all()
         self.merge = None
-        return Outcome("All pending changes were dropped.")
+        if not dropped:
+            return Outcome("Nothing to revert: there are no pending changes.")
+        return Outcome(f"Reverted {dropped} pending change(s). Undo brings them back.")

@@ -14,6 +14,7 @@ No AWS account: S3 runs on 127.0.0.1, and its objects survive a restart of the d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -53,6 +54,20 @@ def copy_notebooks(data_dir: Path) -> Path:
         if not (target / notebook.name).exists():  # keep the user's edited copy
             shutil.copyfile(notebook, target / notebook.name)
     return target
+
+
+def lab_settings(data_dir: Path) -> Path:
+    """JupyterLab user settings of the demo's own (``<data_dir>/lab-settings``): no
+    question about Jupyter news on the first start, and no news or update fetched. Yours
+    in ``~/.jupyter`` stay as they are."""
+    settings = data_dir / "lab-settings"
+    notification = (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
+    if not notification.exists():
+        notification.parent.mkdir(parents=True, exist_ok=True)
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    return settings
 
 
 def _post(url: str) -> None:
@@ -237,6 +252,7 @@ def run_demo(
         env["S3GRID_COMMIT"] = "copy"
     for name in ("MOTO_ENABLE_RECORDING", "MOTO_RECORDER_FILEPATH"):
         env.pop(name, None)  # only the demo's own server records
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(data_dir))
     cmd = lab_command(port=port, root=nb_dir, token=token, open_browser=open_browser)
     cmd.append(f"--LabApp.default_url=/lab/tree/{NOTEBOOK}")
     # Own process group: the terminal's Ctrl+C reaches the demo, which stops Jupyter

@@ -10,8 +10,9 @@ exactly what the kernel holds.
 from __future__ import annotations
 
 import html
+import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,16 +27,18 @@ from s3grid.diff import (
     MINE,
     THEIRS,
     MergeResult,
-    py_value,
     values_equal,
 )
+from s3grid.display import cell_text, column_width, row_label, say, when
 from s3grid.errors import S3GridError
 from s3grid.grid import CheckedGrid
 from s3grid.gridpatch import GridPatch
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import MasterStore
+from s3grid.watch import Watch
+from s3grid.window import header_query
 
-__all__ = ["Editor"]
+__all__ = ["Editor", "cell_text"]  # cell_text: from s3grid.display
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +47,15 @@ STATUS = "⚑"  # the status column the grid shows first; not part of the master
 # about (docs/performance.md), so the editor says what it is doing meanwhile. Below, the
 # message would only flash.
 SAY_WORK_ROWS = 1_000_000
+WIDTH_SAMPLE = 256  # rows whose values size the columns
+WATCH_SECONDS = 30.0  # how often an open editor looks for a colleague's newer version
 _READ_ONLY_BG = "#eeeeee"
 _NOTHING = object()
 
 
-def cell_text(value: Any) -> str:
-    """How the grid shows a kernel value: exact text the kernel can parse back.
-
-    A float NaN shows as "nan" (typing "nan" stores NaN); a missing value as nothing.
-    """
-    if isinstance(value, float | np.floating) and np.isnan(value):
-        return "nan"
-    if isinstance(value, np.float32 | np.float16):
-        return str(value)  # "0.1", not the float64 widening "0.10000000149011612"
-    if isinstance(value, pd.Timestamp) and value is not pd.NaT:
-        return value.isoformat()  # to the nanosecond (a datetime stops at microseconds)
-    value = py_value(value)
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    if isinstance(value, bytes | bytearray):
-        return "0x" + value.hex()
-    if isinstance(value, np.ndarray):
-        return str([py_value(v) for v in value.tolist()])
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
+def _display_frame(
+    frame: pd.DataFrame, session: EditSession, conflicts: Mapping[int, Sequence[str]]
+) -> pd.DataFrame:
     """What the grid shows: a status column, then the master's columns, all as text.
 
     ipydatagrid's front-end number editors parse before sending: "7.5" typed into an int
@@ -86,7 +68,7 @@ def _display_frame(frame: pd.DataFrame, session: EditSession) -> pd.DataFrame:
         index=frame.index,
         dtype=object,
     )
-    out.insert(0, STATUS, _row_status(session, [int(rid) for rid in out.index]))
+    out.insert(0, STATUS, _row_status(session, [int(rid) for rid in out.index], conflicts))
     out.index.name = ROW_ID
     return out
 
@@ -105,22 +87,38 @@ def _column_text(column: pd.Series, nan: np.ndarray) -> list[str]:
     ]
 
 
-def _row_status(session: EditSession, row_ids: Sequence[int]) -> list[str]:
-    """The ⚑ column: "dup key", "new", "edited" or "" for each row id."""
+def _row_status(
+    session: EditSession, row_ids: Sequence[int], conflicts: Mapping[int, Sequence[str]]
+) -> list[str]:
+    """The ⚑ column for each row id: "dup key", "conflict: <columns>" (while a merge is
+    open), "new", "edited: <columns>" or "". The cells' renderers read the columns named
+    to mark themselves (see :meth:`Editor._renderers`)."""
     dup_ids = {rid for ids in session.duplicates().values() for rid in ids}
     added = set(session.added_ids)
-    edited = session.edited_ids()
+    edited = session.edited_columns()
     status = []
     for rid in row_ids:
         if rid in dup_ids:
             status.append("dup key")
+        elif rid in conflicts:
+            status.append("conflict: " + ", ".join(conflicts[rid]))
         elif rid in added:
             status.append("new")
         elif rid in edited:
-            status.append("edited")
+            status.append("edited: " + ", ".join(edited[rid]))
         else:
             status.append("")
     return status
+
+
+def _cell_mark(column: str, otherwise: str) -> VegaExpr:
+    """A cell's background: red if its row's ⚑ names it in conflict, yellow if edited."""
+    status = f"(cell.metadata.data[{json.dumps(STATUS)}] + ',')"
+    named = f"indexof({status}, {json.dumps(' ' + column + ',')}) > 0"
+    return VegaExpr(
+        f"indexof({status}, 'conflict:') == 0 && {named} ? '#ffb3b3' : "
+        f"indexof({status}, 'edited:') == 0 && {named} ? '#fff2b3' : '{otherwise}'"
+    )
 
 
 class Editor(w.VBox):  # type: ignore[misc]
@@ -132,6 +130,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         read_only_columns: columns that cannot be edited.
         page_size: rows shown per page; filtering, sorting and paging run in the kernel.
         load: load the master now (default True).
+        watch: seconds between looks at the master (one HEAD) while the editor is open,
+            to say when a colleague saved a newer version; ``True``: every 30 s;
+            ``False`` for none. No look is made while a load or save runs.
     """
 
     def __init__(
@@ -142,6 +143,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         read_only_columns: Iterable[str] = (),
         page_size: int = 500,
         load: bool = True,
+        watch: float | bool = True,
     ) -> None:
         # The workflow (reload, save, conflicts, merges) and its state live in the
         # controller; this widget lays out, wires and renders.
@@ -159,6 +161,10 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._window_ids: list[int] = []
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self._shown_status: list[str] = []  # the ⚑ column as the browser shows it
+        self._look: tuple[Any, ...] | None = None  # what the grid's renderers were made for
+        self._conflict_cells: dict[int, list[str]] = {}  # while a merge is open
+        self._sized: EditSession | None = None  # the session the column widths fit
+        self.matching_rows = 0  # rows the filter matches (all rows without one)
 
         cfg = store.cfg
         layout = w.Layout(width="auto")
@@ -169,7 +175,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.reload_button = w.Button(description="Reload", icon="refresh")
         self.save_button = w.Button(description="Save", icon="save", button_style="primary")
         self.note = w.Text(
-            placeholder="What did you change, and why?",
+            placeholder="Required: what did you change, and why?",
             description="Note",
             layout=w.Layout(width="40%"),
         )
@@ -193,6 +199,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         # A fixed height: a message appearing must not shift the grid (a re-layout
         # repaints the whole canvas).
         self.message = w.HTML(layout=w.Layout(min_height="3.2em"))
+        # A colleague's newer version, said until a Reload or Save takes it in.
+        self.notice = w.HTML()
         # Transfer progress bars of a large master land here, in sight, instead of in
         # the log console where output from a button's callback goes.
         self.progress = w.Output()
@@ -206,8 +214,11 @@ class Editor(w.VBox):  # type: ignore[misc]
             layout=w.Layout(height="420px"),
             on_edit=self._guarded("edit", self._on_grid_edit),
         )
-        # makes an edit repaint one cell instead of the whole grid (see gridpatch.py)
+        # makes an edit repaint one cell instead of the whole grid, and sends the header
+        # menu's sort and filter here (see gridpatch.py)
         self.grid_patch = GridPatch(self.grid)
+        self.grid_patch.on_transform = self._guarded("Sort", self._on_header_transform)
+        self._quiet = False  # set while the header menu sets the sort fields
 
         guard = self._guarded
         self.reload_button.on_click(guard("Reload", lambda _: self.reload()))
@@ -249,6 +260,7 @@ class Editor(w.VBox):  # type: ignore[misc]
                     ]
                 ),
                 self.status,
+                self.notice,
                 self.message,
                 self.progress,
                 self.conflict_panel,
@@ -260,6 +272,25 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.add_class("s3grid-editor")
         if load:
             self.reload()
+        seconds = WATCH_SECONDS if watch is True else float(watch)
+        self.watch = Watch(self._look_at_master, seconds).start() if seconds > 0 else None
+
+    def close(self) -> None:
+        """Close the widget and stop its look at the master."""
+        if self.watch is not None:
+            self.watch.stop()
+        super().close()
+
+    def _look_at_master(self) -> None:
+        """The watch's tick: show (or clear) the notice of a colleague's newer version."""
+        text = self.controller.colleague_notice()
+        shown = (
+            ""
+            if text is None
+            else f'<div class="s3grid-notice" style="color:#0b4f8a">ⓘ {html.escape(text)}</div>'
+        )
+        if self.notice.value != shown:
+            self.notice.value = shown
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Editor:
@@ -365,6 +396,12 @@ class Editor(w.VBox):  # type: ignore[misc]
         session starts on the first page, unless it is the one just saved; ``refresh``:
         the session's rows changed in place."""
         session, merge = self.controller.session, self.controller.merge
+        if session is not self._rendered[0]:
+            self.notice.value = ""  # a new version loaded or saved: it is no longer news
+        if merge is not self._rendered[1]:
+            marks = self._conflicts_by_row(merge)
+            refresh = refresh or marks != self._conflict_cells
+            self._conflict_cells = marks
         if session is not None and session is not self._rendered[0]:
             if not keep_page:
                 self.page = 0
@@ -390,6 +427,24 @@ class Editor(w.VBox):  # type: ignore[misc]
         if outcome is not None:
             self._say(outcome.message, outcome.kind)
 
+    def _conflicts_by_row(self, merge: PendingMerge | None) -> dict[int, list[str]]:
+        """The session's rows with a cell in conflict in ``merge``: row id -> columns."""
+        s = self.session
+        cells = [c for c in merge.result.conflicts if c.kind == "cell"] if merge else []
+        if s is None or not cells or not s.key_columns:
+            return {}
+        keys = pd.MultiIndex.from_frame(s.df[list(s.key_columns)])
+        wanted = [c.key if isinstance(c.key, tuple) else (c.key,) for c in cells]
+        if not keys.is_unique:
+            return {}  # duplicate keys block merging anyway
+        at = keys.get_indexer(pd.MultiIndex.from_tuples(wanted))
+        ids = s.df.index.to_numpy()
+        out: dict[int, list[str]] = {}
+        for c, pos in zip(cells, at.tolist(), strict=True):
+            if pos >= 0 and c.column:
+                out.setdefault(int(ids[pos]), []).append(c.column)
+        return out
+
     def refresh(self) -> None:
         """Draw the page, the status line and the Changes panel again from the session
         (after changing ``editor.session`` from Python, for example)."""
@@ -400,10 +455,13 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._refresh_status()
         self._refresh_changes()
 
-    def _refresh_grid(self) -> None:
+    def _refresh_grid(self) -> bool:
+        """Send the page to the browser; False if the filter or sort was refused (and
+        said so: the page shown is then unfiltered)."""
         s = self.session
         if s is None:
-            return
+            return False
+        ok = True
         try:
             win = s.window(
                 query=self.filter.value,
@@ -414,35 +472,57 @@ class Editor(w.VBox):  # type: ignore[misc]
             )
         except S3GridError as exc:
             self._say(str(exc), "error")
+            ok = False
             win = s.window(page=self.page, page_size=self.page_size)
         self.page = win.page
         self._window_ids = [int(i) for i in win.frame.index]
         self._echoed.clear()
-        shown = _display_frame(win.frame, s)
+        shown = _display_frame(win.frame, s, self._conflict_cells)
         self._shown_status = shown[STATUS].tolist()
         self.grid.data = shown
-        self.grid.renderers = self._renderers(s)
-        self.page_label.value = (
-            f"page {win.page + 1}/{win.pages} · {win.matching_rows:,} matching rows"
-        )
+        # Renderers depend on the columns alone, and re-sending them makes the browser
+        # rebuild every column's renderer and repaint: only when they change.
+        look = (s.schema, frozenset(s.read_only_columns))
+        if look != self._look:
+            self.grid.renderers = self._renderers(s)
+            self._look = look
+        if s is not self._sized:  # a new master: size the columns to its values
+            self.grid.column_widths = self._column_widths(s)
+            self._sized = s
+        rows = "row" if win.matching_rows == 1 else "rows"
+        self.page_label.value = f"page {win.page + 1}/{win.pages} · {win.matching_rows:,} {rows}"
+        self.matching_rows = win.matching_rows
+        return ok
+
+    def _column_widths(self, s: EditSession) -> dict[str, int]:
+        """Each column as wide as its header and the longest of a sample of its values
+        (rows spread over the whole table), within a minimum and a maximum."""
+        n = len(s.df)
+        sample = s.df.iloc[np.unique(np.linspace(0, n - 1, num=min(n, WIDTH_SAMPLE), dtype=int))]
+        shown = _display_frame(sample, s, {}) if n else None
+        widths = {STATUS: 96}
+        for column in s.columns:
+            texts = shown[column].tolist() if shown is not None else []
+            widths[column] = column_width(column, texts)
+        return widths
 
     def _renderers(self, s: EditSession) -> dict[str, Any]:
         flag = TextRenderer(
             background_color=VegaExpr(
-                "cell.value == 'dup key' ? '#ffb3b3' : cell.value == 'new' ? '#d6f5d6' : "
-                "cell.value == 'edited' ? '#fff2b3' : 'white'"
+                "indexof(cell.value, 'dup key') == 0 || indexof(cell.value, 'conflict') == 0"
+                " ? '#ffb3b3' : cell.value == 'new' ? '#d6f5d6' : "
+                "indexof(cell.value, 'edited') == 0 ? '#fff2b3' : 'white'"
             )
         )
         out: dict[str, Any] = {STATUS: flag}
         for field in s.schema:
             numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-            if field.name in s.read_only_columns:
-                out[field.name] = TextRenderer(
-                    background_color=_READ_ONLY_BG,
-                    horizontal_alignment="right" if numeric else "left",
-                )
-            elif numeric:
-                out[field.name] = TextRenderer(horizontal_alignment="right")
+            read_only = field.name in s.read_only_columns
+            out[field.name] = TextRenderer(
+                background_color=_cell_mark(field.name, _READ_ONLY_BG if read_only else "white"),
+                text_color="#555555" if read_only else "black",
+                horizontal_alignment="right" if numeric else "left",
+            )
         return out
 
     def _refresh_status(self) -> None:
@@ -461,8 +541,9 @@ class Editor(w.VBox):  # type: ignore[misc]
         ]
         if dups:
             parts.append(f'<span style="color:#b00020">{len(dups)} duplicate key(s)</span>')
-        if self.last_save:
-            parts.append(f"last save: {html.escape(self.last_save)}")
+        saved_at = self.controller.last_saved_at
+        if saved_at:
+            parts.append(f"your last save: {html.escape(when(saved_at))}")
         self.status.value = '<span class="s3grid-status">' + " · ".join(parts) + "</span>"
         self.undo_button.disabled = not s.can_undo
         self.redo_button.disabled = not s.can_redo
@@ -474,33 +555,73 @@ class Editor(w.VBox):  # type: ignore[misc]
         if not show or s is None:
             return
         d = s.changes()
-        keys = ", ".join(d.key_columns) if d.key_columns else "row"
-        rows = [
-            f"<tr><td>{html.escape(str(c.key))}</td><td>{html.escape(c.column)}</td>"
-            f"<td>{html.escape(repr(c.old))} → {html.escape(repr(c.new))}</td></tr>"
-            for c in d.cells
-        ]
-        rows += [
-            f"<tr><td>{html.escape(str(k))}</td><td colspan=2>added row</td></tr>" for k in d.added
-        ]
-        rows += [
-            f"<tr><td>{html.escape(str(k))}</td><td colspan=2>deleted row</td></tr>"
-            for k in d.deleted
-        ]
-        body = "".join(rows) or "<tr><td colspan=3>No pending changes.</td></tr>"
+        if not (d.cells or d.added or d.deleted):
+            self.changes_panel.value = '<div class="s3grid-changes">No pending changes.</div>'
+            return
+
+        def row(key: Any, what: str, old: str = "", new: str = "") -> str:
+            cells = (row_label(d.key_columns, key), what, old, new)
+            return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+        rows = [row(c.key, c.column, say(c.old), say(c.new)) for c in d.cells]
+        rows += [row(k, "(row added)") for k in d.added]
+        rows += [row(k, "(row deleted)") for k in d.deleted]
         self.changes_panel.value = (
-            f'<table class="s3grid-changes"><tr><th>{html.escape(keys)}</th><th>column</th>'
-            f"<th>old → new</th></tr>{body}</table>"
+            '<table class="s3grid-changes" style="border-collapse:collapse;text-align:left">'
+            "<thead><tr><th>row</th><th>column</th><th>was</th><th>now</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
         )
 
     def _goto(self, page: int) -> None:
+        """Show ``page``; the message line then says nothing of an earlier action."""
         self.page = page
-        self._refresh_grid()
+        if self._refresh_grid():
+            self.message.value = ""
+
+    def _on_header_transform(self, transform: dict[str, Any]) -> None:
+        """The header menu's Sort or Filter, done by the kernel over the whole master:
+        the sort fields or the Filter box take it, so what is shown is what they say."""
+        s = self.session
+        column = str(transform.get("column", ""))
+        if s is None:
+            return
+        if column not in s.columns:
+            self._say("The ⚑ column shows row status; sort or filter another column.", "warn")
+            return
+        if transform.get("type") == "sort":
+            self._quiet = True
+            try:
+                self.sort_by.value = column
+                self.descending.value = bool(transform.get("desc", False))
+            finally:
+                self._quiet = False
+            self._rewindow()
+        elif transform.get("type") == "filter":
+            try:
+                query = header_query(transform, s.schema.field(column))
+            except S3GridError as exc:
+                self._say(str(exc), "error")
+                return
+            current = self.filter.value.strip()
+            # the observer runs the new filter over the whole master
+            self.filter.value = f"({current}) and ({query})" if current else query
 
     def _rewindow(self) -> None:
-        """The filter or the sort changed: the first page of the new window."""
+        """The filter or the sort changed: the first page of the new window, and what
+        it shows."""
+        if self._quiet:
+            return
         with self._working("Filtering and sorting"):
-            self._goto(0)
+            self.page = 0
+            if not self._refresh_grid():
+                return
+        what = [f"{self.matching_rows:,} row(s)"]
+        if self.filter.value.strip():
+            what.append(f"match {self.filter.value.strip()}")
+        if self.sort_by.value:
+            order = "descending" if self.descending.value else "ascending"
+            what.append(f"sorted by {self.sort_by.value} ({order}, over all of them)")
+        self._say(" ".join(what) + ".")
 
     # ----------------------------------------------------------------- edits
 
@@ -538,11 +659,11 @@ class Editor(w.VBox):  # type: ignore[misc]
         try:
             stored = s.set_cell(row_id, column, value)
             accepted = True
-            self._say(f"Row {row_id}: {column} = {stored!r}")
+            self._say(f"{s.label(row_id)}: {column} = {say(stored)}")
         except S3GridError as exc:
             stored = s.value(row_id, column) if row_id in s.df.index else None
             accepted = False
-            self._say(f"{exc} The cell keeps {stored!r}.", "error")
+            self._say(f"{exc} The cell keeps {say(stored)}.", "error")
         typed = grid_row is not None  # in the browser, which shows the text typed
         if grid_row is None and row_id in self._window_ids:
             grid_row = self._window_ids.index(row_id)
@@ -569,7 +690,7 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     def _show_row_status(self, grid_row: int, row_id: int) -> None:
         assert self.session is not None
-        (status,) = _row_status(self.session, [row_id])
+        (status,) = _row_status(self.session, [row_id], self._conflict_cells)
         if grid_row < len(self._shown_status) and self._shown_status[grid_row] != status:
             self._shown_status[grid_row] = status
             self._echo(grid_row, STATUS, status)
@@ -579,16 +700,33 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.grid.set_cell_value_by_index(column, grid_row, value)
 
     def undo(self) -> None:
-        """Undo the last edit."""
+        """Undo the last edit (a Revert all or a deletion is one step too)."""
         with self._working("Undoing"):
             if self.session and self.session.undo():
                 self._show_step()
+                self._say_step("Undone")
+            else:
+                self._say("Nothing to undo.", "warn")
 
     def redo(self) -> None:
         """Redo the last undone edit."""
         with self._working("Redoing"):
             if self.session and self.session.redo():
                 self._show_step()
+                self._say_step("Redone")
+            else:
+                self._say("Nothing to redo.", "warn")
+
+    def _say_step(self, done: str) -> None:
+        """Say what an undo or redo changed: the cell and the value it holds now."""
+        assert self.session is not None
+        cell = self.session.last_step_cell
+        if cell is None or cell[0] not in self.session.df.index:
+            self._say(f"{done}. {self.session.pending} pending change(s).")
+            return
+        row_id, column = cell
+        value = say(self.session.value(row_id, column))
+        self._say(f"{done}: {self.session.label(row_id)} · {column} is {value} again.")
 
     def _show_step(self) -> None:
         """Show an undo/redo: one cell in view is sent alone, as an edit's echo is (a new
@@ -624,7 +762,8 @@ class Editor(w.VBox):  # type: ignore[misc]
             self.sort_by.value = ""
             self.page = 10**9  # the last page, where new rows are
             self._refresh()
-        self._say(f"Added row {rid}; fill in its key ({', '.join(self.key_columns)}).")
+        keys = f"; fill in its key ({', '.join(self.key_columns)})" if self.key_columns else ""
+        self._say(f"Added a row on the last page{keys}.")
         return rid
 
     def selected_row_ids(self) -> list[int]:
@@ -646,13 +785,16 @@ class Editor(w.VBox):  # type: ignore[misc]
         """Delete rows by id; returns how many."""
         if self.session is None:
             return 0
+        ids = [int(r) for r in row_ids if int(r) in self.session.df.index]
+        names = [self.session.label(r) for r in ids[:5]]
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
         with self._working("Deleting"):
-            n = self.session.delete_rows(row_ids)
+            n = self.session.delete_rows(ids)
             self._refresh()
-        self._say(
-            f"Deleted {n} row(s)." if n else "Select cells in the rows to delete first.",
-            "info" if n else "warn",
-        )
+        if n:
+            self._say(f"Deleted {n} row(s): {', '.join(names)}{more}. Undo brings them back.")
+        else:
+            self._say("Select cells in the rows to delete first.", "warn")
         return n
 
     def revert_all(self) -> None:
@@ -715,10 +857,12 @@ class Editor(w.VBox):  # type: ignore[misc]
             self._choices[c.id] = pick
             if c.kind == "cell":
                 text = (
-                    f"{c.key} · {c.column}: base {c.base!r}, theirs {c.theirs!r}, mine {c.mine!r}"
+                    f"{row_label(self.key_columns, c.key)} · {c.column}: was {say(c.base)}, "
+                    f"theirs {say(c.theirs)}, mine {say(c.mine)}"
                 )
             else:
-                text = f"{c.key} · {c.column or 'row'}: {c.kind.replace('-', ' ')}"
+                where = row_label(self.key_columns, c.key)
+                text = f"{where} · {c.column or 'row'}: {c.kind.replace('-', ' ')}"
             rows.append(w.HBox([w.Label(text), pick]))
         apply = w.Button(description="Apply merge", button_style="warning")
         apply.on_click(self._guarded("Apply merge", lambda _: self.apply_merge()))

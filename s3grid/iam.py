@@ -87,6 +87,17 @@ def iam_policy(
             "Resource": [b],
         },
     ]
+    if cfg.commit == "copy":
+        statements.append(
+            {
+                "Sid": "StreamedSaves",  # S3GRID_COMMIT=copy
+                "Effect": "Allow",
+                # the commit copies the snapshot's version onto the master; a failed
+                # upload to the snapshot is aborted (a refused one is deleted, above)
+                "Action": ["s3:GetObjectVersion", "s3:AbortMultipartUpload"],
+                "Resource": [f"{b}/{cfg.snapshot_prefix}/*"],
+            }
+        )
     if athena:
         statements += _athena_statements(
             cfg, staging, athena_results, iceberg_location, region, account

@@ -725,15 +725,6 @@ class S3Bucket:
         """DELETE an object (on a versioned bucket this adds a delete marker)."""
         self.call("delete_object", what=f"DELETE {self.url(key)}", Key=key)
 
-    def delete_version(self, key: str, version_id: str) -> None:
-        """Remove one version of ``key`` for good (a save's own orphan, never history)."""
-        self.call(
-            "delete_object",
-            what=f"DELETE {self.url(key, version_id)}",
-            Key=key,
-            VersionId=version_id,
-        )
-
     def stream(
         self, key: str, when: Callable[[], dict[str, Any] | None] | None = None
     ) -> PartStream:

@@ -263,8 +263,9 @@ def _fail(s: pd.Series, mask: np.ndarray, field: pa.Field, reason: str) -> Schem
 def _value_error(row: Any, field: pa.Field, value: Any, reason: str, *, more: int) -> SchemaError:
     """The error for one value that does not fit, naming row, column, value and type."""
     tail = f" ({more} more row(s) in this column have the same problem)" if more else ""
+    where = row if isinstance(row, str) else f"Row {row}"  # a str: the row's name
     return SchemaError(
-        f"Row {row}, column {field.name!r}: cannot store {value!r} as "
+        f"{where}, column {field.name!r}: cannot store {value!r} as "
         f"{describe_type(field.type)}: {reason}.{tail}",
         row=row,
         column=field.name,

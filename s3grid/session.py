@@ -29,6 +29,7 @@ from s3grid.diff import (
     same_values,
     values_equal,
 )
+from s3grid.display import row_label
 from s3grid.errors import ValidationError
 from s3grid.model import Master
 from s3grid.rowsplice import insert_by_id, without_rows
@@ -68,7 +69,25 @@ class _DeleteRows:
     rows: pd.DataFrame  # indexed by row id, as they were before deletion
 
 
-_Op = _SetCell | _AddRows | _DeleteRows
+@dataclass(frozen=True)
+class _State:
+    """Every pending edit at one moment: what Revert all leaves, and what its undo
+    puts back."""
+
+    df: pd.DataFrame
+    dirty: dict[tuple[int, str], Any]
+    cell_nan: dict[str, dict[int, bool]]
+    added: frozenset[int]
+    deleted: frozenset[int]
+
+
+@dataclass(frozen=True)
+class _Replace:
+    old: _State
+    new: _State
+
+
+_Op = _SetCell | _AddRows | _DeleteRows | _Replace
 
 
 class EditSession:
@@ -168,9 +187,25 @@ class EditSession:
             return self._dirty
         return {k: v for k, v in self._dirty.items() if k[0] not in self._deleted}
 
+    def edited_columns(self) -> dict[int, list[str]]:
+        """The edited cells of loaded rows: row id -> its edited columns, in the
+        master's order."""
+        order = {name: i for i, name in enumerate(self.schema.names)}
+        out: dict[int, list[str]] = {}
+        for rid, column in self._live_dirty():
+            out.setdefault(rid, []).append(column)
+        return {rid: sorted(cols, key=order.__getitem__) for rid, cols in out.items()}
+
     def edited_ids(self) -> set[int]:
         """Ids of loaded rows with an edited cell (added rows count as new instead)."""
         return {rid for rid, _ in self._live_dirty()}
+
+    def label(self, row_id: int) -> str:
+        """The row named by its key, as messages name it: ``tow 4 · net 1`` (``row
+        <id>`` without key columns or for a row that is gone)."""
+        if not self.key_columns or row_id not in self.df.index:
+            return f"row {row_id}"
+        return row_label(self.key_columns, self.key_of(row_id), row_id)
 
     def value(self, row_id: int, column: str) -> Any:
         """The current value of one cell, as a plain Python value (None for missing,
@@ -322,15 +357,26 @@ class EditSession:
 
     # ------------------------------------------------------------------- edits
 
+    def is_read_only(self, row_id: int, column: str) -> bool:
+        """Whether a cell cannot be edited: a read-only column protects the loaded rows'
+        values, so a row added in this session takes a value there (unless s3grid does
+        not edit the column's type at all)."""
+        if column not in self.read_only_columns:
+            return False
+        return row_id not in self._added or not editable(self.schema.field(column).type)
+
     def _check_editable(self, row_id: int, column: str) -> pa.Field:
         if column not in self.schema.names:
             raise ValidationError(f"No column {column!r} in the master.")
-        if column in self.read_only_columns:
-            type_ = self.schema.field(column).type
-            why = "" if editable(type_) else f" (s3grid does not edit {describe_type(type_)} cells)"
-            raise ValidationError(f"Column {column!r} is read-only{why}; the edit was not kept.")
         if row_id not in self.df.index:
             raise ValidationError(f"Row {row_id} is not in the table (deleted?).")
+        if self.is_read_only(row_id, column):
+            type_ = self.schema.field(column).type
+            why = "" if editable(type_) else f" (s3grid does not edit {describe_type(type_)} cells)"
+            new = " (rows you add take a value there)" if editable(type_) else ""
+            raise ValidationError(
+                f"Column {column!r} is read-only{why}{new}; the edit was not kept."
+            )
         field: pa.Field = self.schema.field(column)
         return field
 
@@ -343,7 +389,7 @@ class EditSession:
             ValidationError: the column is read-only or unknown, or the row is gone.
         """
         field = self._check_editable(row_id, column)
-        new = coerce_value(value, field, row=row_id)
+        new = coerce_value(value, field, row=self.label(row_id))
         old = self.value(row_id, column)
         if same_cell(old, new):
             return new
@@ -418,16 +464,28 @@ class EditSession:
         op = self._stepped
         return (op.row_id, op.column) if isinstance(op, _SetCell) else None
 
-    def revert_all(self) -> None:
-        """Drop every pending edit and the undo history."""
-        self._replace_rows(self.base.copy(deep=False))
-        self._dirty.clear()
-        self._cell_nan.clear()
-        self._added.clear()
-        self._deleted.clear()
-        self._dups = None
-        self._undo.clear()
+    def revert_all(self) -> int:
+        """Drop every pending edit, as one step that :meth:`undo` takes back; returns how
+        many changes were dropped (0: nothing was pending, nothing changes)."""
+        dropped = self.pending
+        if not dropped:
+            return 0
+        empty = _State(self.base.copy(deep=False), {}, {}, frozenset(), frozenset())
+        op = _Replace(self._state(), empty)
+        self._apply(op)
+        self._undo.append(op)
         self._redo.clear()
+        return dropped
+
+    def _state(self) -> _State:
+        # shallow copies suffice: with copy-on-write an edit never writes into them
+        return _State(
+            self.df.copy(deep=False),
+            dict(self._dirty),
+            {column: dict(cells) for column, cells in self._cell_nan.items()},
+            frozenset(self._added),
+            frozenset(self._deleted),
+        )
 
     def _replace_rows(self, df: pd.DataFrame) -> None:
         """Make ``df`` the working table (other rows, or other values anywhere)."""
@@ -443,6 +501,14 @@ class EditSession:
 
     def _apply(self, op: _Op) -> None:
         n_base = len(self.base)
+        if isinstance(op, _Replace):
+            new = op.new
+            self._replace_rows(new.df.copy(deep=False))
+            self._dirty = dict(new.dirty)
+            self._cell_nan = {column: dict(cells) for column, cells in new.cell_nan.items()}
+            self._added, self._deleted = set(new.added), set(new.deleted)
+            self._dups = None
+            return
         if isinstance(op, _SetCell):
             self.df.loc[op.row_id, op.column] = _missing(self.df[op.column], op.new)
             if pa.types.is_floating(self.schema.field(op.column).type):
@@ -571,6 +637,8 @@ def same_cell(a: Any, b: Any) -> bool:
 
 
 def _inverse(op: _Op) -> _Op:
+    if isinstance(op, _Replace):
+        return _Replace(op.new, op.old)
     if isinstance(op, _SetCell):
         return _SetCell(op.row_id, op.column, op.new, op.old)
     if isinstance(op, _AddRows):

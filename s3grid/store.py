@@ -569,14 +569,15 @@ class MasterStore:
             version_id, etag = commit_copy(self.bucket, self.cfg, source, expect, meta)
         except S3GridError as exc:
             if not (isinstance(exc, StoreUnavailableError) and exc.maybe_committed):
-                self._drop_orphan(*source)
+                self._drop_orphan(snap_key)
             raise
         return version_id, etag, meta
 
-    def _drop_orphan(self, key: str, version_id: str) -> None:
-        """Delete the snapshot of a save that did not commit, logging a failure to."""
+    def _drop_orphan(self, key: str) -> None:
+        """Delete the snapshot of a save that did not commit (a delete marker: editors
+        may not destroy versions), logging a failure to."""
         try:
-            self.bucket.delete_version(key, version_id)
+            self.bucket.delete(key)
         except S3GridError as exc:
             log.warning("Could not delete %s of a save that did not commit: %s", key, exc)
 

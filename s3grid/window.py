@@ -16,10 +16,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from s3grid.display import cell_text
 from s3grid.errors import ValidationError
-from s3grid.schema import describe_type
+from s3grid.schema import coerce_value, describe_type
 
-__all__ = ["PLACE_MAX", "RowOrder", "Window", "matching", "page_of", "sorted_positions"]
+__all__ = [
+    "PLACE_MAX",
+    "RowOrder",
+    "Window",
+    "header_query",
+    "matching",
+    "page_of",
+    "sorted_positions",
+]
 
 
 @dataclass(frozen=True)
@@ -215,3 +224,58 @@ def sorted_positions(column: pd.Series, ascending: bool) -> np.ndarray:
     by_position = column.reset_index(drop=True)
     order: np.ndarray = by_position.sort_values(ascending=ascending, kind="stable").index.to_numpy()
     return order
+
+
+_COMPARISONS = {"=": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_TEXT_TESTS = {
+    "contains": "{col}.str.contains({value}, regex=False)",
+    "!contains": "~{col}.str.contains({value}, regex=False)",
+    "startswith": "{col}.str.startswith({value})",
+    "endswith": "{col}.str.endswith({value})",
+}
+
+
+def header_query(transform: dict[str, Any], field: pa.Field) -> str:
+    """The kernel filter (a pandas query, as the Filter box takes) for a filter that the
+    grid's header menu asked for (ipydatagrid's transform: ``operator``, ``value``).
+    Values are read as the column's type, so "4" filters an int column by 4.
+
+    Raises:
+        ValidationError: an operator that does not apply to the column, or a value that
+            is not of its type.
+    """
+    col = f"`{field.name}`"
+    op = str(transform.get("operator", ""))
+    value = transform.get("value")
+
+    def literal(text: Any) -> str:
+        typed = coerce_value(text, field)
+        if typed is None:
+            return "None"
+        if pa.types.is_temporal(field.type):
+            return repr(cell_text(typed))  # pandas compares datetimes with ISO text
+        return repr(typed)
+
+    if op == "empty":
+        return f"{col}.isna()"
+    if op == "notempty":
+        return f"{col}.notna()"
+    if op in _COMPARISONS:
+        if value in (None, ""):
+            return f"{col}.isna()" if op == "=" else f"{col}.notna()"
+        return f"{col} {_COMPARISONS[op]} {literal(value)}"
+    if op == "between" and isinstance(value, list | tuple) and len(value) == 2:
+        return f"({col} >= {literal(value[0])}) and ({col} <= {literal(value[1])})"
+    if op == "in" and isinstance(value, list | tuple):
+        present = [v for v in value if v not in (None, "")]
+        parts = [f"{col} in [{', '.join(literal(v) for v in present)}]"] if present else []
+        if len(present) < len(value):
+            parts.append(f"{col}.isna()")
+        return " or ".join(parts) if parts else "False"
+    if op in _TEXT_TESTS and pa.types.is_string(field.type):
+        return _TEXT_TESTS[op].format(col=col, value=repr(str(value)))
+    raise ValidationError(
+        f"The header menu's {op!r} filter does not apply to {field.name!r} "
+        f"({describe_type(field.type)}); type a filter in the Filter box instead, e.g. "
+        f"{field.name} > 0."
+    )

@@ -241,3 +241,27 @@ def engine(athena_url: str, bucket: str) -> Any:
         progress=False,
         poll_interval=0.01,
     )
+
+
+@pytest.fixture(autouse=True)
+def _editors_do_not_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editors made by tests look at the master only when a test asks (``watch=``):
+    a test makes many, and widgets outlive it, each with a 30 s watch of a bucket that
+    is gone."""
+    monkeypatch.setattr("s3grid.editor.WATCH_SECONDS", 0.0)
+
+
+@pytest.fixture
+def editor(master_store: MasterStore) -> Any:
+    """An editor of the 50-row sample master: 20-row pages, ``vessel`` read-only."""
+    from s3grid.editor import Editor
+
+    return Editor(master_store, read_only_columns=["vessel"], page_size=20)
+
+
+@pytest.fixture
+def fe(editor: Any) -> Any:
+    """The browser's side of ``editor``'s grid (tests/support/frontend.py)."""
+    from tests.support.frontend import FrontEnd
+
+    return FrontEnd(editor)

@@ -54,7 +54,11 @@ def test_a_save_over_a_colleagues_save_opens_a_conflict_that_apply_resolves(
     set_v(b, 1, 0, 20.0)  # the same cell: a conflict
     set_v(b, 2, 0, 30.0)  # another cell: merged by itself
     out = b.save("B")
-    assert not out.saved and "Conflict: saved by" in out.message
+    assert (
+        not out.saved
+        and "saved a new version" in out.message
+        and out.message.startswith("Conflict: ")
+    )
     m = b.merge
     assert m is not None and m.kind == "conflict" and not m.lost_update
     assert m.onto is m.theirs and len(m.result.conflicts) == 1

@@ -12,23 +12,13 @@ import s3grid.editor as editor_mod
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS, Editor, cell_text
 from s3grid.model import SaveResult
-from tests.support.frontend import FrontEnd
+from tests.support.frontend import FrontEnd, save
 from tests.support.s3 import all_objects
 
 
 def msg(editor: Editor) -> str:
     """The message area's text, as the user reads it."""
     return html.unescape(editor.message.value)
-
-
-@pytest.fixture
-def editor(master_store: MasterStore) -> Editor:
-    return Editor(master_store, read_only_columns=["vessel"], page_size=20)
-
-
-@pytest.fixture
-def fe(editor: Editor) -> FrontEnd:
-    return FrontEnd(editor)
 
 
 def test_layout_and_status(editor: Editor, cfg: S3GridConfig) -> None:
@@ -50,7 +40,7 @@ def test_edit_is_coerced_and_echoed(editor: Editor, fe: FrontEnd) -> None:
     assert fe.last_echo("min_depth")["value"] == "75"  # the browser shows what is stored
     assert fe.shown(2, "min_depth") == "75"
     editor.refresh()
-    assert editor.grid.data.iloc[2][STATUS] == "edited"
+    assert editor.grid.data.iloc[2][STATUS] == "edited: min_depth"  # names the edited cells
     assert "<b>1</b> pending" in editor.status.value
 
 
@@ -86,11 +76,14 @@ def test_status_flag_follows_the_edit_once_the_browser_is_patched(
     editor.grid_patch.patched = True  # what gridpatch.js reports once applied
     fe.type_into(3, "min_depth", "76")
     echo = fe.last_echo(STATUS)
-    assert (echo["row"], echo["value"]) == (3, "edited")
-    assert fe.shown(3, STATUS) == "edited"
+    assert (echo["row"], echo["value"]) == (3, "edited: min_depth")
+    assert fe.shown(3, STATUS) == "edited: min_depth"
     fe.bounce()  # the browser reports the flag back as an edit: ignored
     assert "cannot be edited" not in msg(editor)
-    fe.type_into(3, "max_depth", "90")  # already flagged: nothing more to send
+    fe.type_into(3, "max_depth", "90")  # another cell of the row: the flag names it too
+    assert fe.last_echo(STATUS)["value"] == "edited: min_depth, max_depth"
+    fe.sent.clear()
+    fe.type_into(3, "max_depth", "91")  # already named: nothing more to send
     assert fe.sent == []
     assert editor.session is not None
     loaded = editor.session.base
@@ -112,7 +105,10 @@ def test_undo_redo_of_a_cell_send_just_that_cell_once_patched(editor: Editor, fe
     editor.redo()
     # patched: the cell and its flag go alone, as custom messages; no new window
     assert [d["method"] for d in fe.sent] == ["custom", "custom"]
-    assert (fe.last_echo("min_depth")["value"], fe.last_echo(STATUS)["value"]) == ("76", "edited")
+    assert (fe.last_echo("min_depth")["value"], fe.last_echo(STATUS)["value"]) == (
+        "76",
+        "edited: min_depth",
+    )
     assert fe.shown(3, "min_depth") == "76" and editor.session.pending == 1
     editor.undo()
     assert fe.last_echo("min_depth")["value"] == loaded
@@ -150,7 +146,7 @@ def test_refused_value_reverts_cell_and_names_it(
     fe.type_into(4, column, typed)
     assert editor.session.value(4, column) == before
     assert reason in msg(editor)
-    assert "Row 4" in msg(editor)
+    assert "tow 1 · net 4" in msg(editor)  # the row, by its key
     assert column in msg(editor)
     assert fe.last_echo(column)["value"] == cell_text(before)
     assert editor.session.pending == 0
@@ -213,11 +209,11 @@ def test_undo_redo_add_delete_changes_panel(editor: Editor, fe: FrontEnd) -> Non
     assert editor.delete_selected() == 2
     editor.changes_button.value = True
     panel = editor.changes_panel.value
-    assert "volume_filtered" in panel
-    assert "→ 1.25" in panel
-    assert "(999, 0)" in panel
-    assert "added row" in panel
-    assert panel.count("deleted row") == 2
+    assert "<td>volume_filtered</td>" in panel
+    assert "<td>1.25</td>" in panel
+    assert "tow 999 · net 0" in panel
+    assert "(row added)" in panel
+    assert panel.count("(row deleted)") == 2
     assert s.pending == 4
     editor.revert_all()
     assert s.pending == 0
@@ -232,16 +228,16 @@ def test_duplicates_highlighted_and_block_save(
     shown = editor.grid.data
     assert list(shown[STATUS].iloc[:2]) == ["dup key", "dup key"]
     assert "1 duplicate key" in editor.status.value
-    assert editor.save() is False
+    assert save(editor) is False
     assert "duplicate keys" in msg(editor)
-    assert "'tow': 1, 'net': 0" in msg(editor)
+    assert "tow 1 · net 0 (2 rows)" in msg(editor)
     assert all_objects(s3, bucket) == before
 
 
 def test_save_then_continue(editor: Editor, fe: FrontEnd, master_store: MasterStore) -> None:
     fe.type_into(3, "volume_filtered", 42.5)
     editor.note.value = "grid edit ✓"
-    assert editor.save() is True
+    assert save(editor) is True
     latest = master_store.load()
     assert editor.session is not None
     assert editor.session.master.version_id == latest.version_id
@@ -254,7 +250,7 @@ def test_save_then_continue(editor: Editor, fe: FrontEnd, master_store: MasterSt
     assert log.iloc[-1]["note"] == "grid edit ✓"
     assert editor.note.value == ""
     fe.type_into(4, "volume_filtered", 43.5)
-    assert editor.save() is True  # the next save uses the new ETag
+    assert save(editor) is True  # the next save uses the new ETag
 
 
 def test_save_says_it_is_running_and_locks_save_until_done(editor: Editor, fe: FrontEnd) -> None:
@@ -268,7 +264,7 @@ def test_save_says_it_is_running_and_locks_save_until_done(editor: Editor, fe: F
     editor.message.observe(record, "value")
     fe.type_into(3, "volume_filtered", 42.5)
     seen.clear()
-    assert editor.save() is True
+    assert save(editor) is True
     # first "Saving 50 rows…" with both buttons locked, then the outcome with them free
     assert "Saving 50 rows to s3://" in seen[0][0]
     assert seen[0][1:] == (True, True)
@@ -284,18 +280,18 @@ def test_slow_steps_on_a_large_table_say_so_while_they_run(
         lambda change: seen.append((change["new"], editor.save_button.disabled)), "value"
     )
     fe.type_into(3, "volume_filtered", 42.5)
+    editor.sort_by.value = "tow"  # 50 rows: too quick to say anything while it runs
     said = editor.message.value
-    editor.sort_by.value = "tow"  # 50 rows: too quick to say anything
-    assert editor.message.value == said
-    assert len(seen) == 1
+    assert "sorted by tow" in said  # only what it did, once done
+    assert len(seen) == 2
 
     monkeypatch.setattr(editor_mod, "SAY_WORK_ROWS", 40)  # as if this were 1M rows
     seen.clear()
     editor.descending.value = True
-    # "Filtering and sorting (50 rows)…" with Save locked, then the message from before
+    # "Filtering and sorting (50 rows)…" with Save locked, then what it did
     assert "Filtering and sorting (50 rows)" in seen[0][0]
     assert seen[0][1] is True
-    assert editor.message.value == said
+    assert "sorted by tow (descending" in editor.message.value
     assert editor.save_button.disabled is False
     assert editor.grid.data.iloc[0]["tow"] >= editor.grid.data.iloc[1]["tow"]
 
@@ -304,12 +300,11 @@ def test_slow_steps_on_a_large_table_say_so_while_they_run(
     assert editor.delete_selected() == 1
     assert "Deleting (50 rows)" in seen[0][0]
     assert seen[0][1] is True
-    assert editor.message.value.endswith("Deleted 1 row(s).</div>")
+    assert "Deleted 1 row(s): tow " in editor.message.value
     seen.clear()
-    deleted = editor.message.value
     editor.undo()
     assert "Undoing (49 rows)" in seen[0][0]
-    assert editor.message.value == deleted  # undo says nothing of its own
+    assert "Undone. 1 pending change(s)." in editor.message.value  # the edit of row 3
     assert editor.session is not None and len(editor.session.df) == 50
 
 
@@ -320,12 +315,12 @@ def test_after_a_save_a_new_duplicate_key_is_still_caught(
     # just validated those keys): a later key edit must still be checked
     fe.type_into(3, "volume_filtered", 42.5)
     editor.note.value = "first"
-    assert editor.save() is True
+    assert save(editor) is True
     before = all_objects(s3, bucket)
     fe.type_into(1, "net", 0)  # row 1 is (tow 1, net 1): now (1, 0) twice
     assert "1 duplicate key" in editor.status.value
-    assert editor.save() is False
-    assert "'tow': 1, 'net': 0" in msg(editor)
+    assert save(editor) is False
+    assert "tow 1 · net 0 (2 rows)" in msg(editor)
     assert all_objects(s3, bucket) == before
 
 
@@ -340,17 +335,17 @@ def test_conflict_merge_three_ways(editor: Editor, fe: FrontEnd, master_store: M
     df.loc[5, "max_depth"] = 555
     other.save(df, base=m, note="colleague")
 
-    assert editor.save() is False
-    assert "Conflict: saved by" in msg(editor)
+    assert save(editor) is False
+    assert "saved a new version" in msg(editor)
     assert "colleague" in msg(editor)
     assert editor.merge is not None
     assert [(c.key, c.column, c.theirs, c.mine) for c in editor.merge.conflicts] == [
         ((1, 0), "volume_filtered", 99.0, 10.0)
     ]
-    assert editor.save() is False  # unresolved conflicts block saving
+    assert save(editor) is False  # unresolved conflicts block saving
     editor.resolve({((1, 0), "volume_filtered"): "mine"})
     editor.apply_merge()
-    assert editor.save() is True
+    assert save(editor) is True
     final = master_store.load().to_pandas()
     assert final.loc[0, "volume_filtered"] == 10.0  # mine, chosen
     assert final.loc[1, "volume_filtered"] == 11.0  # mine, merged automatically
@@ -375,7 +370,7 @@ def _in_conflict(
     fe.type_into(0, "volume_filtered", 10.0)
     cells = {(row, column): value for column, (row, value) in theirs.items()}
     colleague_saves(master_store, {(0, "volume_filtered"): 99.0, **cells})
-    assert editor.save() is False
+    assert save(editor) is False
     assert editor.merge is not None and editor.merge.conflicts
 
 
@@ -393,7 +388,7 @@ def test_edits_made_while_conflicts_show_are_kept(
     assert s is not None and editor.merge is None
     assert s.value(0, "volume_filtered") == 10.0
     assert s.value(2, "lat_decimal") == 22.5
-    assert editor.save() is True
+    assert save(editor) is True
     final = master_store.load().to_pandas()
     assert (final.loc[0, "volume_filtered"], final.loc[2, "lat_decimal"]) == (10.0, 22.5)
 
@@ -471,13 +466,13 @@ def test_reload_keeps_pending_edits(
 def test_unreachable_store_keeps_edits(editor: Editor, fe: FrontEnd, cfg: S3GridConfig) -> None:
     fe.type_into(2, "volume_filtered", 7.0)
     editor.store = MasterStore(cfg.with_(endpoint_url="http://127.0.0.1:9", connect_timeout=1.0))
-    assert editor.save() is False
+    assert save(editor) is False
     assert "unreachable" in msg(editor)
     assert "kept" in msg(editor)
     assert editor.session is not None
     assert editor.session.pending == 1
     editor.store = MasterStore(cfg)
-    assert editor.save() is True
+    assert save(editor) is True
 
 
 def test_retarget_refused_with_pending_then_allowed(
@@ -521,7 +516,7 @@ def test_lost_update_offers_the_merge(
     fe.type_into(1, "volume_filtered", 11.0)
     # the colleague's change the store fails to protect
     colleague = colleague_saves(master_store, {(5, "max_depth"): 555})
-    assert editor.save() is False
+    assert save(editor) is False
     assert "LOST UPDATE" in msg(editor)
     assert colleague.new_version in msg(editor)
     s = editor.session
@@ -529,7 +524,7 @@ def test_lost_update_offers_the_merge(
     assert s.value(5, "max_depth") == 555  # their lost change, back as a pending edit
     assert s.value(1, "volume_filtered") == 11.0
     assert s.pending == 1
-    assert editor.save() is True
+    assert save(editor) is True
     final = master_store.load().to_pandas()
     assert final.loc[5, "max_depth"] == 555
     assert final.loc[1, "volume_filtered"] == 11.0
@@ -543,7 +538,7 @@ def _lost_update_conflict(editor: Editor, fe: FrontEnd, master_store: MasterStor
     without_lock(editor.store)
     fe.type_into(5, "max_depth", 600)
     colleague = colleague_saves(master_store, {(5, "max_depth"): 555})
-    assert editor.save() is False
+    assert save(editor) is False
     assert "LOST UPDATE" in msg(editor)
     assert editor.merge is not None and len(editor.merge.conflicts) == 1
     return colleague
@@ -561,7 +556,7 @@ def test_reload_waits_for_a_lost_updates_merge(
     assert s is not None and s.value(5, "max_depth") == 555 and s.pending == 1
     editor.reload()  # now it may
     assert editor.session is s  # the master has not moved: the pending edit stays
-    assert editor.save() is True
+    assert save(editor) is True
     assert master_store.load().to_pandas().loc[5, "max_depth"] == 555
 
 

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
 from s3grid import MasterStore, S3GridConfig
 from s3grid.diff import MINE, THEIRS
 from s3grid.editor import Editor
+from tests.support.frontend import save
 from tests.support.locks import without_lock
 from tests.support.machines import machine_settings
 from tests.support.merge import reference_merge
@@ -184,9 +185,14 @@ def make_machine(endpoint: str, lockless: bool) -> type[RuleBasedStateMachine]:
 
         @rule(i=st.integers(0, EDITORS - 1))
         def save(self, i: int) -> None:
-            saved = self.editors[i].save()
+            editor = self.editors[i]
+            nothing = editor.session is not None and editor.session.pending == 0
+            saved = save(editor)
             if self.conflict[i] is not None:
                 assert not saved  # resolve first
+            elif nothing:  # nothing pending: nothing written (nothing changed either)
+                assert self.mine[i] == self.base[i]
+                assert not saved and "Nothing to save" in editor.message.value
             elif not self.mine[i]:  # a merge can delete every row: never saved empty
                 assert not saved and "empty table" in self.editors[i].message.value
             elif self.based_on[i] == self.version:

@@ -8,8 +8,9 @@ import re
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
-from s3grid import ConflictError, MasterStore, S3GridConfig
+from s3grid import ConflictError, MasterStore, S3GridConfig, StoreUnavailableError
 from s3grid.aws_lambda import handler
 from s3grid.cli import main
 from s3grid.iam import iam_policy
@@ -144,6 +145,36 @@ def test_policy_covers_exactly_what_commands_do(
     uncovered, unused = coverage(policy, actions.used)
     assert uncovered == []
     assert unused == set()  # nothing granted that no command needs
+
+
+def test_streamed_saves_get_exactly_what_they_use(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("s3grid.s3.PART_BYTES", 5 * 1024**2)
+    from s3grid.sample import sample_master
+
+    actions = S3Actions(monkeypatch)
+    streamed = MasterStore(master_store.cfg.with_(commit="copy"))
+    m = streamed.load()
+    streamed.save(sample_master(300_000), base=m, note="streamed, in parts")
+    monkeypatch.setattr(streamed, "look_first", False)
+    with pytest.raises(ConflictError):  # refused: its snapshot is deleted
+        streamed.save(sample_master(300_000), base=m, note="stale")
+    real = streamed.bucket.client.upload_part
+
+    def fail_second(**kwargs: Any) -> Any:
+        if kwargs["PartNumber"] == 2:
+            raise EndpointConnectionError(endpoint_url="http://local")  # then it is aborted
+        return real(**kwargs)
+
+    monkeypatch.setattr(streamed.bucket.client, "upload_part", fail_second)
+    with pytest.raises(StoreUnavailableError):
+        streamed.save(sample_master(300_000), base=streamed.load(), note="cut off")
+    policy = iam_policy(streamed.cfg)
+    uncovered, unused = coverage(policy, actions.used, {"StreamedSaves"})
+    assert uncovered == []
+    assert unused == set()
+    assert "StreamedSaves" not in {st["Sid"] for st in iam_policy(master_store.cfg)["Statement"]}
 
 
 REGION, ACCOUNT = "us-east-1", "123456789012"

@@ -48,7 +48,7 @@ def test_01_edit_master_shows_the_editor(
     assert "testing" not in out  # the fake credentials are never printed
 
 
-def test_03_review_audits_diffs_and_restores(
+def test_03_review_audits_diffs_and_writes_nothing_on_run_all(
     cfg: S3GridConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = MasterStore(cfg)
@@ -57,13 +57,23 @@ def test_03_review_audits_diffs_and_restores(
     df = m.to_pandas()
     df.loc[0, "volume_filtered"] = 1.0
     store.save(df, base=m, note="an edit")
+    latest = store.load()
     nb = execute("03_review_audits.ipynb", cfg, monkeypatch)
     out = outputs(nb)
     assert "ChangeCounts(cells_changed=1, rows_added=0, rows_deleted=0)" in out
-    assert "restored snapshots/master_" in out
+    assert "restoring snapshots/master_" in out and "would change: ChangeCounts(cells_cha" in out
+    assert "Not restored (RESTORE = False): nothing was written." in out
     assert "testing" not in out  # no credentials printed
-    log = store.audit_log()
-    assert list(log["source"]) == ["init", "api", "restore"]
+    assert list(store.audit_log()["source"]) == ["init", "api"]  # Run All restored nothing
+    assert store.load().version_id == latest.version_id
+    # the example restores when asked to
+    cell = next(c for c in nb.cells if "RESTORE = False" in c.source)
+    cell.source = cell.source.replace("RESTORE = False", "RESTORE = True")
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    assert "restored snapshots/master_" in outputs(nb)
+    assert list(store.audit_log()["source"]) == ["init", "api", "restore"]
     assert store.load().table.equals(m.table)
 
 
@@ -84,3 +94,8 @@ def test_02_bulk_edit_sql_applies_the_seed_recipe(
     after = store.load().to_pandas()
     pd.testing.assert_frame_equal(after, expected_seed_result(base.to_pandas()))
     assert store.audit_log().iloc[-1]["source"] == "sql"
+    # run again: the recipe is applied once
+    out = outputs(execute("02_bulk_edit_sql.ipynb", cfg, monkeypatch))
+    assert "Already applied (see the audit log): not applying it twice." in out
+    pd.testing.assert_frame_equal(store.load().to_pandas(), after)
+    assert list(store.audit_log()["source"]) == ["init", "sql"]

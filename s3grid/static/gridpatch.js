@@ -13,7 +13,18 @@
 // just that cell. So: skip the rebuild when no front-end transform is active, and keep
 // ipydatagrid's own behaviour otherwise.
 
-function patchDataModel(dataModel) {
+// Second: the header menu's Sort and Filter. ipydatagrid applies them to the rows in
+// the browser (one page of the editor's window), so "Sort descending" on a page would
+// look like the master sorted. The editor sorts and filters the whole master in the
+// kernel: the menu's transform goes there instead, and the browser applies none.
+//
+// Third: the status column (⚑) names the edited cells of its row, and each cell's
+// renderer reads it to mark itself. When the kernel sets ⚑, the whole row repaints
+// (one row, not the grid), so the cell just edited shows its mark.
+
+const STATUS = "\u2691";
+
+function patchDataModel(dataModel, sendTransform) {
   if (!dataModel || dataModel.__s3gridPatched) {
     return Boolean(dataModel);
   }
@@ -34,6 +45,16 @@ function patchDataModel(dataModel) {
     }
     const columnName = this.metadata("body", 0, options.column)["name"];
     this._dataset.data[columnName][options.row] = options.value;
+    if (columnName === STATUS) {
+      this.emitChanged({
+        type: "cells-changed",
+        region: "body",
+        row: options.row,
+        column: 0,
+        rowSpan: 1,
+        columnSpan: this.columnCount("body"),
+      });
+    }
     // the kernel hears of the edit exactly as before ('cell-edit-event' -> 'cell-changed')
     this.dataSync.emit({
       type: "cell-edit-event",
@@ -44,6 +65,11 @@ function patchDataModel(dataModel) {
       value: options.value,
     });
   };
+  if (typeof dataModel.addTransform === "function") {
+    dataModel.addTransform = function (transform) {
+      sendTransform(transform); // the kernel sorts or filters the whole master
+    };
+  }
   dataModel.__s3gridPatched = true;
   return true;
 }
@@ -52,7 +78,9 @@ export default {
   async initialize({ model }) {
     const grid = await model.widget_manager.get_model(model.get("grid_id"));
     // ipydatagrid builds a new data model whenever the kernel sends a new window
-    const onDataModel = () => patchDataModel(grid.data_model);
+    const sendTransform = (transform) =>
+      model.send({ event: "header-transform", transform: transform });
+    const onDataModel = () => patchDataModel(grid.data_model, sendTransform);
     grid.on("data-model-changed", onDataModel);
     // tell the kernel: it then pushes the ⚑ flag with each edit (one cell's repaint)
     model.set("patched", onDataModel());

@@ -68,7 +68,11 @@ def rss_child(endpoint: str, path: str) -> None:
         editor.note.value = "bench: edit one cell in the editor"
         assert editor.save(), editor.message.value
 
-    run = {"pandas": pandas_path, "editor": editor_path}[path]
+    def arrow_path(store: MasterStore) -> None:  # what the peers do: load, save the table
+        m = store.load()
+        store.save(m.table, base=m, note="bench: save the loaded table")
+
+    run = {"pandas": pandas_path, "editor": editor_path, "arrow": arrow_path}[path]
     store = MasterStore(S3GridConfig.from_env(bucket="bench-rss", endpoint_url=endpoint))
     # Warm the same code paths on a tiny master first (imports, the S3 client, Arrow's
     # kernels): their memory does not grow with the data and is not what is measured.
@@ -291,7 +295,7 @@ def main() -> None:
 
         env = dict(os.environ)
         peaks = {}
-        for path in ("pandas", "editor", *(f"peer:{n}" for n in peers.names)):
+        for path in ("arrow", "pandas", "editor", *(f"peer:{n}" for n in peers.names)):
             child = [sys.executable, __file__, "--rss-child", endpoint, path]
             done = subprocess.run(child, env=env, capture_output=True, text=True)
             if done.returncode:
@@ -355,7 +359,11 @@ def main() -> None:
     )
     print(f"  save's steps (commit={args.commit}): {ran}")
     print(f"  a stale save refused in {stale * 1000:.0f} ms")
-    for path, what in (("pandas", "load + pandas edit + save"), ("editor", "Editor + edit + Save")):
+    for path, what in (
+        ("arrow", "load + save of the loaded table, as the peers below"),
+        ("pandas", "load + pandas edit + save"),
+        ("editor", "Editor + edit + Save"),
+    ):
         print(
             f"  peak RSS (fresh process) for {what}: +{peaks[path]:.0f} MB "
             f"-> {peaks[path] / arrow_mb:.2f}x the Arrow size"

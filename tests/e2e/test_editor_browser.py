@@ -11,25 +11,32 @@ import nbformat
 import pytest
 
 from s3grid import MasterStore, S3GridConfig
-from s3grid.editor import cell_text
+from s3grid.editor import STATUS as STATUS_NAME
+from s3grid.editor import Editor, cell_text
 from s3grid.sample import sample_master
 from tests.e2e.conftest import E2E_BUCKET, Lab
 
 pytestmark = pytest.mark.e2e
 
-ROW_HEADER = 64  # ipydatagrid defaults: base_row_header_size, base_column_size, row size
-COL_WIDTH = 64
+ROW_HEADER = 64  # ipydatagrid defaults: base_row_header_size, row size, header size
 ROW_HEIGHT = 20
 HEADER_HEIGHT = 20
+# The grid's column widths (⚑ first), as the editor sizes them for the seeded master.
+WIDTHS: list[int] = []
 
 
 def seed_e2e_bucket(endpoint: str, rows: int, note: str) -> MasterStore:
-    """The bucket the running JupyterLab's kernels read (S3_BUCKET), with a new master."""
+    """The bucket the running JupyterLab's kernels read (S3_BUCKET), with a new master;
+    :data:`WIDTHS` holds the columns' widths an editor of it gives them (it sizes them
+    from the master's values, the same in the notebook's kernel as here)."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=E2E_BUCKET)
     s3.put_bucket_versioning(Bucket=E2E_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
     store.create(sample_master(rows), note=note)
+    sized = Editor(store, watch=False)
+    WIDTHS[:] = [sized.grid.column_widths[c] for c in [STATUS_NAME, *sized.session.columns]]
+    sized.close()
     return store
 
 
@@ -68,7 +75,7 @@ def run_notebook(page: Any, lab: Lab, name: str) -> Any:
 
 def cell_point(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[float, float]:
     box = editor.locator(".lm-DataGrid").first.bounding_box()
-    x = box["x"] + ROW_HEADER + grid_col * COL_WIDTH + COL_WIDTH / 2
+    x = box["x"] + ROW_HEADER + sum(WIDTHS[:grid_col]) + WIDTHS[grid_col] / 2
     y = box["y"] + HEADER_HEIGHT + grid_row * ROW_HEIGHT + ROW_HEIGHT / 2
     return x, y
 
@@ -115,6 +122,30 @@ def objects(store: MasterStore, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in store.bucket.list_objects(prefix))
 
 
+EDITED, WHITE = (255, 242, 179), (255, 255, 255)  # the edit mark (#fff2b3), no mark
+
+PIXEL = """([x, y]) => {
+  const canvas = document.elementFromPoint(x, y);
+  if (!(canvas instanceof HTMLCanvasElement)) return null;
+  const r = canvas.getBoundingClientRect();
+  const [sx, sy] = [canvas.width / r.width, canvas.height / r.height];
+  const d = canvas.getContext('2d').getImageData((x - r.left) * sx, (y - r.top) * sy, 1, 1).data;
+  return [d[0], d[1], d[2]];
+}"""
+
+
+def cell_color(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[int, ...]:
+    """The background of a cell, as painted: a pixel near its left edge (text is not)."""
+    box = editor.locator(".lm-DataGrid").first.bounding_box()
+    x = box["x"] + ROW_HEADER + sum(WIDTHS[:grid_col]) + 3
+    y = box["y"] + HEADER_HEIGHT + grid_row * ROW_HEIGHT + 3
+    return tuple(page.evaluate(PIXEL, [x, y]) or ())
+
+
+def fill_note(editor: Any, note: str) -> None:
+    editor.locator("input[placeholder*='what did you change']").fill(note)
+
+
 def click_button(editor: Any, label: str) -> None:
     editor.locator("button", has_text=re.compile(rf"^\s*{label}\s*$")).first.click()
 
@@ -135,10 +166,10 @@ def test_edit_float_cell_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -
     base = e2e_store.load()
     editor = run_notebook(page, lab, "01_edit_master.ipynb")
     type_in_cell(page, editor, 0, VOLUME, "123.5")
-    wait_message(page, editor, "Row 0: volume_filtered = 123.5")
+    wait_message(page, editor, "tow 1 · net 0: volume_filtered = 123.5")
     # The ⚑ flag follows the edit at once only where gridpatch.js runs in the browser: the
     # kernel pushes it after the browser has reported the patch applied.
-    wait_shown(page, editor, 0, STATUS, "edited")
+    wait_shown(page, editor, 0, STATUS, "edited: volume_filtered")
     assert shown_in_cell(page, editor, 0, VOLUME) == "123.5"
     assert shown_in_cell(page, editor, 1, STATUS) == ""
     # Undo and Redo of one cell send just that cell and its flag, like the edit itself.
@@ -148,8 +179,12 @@ def test_edit_float_cell_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -
     wait_shown(page, editor, 0, STATUS, "")
     click_button(editor, "Redo")
     wait_shown(page, editor, 0, VOLUME, "123.5")
-    wait_shown(page, editor, 0, STATUS, "edited")
-    editor.locator("input[placeholder^='What did you change']").fill("e2e: fix volume ✓")
+    wait_shown(page, editor, 0, STATUS, "edited: volume_filtered")
+    page.mouse.click(*cell_point(page, editor, 5, TOW))  # the selection away from row 0
+    page.wait_for_timeout(300)
+    assert cell_color(page, editor, 0, VOLUME) == EDITED  # the edited cell is marked
+    assert cell_color(page, editor, 0, TOW) == WHITE  # not the rest of its row
+    fill_note(editor, "e2e: fix volume ✓")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
 
@@ -175,7 +210,7 @@ def test_invalid_value_is_refused_and_cell_reverts(
     assert shown_in_cell(page, editor, 0, TOW) == "1"
     type_in_cell(page, editor, 0, TOW, "7.5")
     text = wait_message(page, editor, "fractional part")
-    assert "Row 0, column 'tow'" in text
+    assert "tow 1 · net 0, column 'tow'" in text
     assert "int32" in text
     page.wait_for_timeout(500)
     assert shown_in_cell(page, editor, 0, TOW) == "1"
@@ -185,9 +220,9 @@ def test_invalid_value_is_refused_and_cell_reverts(
 def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStore) -> None:
     editor = run_notebook(page, lab, "01_edit_master.ipynb")
     type_in_cell(page, editor, 1, VOLUME, "11.5")
-    wait_message(page, editor, "Row 1: volume_filtered = 11.5")
+    wait_message(page, editor, "tow 1 · net 1: volume_filtered = 11.5")
     type_in_cell(page, editor, 2, VOLUME, "22.5")
-    wait_message(page, editor, "Row 2: volume_filtered = 22.5")
+    wait_message(page, editor, "tow 1 · net 2: volume_filtered = 22.5")
 
     # A colleague saves behind the editor's back: one overlapping cell, one not.
     m = e2e_store.load()
@@ -196,18 +231,20 @@ def test_conflict_view_merge_and_save(page: Any, lab: Lab, e2e_store: MasterStor
     df.loc[5, "min_depth"] = 7
     e2e_store.save(df, base=m, note="colleague's fix")
 
+    fill_note(editor, "my volumes")
     click_button(editor, "Save")
-    text = wait_message(page, editor, "Conflict: saved by")
-    assert "colleague's fix" in text
+    text = wait_message(page, editor, "saved a new version")
+    assert "Conflict:" in text and "colleague's fix" in text
     panel = editor.locator(".s3grid-conflicts")
     panel.wait_for(state="visible")
     assert "theirs 99.0, mine 11.5" in panel.inner_text()
     # an edit made while the conflict shows is part of the merge
     type_in_cell(page, editor, 3, MIN_DEPTH, "42")
-    wait_message(page, editor, "Row 3: min_depth = 42")
+    wait_message(page, editor, "tow 1 · net 3: min_depth = 42")
     panel.locator("button", has_text="mine").first.click()
     click_button(editor, "Apply merge")
     wait_message(page, editor, "Merged onto version")
+    fill_note(editor, "my volumes, merged")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
 
@@ -241,8 +278,9 @@ def test_edit_under_the_grids_own_sort_uses_ipydatagrid_path(
     row = int(loaded.index[(loaded["tow"] == tow) & (loaded["net"] == net)][0])
     assert row != 0  # the sort moved it: the view row and the row differ
     type_in_cell(page, editor, 0, VOLUME, "77.5")
-    wait_message(page, editor, f"Row {row}: volume_filtered = 77.5")
+    wait_message(page, editor, f"tow {tow} · net {net}: volume_filtered = 77.5")
     assert shown_in_cell(page, editor, 0, VOLUME) == "77.5"
+    fill_note(editor, "under the grid's sort")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
     saved = e2e_store.load().to_pandas()
@@ -281,7 +319,8 @@ def test_save_shows_its_progress_in_the_editor(page: Any, lab: Lab, e2e_store: M
     nbformat.write(nb, lab.root / "progress.ipynb")
     editor = run_notebook(page, lab, "progress.ipynb")
     type_in_cell(page, editor, 0, VOLUME, "5.5")
-    wait_message(page, editor, "Row 0: volume_filtered = 5.5")
+    wait_message(page, editor, "tow 1 · net 0: volume_filtered = 5.5")
+    fill_note(editor, "progress")
     page.evaluate(WATCH_EDITOR)
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
@@ -306,13 +345,102 @@ def test_edit_row_900000_of_1m_through_a_filter(
     box = editor.locator("input[placeholder^='filter']")
     box.fill(f"tow == {target['tow']} and net == {target['net']}")
     box.press("Enter")
-    page.locator(".s3grid-editor .widget-label", has_text="1 matching rows").wait_for()
+    page.locator(".s3grid-editor .widget-label", has_text="· 1 row").wait_for()
     type_in_cell(page, editor, 0, VOLUME, "900.5")
-    wait_message(page, editor, "Row 900000: volume_filtered = 900.5")
-    editor.locator("input[placeholder^='What did you change']").fill("row 900,000")
+    label = f"tow {target['tow']} · net {target['net']}"
+    wait_message(page, editor, f"{label}: volume_filtered = 900.5")
+    fill_note(editor, "row 900,000")
     click_button(editor, "Save")
     wait_message(page, editor, "Saved version")
     saved = big_store.load().to_pandas()
     assert saved.loc[900_000, "volume_filtered"] == 900.5
     assert len(saved) == 1_000_000
     assert big_store.audit_log().iloc[-1]["cells_changed"] == 1
+
+
+def header_menu_point(page: Any, editor: Any, grid_col: int) -> tuple[float, float]:
+    """Where the header's menu button is: the right end of the column's header cell."""
+    box = editor.locator(".lm-DataGrid").first.bounding_box()
+    right = box["x"] + ROW_HEADER + sum(WIDTHS[: grid_col + 1])
+    return right - 8, box["y"] + HEADER_HEIGHT / 2
+
+
+def test_the_header_menu_sorts_the_whole_master(
+    page: Any, lab: Lab, endpoint: str, tmp_path: Any
+) -> None:
+    store = seed_e2e_bucket(endpoint, 1200, "three pages")  # 500 rows a page
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    master = store.load().to_pandas()
+    page.mouse.click(*header_menu_point(page, editor, TOW))
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("Sort Descending")).click()
+    wait_message(page, editor, "sorted by tow (descending, over all of them)")
+    # the largest tow of the whole master, not of the first page
+    wait_shown(page, editor, 0, TOW, str(master["tow"].max()))
+    assert master["tow"].max() > master["tow"].iloc[:500].max()
+    assert editor.locator("select").first.input_value() == "tow"
+    page.screenshot(path=str(tmp_path / "header-sort.png"))
+
+
+def test_a_save_without_a_note_is_refused_and_keeps_the_edit(
+    page: Any, lab: Lab, e2e_store: MasterStore
+) -> None:
+    base = e2e_store.load()
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    type_in_cell(page, editor, 0, VOLUME, "3.5")
+    wait_message(page, editor, "volume_filtered = 3.5")
+    click_button(editor, "Save")
+    wait_message(page, editor, "Write a note first")
+    assert e2e_store.load().version_id == base.version_id
+    assert "1</b> pending" in editor.locator(".s3grid-status").inner_html()
+
+
+def test_a_colleagues_save_shows_in_the_open_editor(
+    page: Any, lab: Lab, e2e_store: MasterStore
+) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from s3grid import Editor\nEditor.from_env(watch=1)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)"}
+    nbformat.write(nb, lab.root / "watching.ipynb")
+    editor = run_notebook(page, lab, "watching.ipynb")
+    m = e2e_store.load()
+    df = m.to_pandas()
+    df.loc[3, "volume_filtered"] = 4.5
+    e2e_store.save(df, base=m, note="fix tow 1 volume")
+    notice = editor.locator(".s3grid-notice")
+    notice.wait_for(timeout=30_000)
+    text = notice.inner_text()
+    assert "saved a new version just now" in text and "'fix tow 1 volume'" in text
+    click_button(editor, "Reload")
+    wait_message(page, editor, "Loaded version")
+    assert editor.locator(".s3grid-notice").count() == 0
+
+
+def test_reload_of_a_missing_master_says_so_and_keeps_the_editor(
+    page: Any, lab: Lab, e2e_store: MasterStore
+) -> None:
+    editor = run_notebook(page, lab, "01_edit_master.ipynb")
+    field = editor.locator("input").nth(1)  # Master key
+    assert field.input_value() == "data/master.parquet"
+    field.fill("data/nothing-here.parquet")
+    click_button(editor, "Reload")
+    text = wait_message(page, editor, "Could not load")
+    assert "data/nothing-here.parquet" in text
+    assert "200 rows" in editor.locator(".s3grid-status").inner_text()
+
+
+def test_at_a_narrow_width_the_controls_stay_in_view(
+    browser: Any, lab: Lab, e2e_store: MasterStore, tmp_path: Any
+) -> None:
+    context = browser.new_context(viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    try:
+        editor = run_notebook(page, lab, "01_edit_master.ipynb")
+        page.screenshot(path=str(tmp_path / "narrow.png"))
+        area = editor.bounding_box()
+        for label in ("Reload", "Save", "Undo", "Revert all", "Changes"):
+            button = editor.locator("button", has_text=label).first.bounding_box()
+            assert button["x"] + button["width"] <= area["x"] + area["width"] + 1, label
+        grid = editor.locator(".lm-DataGrid").first.bounding_box()
+        assert grid["width"] <= area["width"] + 1  # the grid scrolls inside the notebook
+    finally:
+        context.close()

@@ -54,3 +54,13 @@ class FrontEnd:
 
     def shown(self, grid_row: int, column: str) -> Any:
         return self.editor.grid.data.iloc[grid_row][column]
+
+
+def save(editor: Editor, note: str | None = None) -> bool:
+    """Click Save as a user does: with ``note``, or with the note already typed, or else
+    with one (a save needs a note)."""
+    if note is not None:
+        editor.note.value = note
+    elif not editor.note.value.strip():
+        editor.note.value = "a test save"
+    return editor.save()
