@@ -56,11 +56,10 @@ def copy_notebooks(data_dir: Path) -> Path:
     return target
 
 
-def lab_settings(data_dir: Path) -> Path:
-    """JupyterLab user settings of the demo's own (``<data_dir>/lab-settings``): no
-    question about Jupyter news on the first start, and no news or update fetched. Yours
-    in ``~/.jupyter`` stay as they are."""
-    settings = data_dir / "lab-settings"
+def lab_settings(settings: Path) -> Path:
+    """``settings``, a JupyterLab user-settings folder of s3grid's own (the demo's is
+    ``<data dir>/lab-settings``): no question about Jupyter news on the first start, and
+    no news or update fetched. Yours in ``~/.jupyter`` stay as they are."""
     notification = (
         settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     )
@@ -180,8 +179,12 @@ def _seed_bucket(url: str, rows: int) -> None:
     store.create(sample_master(rows), note="demo: sample master")
 
 
-def lab_command(*, port: int, root: Path, token: str, open_browser: bool = False) -> list[str]:
-    """The JupyterLab command: 127.0.0.1 only, a token, no update or news checks."""
+def lab_command(
+    *, port: int, root: Path, token: str, open_browser: bool = False, settings: Path | None = None
+) -> list[str]:
+    """The JupyterLab command: 127.0.0.1 only, a token, no update or news checks, and
+    its user settings in ``settings`` (see :func:`lab_settings`; default
+    ``<root>/.lab-settings``)."""
     cmd = [
         sys.executable,
         "-m",
@@ -194,6 +197,7 @@ def lab_command(*, port: int, root: Path, token: str, open_browser: bool = False
         f"--IdentityProvider.token={token}",
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        f"--LabApp.user_settings_dir={lab_settings(settings or root / '.lab-settings')}",
     ]
     if not open_browser:
         cmd.append("--no-browser")
@@ -252,8 +256,13 @@ def run_demo(
         env["S3GRID_COMMIT"] = "copy"
     for name in ("MOTO_ENABLE_RECORDING", "MOTO_RECORDER_FILEPATH"):
         env.pop(name, None)  # only the demo's own server records
-    env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(data_dir))
-    cmd = lab_command(port=port, root=nb_dir, token=token, open_browser=open_browser)
+    cmd = lab_command(
+        port=port,
+        root=nb_dir,
+        token=token,
+        open_browser=open_browser,
+        settings=data_dir / "lab-settings",
+    )
     cmd.append(f"--LabApp.default_url=/lab/tree/{NOTEBOOK}")
     # Own process group: the terminal's Ctrl+C reaches the demo, which stops Jupyter
     # itself (Jupyter would otherwise ask "Shutdown this Jupyter server (y/[n])?").

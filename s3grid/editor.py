@@ -177,7 +177,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.note = w.Text(
             placeholder="Required: what did you change, and why?",
             description="Note",
-            layout=w.Layout(width="40%"),
+            layout=w.Layout(width="40%", min_width="320px"),
         )
         self.undo_button = w.Button(description="Undo", icon="undo")
         self.redo_button = w.Button(description="Redo", icon="repeat")
@@ -235,29 +235,43 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.prev_button.on_click(guard("Page", lambda _: self._goto(self.page - 1)))
         self.next_button.on_click(guard("Page", lambda _: self._goto(self.page + 1)))
 
+        # Rows of controls wrap at a narrow notebook width instead of squeezing their
+        # labels into ellipses; buttons keep the width of their label.
+        for button in (
+            self.reload_button,
+            self.save_button,
+            self.undo_button,
+            self.redo_button,
+            self.add_button,
+            self.delete_button,
+            self.revert_button,
+            self.changes_button,
+        ):
+            button.layout.width = "auto"
+            button.layout.min_width = "90px"
+
+        def row(*children: w.Widget) -> w.HBox:
+            return w.HBox(list(children), layout=w.Layout(flex_flow="row wrap"))
+
         super().__init__(
             [
-                w.HBox([self.bucket, self.master_key, self.snapshot_prefix, self.audit_prefix]),
-                w.HBox([self.reload_button, self.save_button, self.note]),
-                w.HBox(
-                    [
-                        self.undo_button,
-                        self.redo_button,
-                        self.add_button,
-                        self.delete_button,
-                        self.revert_button,
-                        self.changes_button,
-                    ]
+                row(self.bucket, self.master_key, self.snapshot_prefix, self.audit_prefix),
+                row(self.reload_button, self.save_button, self.note),
+                row(
+                    self.undo_button,
+                    self.redo_button,
+                    self.add_button,
+                    self.delete_button,
+                    self.revert_button,
+                    self.changes_button,
                 ),
-                w.HBox(
-                    [
-                        self.filter,
-                        self.sort_by,
-                        self.descending,
-                        self.prev_button,
-                        self.page_label,
-                        self.next_button,
-                    ]
+                row(
+                    self.filter,
+                    self.sort_by,
+                    self.descending,
+                    self.prev_button,
+                    self.page_label,
+                    self.next_button,
                 ),
                 self.status,
                 self.notice,
@@ -335,10 +349,13 @@ class Editor(w.VBox):  # type: ignore[misc]
         for b in buttons:
             b.disabled = True
         self._say(f"{doing}…")
+        # Not ``with self.progress``: in a kernel, the Output widget's exit swallows an
+        # exception (it shows the traceback instead), and the caller never hears of it.
+        self.progress.__enter__()
         try:
-            with self.progress:
-                yield
+            yield
         finally:
+            self.progress.__exit__(None, None, None)
             self.progress.clear_output()
             for b, disabled in zip(buttons, before, strict=True):
                 b.disabled = disabled

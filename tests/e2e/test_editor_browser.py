@@ -124,13 +124,17 @@ def objects(store: MasterStore, prefix: str) -> list[str]:
 
 EDITED, WHITE = (255, 242, 179), (255, 255, 255)  # the edit mark (#fff2b3), no mark
 
+# The grid paints into one canvas under a transparent overlay (its selections): the
+# first canvas at the point with an opaque pixel there is what shows.
 PIXEL = """([x, y]) => {
-  const canvas = document.elementFromPoint(x, y);
-  if (!(canvas instanceof HTMLCanvasElement)) return null;
-  const r = canvas.getBoundingClientRect();
-  const [sx, sy] = [canvas.width / r.width, canvas.height / r.height];
-  const d = canvas.getContext('2d').getImageData((x - r.left) * sx, (y - r.top) * sy, 1, 1).data;
-  return [d[0], d[1], d[2]];
+  for (const canvas of document.elementsFromPoint(x, y)) {
+    if (!(canvas instanceof HTMLCanvasElement)) continue;
+    const r = canvas.getBoundingClientRect();
+    const [sx, sy] = [canvas.width / r.width, canvas.height / r.height];
+    const d = canvas.getContext('2d').getImageData((x - r.left) * sx, (y - r.top) * sy, 1, 1);
+    if (d.data[3] > 0) return [d.data[0], d.data[1], d.data[2]];
+  }
+  return null;
 }"""
 
 
@@ -437,9 +441,15 @@ def test_at_a_narrow_width_the_controls_stay_in_view(
         editor = run_notebook(page, lab, "01_edit_master.ipynb")
         page.screenshot(path=str(tmp_path / "narrow.png"))
         area = editor.bounding_box()
-        for label in ("Reload", "Save", "Undo", "Revert all", "Changes"):
-            button = editor.locator("button", has_text=label).first.bounding_box()
-            assert button["x"] + button["width"] <= area["x"] + area["width"] + 1, label
+        for label in ("Reload", "Save", "Undo", "Add row", "Delete rows", "Revert all", "Changes"):
+            button = editor.locator("button", has_text=label).first
+            box = button.bounding_box()
+            assert box["x"] + box["width"] <= area["x"] + area["width"] + 1, label
+            # the whole label shows (no ellipsis)
+            assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), label
+        for field in editor.locator("input[type='text']").all()[:4]:  # bucket, key, prefixes
+            box = field.bounding_box()
+            assert box["x"] + box["width"] <= area["x"] + area["width"] + 1
         grid = editor.locator(".lm-DataGrid").first.bounding_box()
         assert grid["width"] <= area["width"] + 1  # the grid scrolls inside the notebook
     finally:
