@@ -8,6 +8,12 @@ and main-thread time blocked by long tasks in the 3 s after one cell edit (ms).
 Ratios are Editor / plain, from the same run. Above ``--plain-max`` rows only the Editor
 runs (a plain DataGrid of 10M rows needs several GB of browser heap).
 
+Then, in the Editor, the steps of moving around (500-row pages): the next page, a sort
+(descending, over the whole master), deleting a row and undoing that. For each: how
+long the browser's main thread was blocked by long tasks from the click until 1.5 s
+after the result showed, and how long after the click the result showed (the editor's
+page label or message saying so, then two animation frames: painted).
+
 A third notebook, "one page", loads the same master and shows only its first 500 rows
 in a plain DataGrid: the least any kernel-side window can cost here (the imports, the
 GetObject, one grid's JavaScript and first paint), without any editing machinery. Its
@@ -51,7 +57,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(page: Any, base: str, token: str, name: str, col: int) -> dict[str, float]:
+def measure(
+    page: Any, base: str, token: str, name: str, col: int, widths: list[int] | None = None
+) -> dict[str, float]:
     page.goto(f"{base}/lab/tree/{name}.ipynb?token={token}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
     page.wait_for_selector(
@@ -68,7 +76,9 @@ def measure(page: Any, base: str, token: str, name: str, col: int) -> dict[str, 
     heap = page.evaluate("() => performance.memory.usedJSHeapSize") / 1e6
     page.evaluate(LONGTASKS)
     box = page.locator(".jp-OutputArea .lm-DataGrid").first.bounding_box()
-    page.mouse.dblclick(box["x"] + 64 + col * 64 + 32, box["y"] + 20 + 2 * 20 + 10)
+    widths = widths or [64] * (col + 1)  # the editor sizes its columns; ipydatagrid: 64 px
+    x = box["x"] + 64 + sum(widths[:col]) + widths[col] / 2
+    page.mouse.dblclick(x, box["y"] + 20 + 2 * 20 + 10)
     editor = page.locator(".lm-DataGrid-cellEditorInput")
     editor.wait_for(state="visible")
     editor.fill("123.5")
@@ -77,7 +87,58 @@ def measure(page: Any, base: str, token: str, name: str, col: int) -> dict[str, 
     if name == "editor":  # the edit reached the kernel, and was accepted
         page.locator(".s3grid-message", has_text="volume_filtered = 123.5").wait_for()
     blocked = page.evaluate("() => window.__blocked")
-    return {"painted_ms": painted_ms, "heap_mb": heap, "blocked_ms": blocked}
+    out = {"painted_ms": painted_ms, "heap_mb": heap, "blocked_ms": blocked}
+    if name == "editor":
+        out.update(moving_around(page))
+    return out
+
+
+def step(page: Any, act: Any, shown: str) -> tuple[float, float]:
+    """(blocked ms, ms to shown) of one step: ``act`` clicks; ``shown`` is a JS predicate
+    that turns true when the editor says the step is done."""
+    page.evaluate(LONGTASKS)
+    t0 = time.perf_counter()
+    act()
+    page.wait_for_function(shown, timeout=600_000, polling=10)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    shown_ms = (time.perf_counter() - t0) * 1000
+    page.wait_for_timeout(1500)
+    return page.evaluate("() => window.__blocked"), shown_ms
+
+
+def moving_around(page: Any) -> dict[str, float]:
+    """The next page, a sort, a deletion and its undo, in the Editor."""
+    ed = page.locator(".s3grid-editor")
+    label = (
+        "() => [...document.querySelectorAll('.s3grid-editor .widget-label')]"
+        ".map(e => e.innerText).join(' ')"
+    )
+    said = "() => document.querySelector('.s3grid-editor .s3grid-message')?.innerText || ''"
+
+    def says(js: str, text: str) -> str:
+        return f"() => ({js})().includes({text!r})"
+
+    out: dict[str, float] = {}
+    out["flip_blocked_ms"], out["flip_ms"] = step(
+        page, lambda: ed.locator("button", has_text="▶").click(), says(label, "page 2/")
+    )
+    out["sort_blocked_ms"], out["sort_ms"] = step(
+        page,
+        lambda: (
+            ed.locator("input[type='checkbox']").first.check(),
+            ed.locator("select").first.select_option("tow"),
+        ),
+        says(said, "sorted by tow (descending"),
+    )
+    box = ed.locator(".lm-DataGrid").first.bounding_box()
+    page.mouse.click(box["x"] + 64 + 20, box["y"] + 20 + 10)  # row 1's ⚑ cell
+    out["delete_blocked_ms"], out["delete_ms"] = step(
+        page, lambda: ed.locator("button", has_text="Delete rows").click(), says(said, "Deleted 1")
+    )
+    out["undo_blocked_ms"], out["undo_ms"] = step(
+        page, lambda: ed.locator("button", has_text="Undo").click(), says(said, "Undone")
+    )
+    return out
 
 
 def main() -> None:
@@ -89,7 +150,7 @@ def main() -> None:
     import boto3
     from playwright.sync_api import sync_playwright
 
-    from s3grid import MasterStore, S3GridConfig
+    from s3grid import Editor, MasterStore, S3GridConfig
     from s3grid.demo import lab_command, start_local_s3
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
@@ -136,11 +197,16 @@ def main() -> None:
                 args=[*CHROMIUM_ARGS, "--enable-precise-memory-info"],
             )
             runs = (("plain", 8), ("page", 8), ("editor", 9))  # the volume_filtered column
+            sized = Editor(MasterStore(S3GridConfig(bucket=bucket, endpoint_url=endpoint)))
+            widths = [sized.grid.column_widths[c] for c in ["⚑", *sized.session.columns]]
+            sized.close()
             for name, col in runs if rows <= args.plain_max else runs[1:]:
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})
                 page = context.new_page()
                 page.set_default_timeout(600_000)
-                results[rows][name] = measure(page, base, token, name, col)
+                results[rows][name] = measure(
+                    page, base, token, name, col, widths if name == "editor" else None
+                )
                 context.close()
             browser.close()
         lab.terminate()
@@ -165,6 +231,14 @@ def main() -> None:
                 f"  {label:<24}{p[key]:>9.0f}{f[key]:>10.0f}{e[key]:>9.0f}"
                 f"{ratios[0]:>13.2f}x{ratios[1]:>11.2f}x"
             )
+        print(f"  Editor, 500-row pages{'':<6}{'blocked (ms)':>14}{'shown after (ms)':>18}")
+        for what, key in (
+            ("next page", "flip"),
+            ("sort (whole master)", "sort"),
+            ("delete a row", "delete"),
+            ("undo the delete", "undo"),
+        ):
+            print(f"    {what:<25}{e[key + '_blocked_ms']:>14.0f}{e[key + '_ms']:>18.0f}")
 
 
 if __name__ == "__main__":
