@@ -188,16 +188,18 @@ class Upload:
 class PartStream(io.RawIOBase):
     """A write-only file whose bytes go up to one key in parts while they are written.
 
-    Nothing is sent before :meth:`open` (the caller may still refuse the save); until
-    then the bytes are held. After it, every full part is uploaded on a worker thread
-    while the writer goes on, at most ``PART_THREADS`` in flight (the writer waits
-    beyond that, so memory stays near that many parts). :meth:`finish` sends the rest:
-    one PUT if the whole body fits in one part, else the last part and the complete.
-    :meth:`abort` drops whatever was started. The key should be new (a save's snapshot):
-    the object appears when :meth:`finish` returns, with no condition on the key.
+    Nothing is sent before ``when`` gives the object's arguments (the caller may still
+    refuse the save); until then the bytes are held. After that, every full part is
+    uploaded on a worker thread while the writer goes on, at most ``PART_THREADS`` in
+    flight (the writer waits beyond that, so memory stays near that many parts).
+    :meth:`finish` sends the rest: one PUT if the whole body fits in one part, else the
+    last part and the complete. :meth:`abort` drops whatever was started. The key
+    should be new (a save's snapshot): the object appears when :meth:`finish` returns,
+    with no condition on the key.
 
-    ``when``, if given, is asked before each write until it returns the object's
-    arguments: the stream opens with them then (the writer's thread does the asking).
+    ``when`` is asked before each write until it returns the object's arguments
+    (``Metadata``, ``ContentType``): sending starts then (the writer's thread asks).
+    Without it, nothing is sent before :meth:`finish`.
     """
 
     def __init__(
@@ -238,16 +240,6 @@ class PartStream(io.RawIOBase):
         if self._args is not None:
             self._send_full_parts()
         return n
-
-    @property
-    def opened(self) -> bool:
-        """Whether :meth:`open` was called (bytes may be on their way)."""
-        return self._args is not None
-
-    def open(self, **kwargs: Any) -> None:
-        """Allow sending, with ``kwargs`` (``Metadata``, ``ContentType``) for the object."""
-        self._args = kwargs
-        self._send_full_parts()
 
     def _send_full_parts(self) -> None:
         while len(self._buf) >= PART_BYTES:
@@ -294,7 +286,7 @@ class PartStream(io.RawIOBase):
 
     def finish(self, **kwargs: Any) -> dict[str, Any]:
         """Send what is left and make the object appear; its answer (``VersionId``,
-        ``ETag``). ``kwargs`` open the stream if :meth:`open` was not called."""
+        ``ETag``). ``kwargs``: the object's arguments, if ``when`` has not given them."""
         if self._args is None:
             self._args = kwargs
         try:

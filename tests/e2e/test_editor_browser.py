@@ -385,7 +385,7 @@ def test_the_header_menu_sorts_the_whole_master(
     page.screenshot(path=str(tmp_path / "header-sort.png"))
 
 
-def test_a_save_without_a_note_is_refused_and_keeps_the_edit(
+def test_a_save_without_a_note_is_refused_and_reload_of_a_missing_master_says_so(
     page: Any, lab: Lab, e2e_store: MasterStore
 ) -> None:
     base = e2e_store.load()
@@ -396,6 +396,16 @@ def test_a_save_without_a_note_is_refused_and_keeps_the_edit(
     wait_message(page, editor, "Write a note first")
     assert e2e_store.load().version_id == base.version_id
     assert "1</b> pending" in editor.locator(".s3grid-status").inner_html()
+    click_button(editor, "Revert all")
+    wait_message(page, editor, "Reverted 1 pending change(s)")
+    # another master's key, which does not exist: said, and the editor stays as it was
+    field = editor.locator("input").nth(1)  # Master key
+    assert field.input_value() == "data/master.parquet"
+    field.fill("data/nothing-here.parquet")
+    click_button(editor, "Reload")
+    text = wait_message(page, editor, "Could not load")
+    assert "data/nothing-here.parquet" in text
+    assert "200 rows" in editor.locator(".s3grid-status").inner_text()
 
 
 def test_a_colleagues_save_shows_in_the_open_editor(
@@ -417,19 +427,6 @@ def test_a_colleagues_save_shows_in_the_open_editor(
     click_button(editor, "Reload")
     wait_message(page, editor, "Loaded version")
     assert editor.locator(".s3grid-notice").count() == 0
-
-
-def test_reload_of_a_missing_master_says_so_and_keeps_the_editor(
-    page: Any, lab: Lab, e2e_store: MasterStore
-) -> None:
-    editor = run_notebook(page, lab, "01_edit_master.ipynb")
-    field = editor.locator("input").nth(1)  # Master key
-    assert field.input_value() == "data/master.parquet"
-    field.fill("data/nothing-here.parquet")
-    click_button(editor, "Reload")
-    text = wait_message(page, editor, "Could not load")
-    assert "data/nothing-here.parquet" in text
-    assert "200 rows" in editor.locator(".s3grid-status").inner_text()
 
 
 def test_at_a_narrow_width_the_controls_stay_in_view(
