@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 import ipywidgets as w
@@ -237,16 +238,16 @@ class Editor(w.VBox):  # type: ignore[misc]
 
         # Rows of controls wrap at a narrow notebook width instead of squeezing their
         # labels into ellipses; buttons keep the width of their label.
-        for button in (
-            self.reload_button,
-            self.save_button,
+        saving = (self.reload_button, self.save_button)
+        editing = (
             self.undo_button,
             self.redo_button,
             self.add_button,
             self.delete_button,
             self.revert_button,
             self.changes_button,
-        ):
+        )
+        for button in (*saving, *editing):
             button.layout.width = "auto"
             button.layout.min_width = "90px"
 
@@ -256,15 +257,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         super().__init__(
             [
                 row(self.bucket, self.master_key, self.snapshot_prefix, self.audit_prefix),
-                row(self.reload_button, self.save_button, self.note),
-                row(
-                    self.undo_button,
-                    self.redo_button,
-                    self.add_button,
-                    self.delete_button,
-                    self.revert_button,
-                    self.changes_button,
-                ),
+                row(*saving, self.note),
+                row(*editing),
                 row(
                     self.filter,
                     self.sort_by,
@@ -516,10 +510,10 @@ class Editor(w.VBox):  # type: ignore[misc]
         (rows spread over the whole table), within a minimum and a maximum."""
         n = len(s.df)
         sample = s.df.iloc[np.unique(np.linspace(0, n - 1, num=min(n, WIDTH_SAMPLE), dtype=int))]
-        shown = _display_frame(sample, s, {}) if n else None
+        ids = sample.index.to_numpy()
         widths = {STATUS: 96}
         for column in s.columns:
-            texts = shown[column].tolist() if shown is not None else []
+            texts = _column_text(sample[column], s.nan_mask(ids, column))
             widths[column] = column_width(column, texts)
         return widths
 
@@ -802,13 +796,15 @@ class Editor(w.VBox):  # type: ignore[misc]
         """Delete rows by id; returns how many."""
         if self.session is None:
             return 0
-        ids = [int(r) for r in row_ids if int(r) in self.session.df.index]
-        names = [self.session.label(r) for r in ids[:5]]
-        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        s = self.session
+        ids = sorted({int(r) for r in row_ids})
+        # named before they go (the session skips ids that are not there)
+        names = [s.label(r) for r in islice((r for r in ids if r in s.df.index), 5)]
         with self._working("Deleting"):
-            n = self.session.delete_rows(ids)
+            n = s.delete_rows(ids)
             self._refresh()
         if n:
+            more = f" and {n - len(names)} more" if n > len(names) else ""
             self._say(f"Deleted {n} row(s): {', '.join(names)}{more}. Undo brings them back.")
         else:
             self._say("Select cells in the rows to delete first.", "warn")
