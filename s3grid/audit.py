@@ -47,7 +47,8 @@ class AuditRecord:
     """One save, as written to its audit object (one JSON line).
 
     Attributes follow DESIGN.md; ``changes`` holds ``cells_changed``, ``rows_added`` and
-    ``rows_deleted``.
+    ``rows_deleted``; ``changeset_key`` names the save's changeset (None in records
+    written before changesets existed: its key derives from the timestamp and save id).
     """
 
     timestamp: str
@@ -67,6 +68,7 @@ class AuditRecord:
     aws_identity: str | None = None
     original_source: str | None = None
     lost_update_of: list[str] | None = None
+    changeset_key: str | None = None
 
     def to_line(self) -> bytes:
         """The record as one newline-terminated line of UTF-8 JSON.
@@ -127,6 +129,7 @@ _FIELD_KINDS: dict[str, type | tuple[type, ...]] = {
     "prev_etag": (str, type(None)),
     "new_etag": str,
     "aws_identity": (str, type(None)),
+    "changeset_key": (str, type(None)),
 }
 
 AUDIT_COLUMNS = [
@@ -148,6 +151,7 @@ AUDIT_COLUMNS = [
     "new_etag",
     "aws_identity",
     "audit_key",
+    "changeset_key",
 ]
 
 

@@ -198,7 +198,6 @@ def apply_preview(
         note=note,
         source="sql",
         allow_schema_change=allow_schema_change,
-        changes=preview.diff.counts if preview.table.schema == preview.base.schema else None,
     )
 
 

@@ -125,13 +125,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([asdict(r) for r in repairs])
     elif not repairs:
-        print("Nothing to repair: every s3grid version has its snapshot and audit.")
+        print("Nothing to repair: every s3grid version has its snapshot, changeset and audit.")
     else:
         for r in repairs:
             wrote = [
-                w for w, done in (("snapshot", r.wrote_snapshot), ("audit", r.wrote_audit)) if done
+                w
+                for w, done in (
+                    ("snapshot", r.wrote_snapshot),
+                    ("changeset", r.wrote_changeset),
+                    ("audit", r.wrote_audit),
+                )
+                if done
             ]
-            print(f"version {r.version_id} (save {r.save_id}): wrote {' and '.join(wrote)}")
+            print(f"version {r.version_id} (save {r.save_id}): wrote {', '.join(wrote)}")
     return EXIT_OK
 
 

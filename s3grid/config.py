@@ -35,6 +35,8 @@ class S3GridConfig:
         audit_prefix: prefix of JSONL audit records (``S3_AUDIT_PREFIX``).
         file_format: ``"parquet"`` (default) or ``"csv"`` (``S3_FILE_FORMAT``).
         archive_prefix: where pruned saves go (``S3_ARCHIVE_PREFIX``).
+        changes_prefix: prefix of each save's changeset, the cells it changed
+            (``S3_CHANGES_PREFIX``).
         endpoint_url: an S3-compatible endpoint (``S3_ENDPOINT_URL``); ``None`` lets boto3
             decide, so ``AWS_ENDPOINT_URL_S3`` keeps working.
         profile: an AWS profile name (``AWS_PROFILE``); ``None`` uses boto3's default chain.
@@ -75,6 +77,7 @@ class S3GridConfig:
     audit_prefix: str = "audit"
     file_format: str = "parquet"
     archive_prefix: str = "archive/streamlit"
+    changes_prefix: str = "changes"
     endpoint_url: str | None = None
     profile: str | None = None
     region: str | None = None
@@ -104,7 +107,7 @@ class S3GridConfig:
                 "(for example data/master.parquet)."
             )
         set_(self, "master_key", key)
-        for name in ("snapshot_prefix", "audit_prefix", "archive_prefix"):
+        for name in ("snapshot_prefix", "audit_prefix", "archive_prefix", "changes_prefix"):
             set_(self, name, _clean_prefix(getattr(self, name), name))
         fmt = self.file_format.strip().lower()
         if fmt not in FILE_FORMATS:
@@ -158,6 +161,7 @@ class S3GridConfig:
             "audit_prefix": get("S3_AUDIT_PREFIX"),
             "file_format": get("S3_FILE_FORMAT"),
             "archive_prefix": get("S3_ARCHIVE_PREFIX"),
+            "changes_prefix": get("S3_CHANGES_PREFIX"),
             "endpoint_url": get("S3_ENDPOINT_URL") or get("AWS_ENDPOINT_URL_S3"),
             "profile": get("AWS_PROFILE"),
             "region": get("AWS_REGION") or get("AWS_DEFAULT_REGION"),

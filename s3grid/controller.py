@@ -249,9 +249,7 @@ class EditorController:
     def _save(self, s: EditSession, note: str) -> Outcome:
         try:
             table = s.to_table()
-            res = self.store.save(
-                table, base=s.master, note=note, source="editor", changes=s.changes().counts
-            )
+            res = self.store.save(table, base=s.master, note=note, source="editor")
         except ConflictError as exc:
             try:
                 theirs = self.store.load()

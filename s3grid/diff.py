@@ -24,7 +24,6 @@ __all__ = [
     "MergeConflict",
     "MergeResult",
     "TableDiff",
-    "count_changes",
     "default_key_columns",
     "diff_tables",
     "equal_mask",
@@ -351,26 +350,6 @@ def _diff_in_pandas(old: pa.Table, new: pa.Table, keys: tuple[str, ...]) -> Tabl
                 )
             )
     return TableDiff(keys, tuple(cells), added, deleted)
-
-
-def count_changes(old: pa.Table, new: pa.Table, key_columns: Sequence[str] = ()) -> ChangeCounts:
-    """``diff_tables(old, new, key_columns).counts``, computed in Arrow.
-
-    A save only needs the counts for its audit; this never builds pandas frames or
-    Python objects per row, so it stays cheap in time and memory at 10M rows. The two
-    tables must have the same schema; keys must be unique and non-null (``validate``).
-    In the usual save (same rows in the same order, maybe some appended or cut at the
-    end) columns are compared in place: no join, and no copy of any column.
-    """
-    keys = _shared_keys(old, new, key_columns)
-    rows = _match_rows(old, new, keys, in_old_order=False)  # counting needs no order
-    cells = 0
-    for column in new.column_names:
-        if column in keys or column not in old.column_names:
-            continue
-        a, b = rows.pair(old.column(column), new.column(column))
-        cells += int(np.count_nonzero(~same_values(a, b)))
-    return ChangeCounts(cells, len(rows.added), len(rows.deleted))
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -1,5 +1,6 @@
-"""A master's history in the bucket: the snapshot and the audit record of every save,
-the audit log as a DataFrame, and reconcile, which rebuilds what a crash left out.
+"""A master's history in the bucket: the snapshot, changeset and audit record of every
+save, the audit log and the history of a row or column as DataFrames, and reconcile,
+which rebuilds what a crash left out.
 
 :class:`History` writes and reads through :class:`~s3grid.s3.S3Bucket` only; keys come
 from :mod:`s3grid.layout`, records from :mod:`s3grid.audit`.
@@ -11,36 +12,68 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from s3grid.audit import AuditRecord, format_timestamp, records_to_frame
+from s3grid.changeset import (
+    Changeset,
+    changeset_frame,
+    decode_changeset,
+    encode_changeset,
+    key_filter,
+    select_changes,
+)
 from s3grid.commit import SaveMetadata
 from s3grid.config import S3GridConfig
-from s3grid.errors import ConflictError, MasterFormatError, ValidationError
-from s3grid.layout import audit_key, parse_audit_key, snapshot_key
+from s3grid.errors import (
+    ConflictError,
+    MasterFormatError,
+    NotFoundError,
+    S3GridError,
+    ValidationError,
+)
+from s3grid.layout import audit_key, changeset_key, parse_audit_key, snapshot_key
 from s3grid.model import Repair
 from s3grid.s3 import S3Bucket
 
 __all__ = ["History"]
 
+_T = TypeVar("_T")
+
+
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+
+# What history() says about each save, before the change's own columns.
+SAVE_COLUMNS = ["timestamp", "user", "note", "source", "version", "save_id"]
+
 
 class History:
-    """The snapshots and audits of one master.
+    """The snapshots, changesets and audits of one master.
 
     Args:
         bucket: the master's bucket.
         cfg: the master's configuration (its key, prefixes).
         identity: the caller's AWS identity for audit records (looked up on first use).
+        diff: the changes between two master versions (the first None: from nothing),
+            to rebuild a changeset a save did not write (a crash, or a save made before
+            changesets existed).
     """
 
     def __init__(
-        self, bucket: S3Bucket, cfg: S3GridConfig, identity: Callable[[], str | None]
+        self,
+        bucket: S3Bucket,
+        cfg: S3GridConfig,
+        identity: Callable[[], str | None],
+        diff: Callable[[str | None, str], Changeset],
     ) -> None:
         self.bucket = bucket
         self.cfg = cfg
         self.identity = identity
+        self.diff = diff
+        # Changesets never change once written (or rebuilt): each is read once.
+        self._changesets: dict[str, Changeset] = {}
 
     def write_snapshot(self, version_id: str, snap_key: str) -> None:
         """Copy exactly ``version_id`` of the master to ``snap_key`` (once: a key taken
@@ -52,6 +85,28 @@ class History:
             # lost (or a reconcile) copied this same version there.
             if self.bucket.head(snap_key) is None:
                 raise
+
+    def write_changeset(self, key: str, changeset: Changeset) -> None:
+        """Write a save's changeset to ``key``, once (a key taken is this save's)."""
+        try:
+            body = encode_changeset(changeset)
+            self.bucket.put(key, body, IfNoneMatch="*", ContentType=PARQUET_CONTENT_TYPE)
+        except ConflictError:
+            if self.bucket.head(key) is None:
+                raise
+        self._changesets[key] = changeset
+
+    def read_changeset(self, key: str) -> Changeset:
+        """The changeset at ``key``.
+
+        Raises:
+            NotFoundError: there is none.
+            MasterFormatError: the object is not a changeset.
+        """
+        if key not in self._changesets:
+            body, _ = self.bucket.get(key)
+            self._changesets[key] = decode_changeset(body, where=self.bucket.url(key))
+        return self._changesets[key]
 
     def write_audit(self, akey: str, record: AuditRecord) -> None:
         """Write ``record`` to ``akey``, never over another."""
@@ -84,6 +139,7 @@ class History:
             changes=meta.changes.as_dict(),
             aws_identity=self.identity(),
             original_source=meta.source if reconciled else None,
+            changeset_key=changeset_key(self.cfg, meta.saved_at, meta.save_id),
         )
 
     def audit_log(
@@ -121,6 +177,84 @@ class History:
             frame = frame[frame["timestamp"] <= pd.Timestamp(hi)]
         return frame.reset_index(drop=True)
 
+    def history(self, key: Any = None, column: str | None = None) -> pd.DataFrame:
+        """Every change to one row (``key``), one column, or one cell (both), oldest first.
+
+        One row per change: the save's ``timestamp``, ``user``, ``note``, ``source``,
+        ``version`` and ``save_id``, then the ``change`` (``cell``, ``added``,
+        ``deleted``, or a column added, dropped or retyped), the row's key columns, the
+        ``column``, and the ``old`` and ``new`` values as text. A row's addition and
+        deletion appear in the history of each of its cells.
+
+        Read from the changesets (small objects, read in parallel and kept); a save
+        without one (made before changesets existed, or cut short before writing it) is
+        diffed against its base version once, and `reconcile` stores the result. Saves
+        that ``prune`` archived are not listed.
+
+        Raises:
+            ValidationError: neither ``key`` nor ``column`` given, or a key that does
+                not fit the master's key columns.
+        """
+        if key is None and column is None:
+            raise ValidationError(
+                "Give a key (a row), a column, or both (a cell): history(key=..., "
+                "column=...). For every save at once, see audit_log()."
+            )
+        if column is not None and not isinstance(column, str):
+            raise ValidationError(f"column must be a column name, not {column!r}.")
+        log = self.audit_log()
+        found = _map(self._changeset_of, list(log.itertuples(index=False)))
+        wanted = None
+        if key is not None:
+            newest = next((cs for cs in reversed(found) if cs is not None), None)
+            wanted = key_filter(key, newest.key_columns if newest else ())
+        frames = []
+        for save, changeset in zip(log.itertuples(index=False), found, strict=True):
+            if changeset is None:
+                continue
+            rows = select_changes(changeset, key=wanted, column=column)
+            if not rows.num_rows:
+                continue
+            frame = changeset_frame(rows)
+            about: dict[str, Any] = {
+                "timestamp": save.timestamp,
+                "user": save.user,
+                "note": save.note,
+                "source": save.source,
+                "version": save.new_version,
+                "save_id": save.save_id,
+            }
+            for i, (name, value) in enumerate(about.items()):
+                frame.insert(i, name, value)
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=[*SAVE_COLUMNS, "change", "column", "old", "new"])
+        return pd.concat(frames, ignore_index=True)
+
+    def _changeset_of(self, save: Any) -> Changeset | None:
+        """One audited save's changeset: read, else rebuilt from its versions (kept);
+        None, with a warning, when neither works."""
+        key = save.changeset_key
+        if not isinstance(key, str) or not key:
+            saved_at = save.timestamp.to_pydatetime()
+            key = changeset_key(self.cfg, saved_at, str(save.save_id))
+        try:
+            return self.read_changeset(key)
+        except NotFoundError:
+            pass
+        base = save.prev_version if isinstance(save.prev_version, str) else None
+        try:
+            self._changesets[key] = self.diff(base, str(save.new_version))
+        except S3GridError as exc:
+            warnings.warn(
+                f"The history leaves out save {save.save_id} ({save.timestamp}): it has no "
+                f"changeset and its versions cannot be compared ({exc}).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return self._changesets[key]
+
     def read_audit(self, key: str) -> AuditRecord | None:
         """The record in one audit object; None, with a warning, for anything else.
 
@@ -143,10 +277,12 @@ class History:
             return None
 
     def reconcile(self) -> list[Repair]:
-        """Give every s3grid-made master version its missing snapshot and/or audit.
+        """Give every s3grid-made master version its missing snapshot, changeset and/or
+        audit.
 
-        Repairs a crash between the commit and the audit. Keys derive only from each
-        version's own metadata, so running it again changes nothing.
+        Repairs a crash between the commit and the audit, and gives saves made before
+        changesets existed theirs (diffed from the version and its base). Keys derive
+        only from each version's own metadata, so running it again changes nothing.
 
         Raises:
             VersioningError: the bucket does not keep versions.
@@ -154,6 +290,7 @@ class History:
         self.bucket.require_versioning(fresh=True)
         snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
         audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
+        described = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.changes_prefix}/")}
         versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
         heads = _map(
             lambda vid: self.bucket.head(self.cfg.master_key, vid),
@@ -167,8 +304,10 @@ class History:
             version_id = head.get("VersionId") or "null"
             snap_key = snapshot_key(self.cfg, meta.saved_at, meta.save_id)
             akey = audit_key(self.cfg, meta.saved_at, meta.save_id)
+            ckey = changeset_key(self.cfg, meta.saved_at, meta.save_id)
             wrote_snapshot = snap_key not in snapshots
             wrote_audit = akey not in audits
+            wrote_changeset = ckey not in described and self._rebuild(meta, version_id, ckey)
             if wrote_snapshot:
                 wrote_snapshot = _repair_write(
                     lambda: self.write_snapshot(version_id, snap_key)  # noqa: B023
@@ -180,14 +319,38 @@ class History:
                 wrote_audit = _repair_write(
                     lambda: self.write_audit(akey, record)  # noqa: B023
                 )
-            if wrote_snapshot or wrote_audit:
+            if wrote_snapshot or wrote_audit or wrote_changeset:
                 repairs.append(
-                    Repair(version_id, meta.save_id, snap_key, akey, wrote_snapshot, wrote_audit)
+                    Repair(
+                        version_id,
+                        meta.save_id,
+                        snap_key,
+                        akey,
+                        wrote_snapshot,
+                        wrote_audit,
+                        changeset_key=ckey,
+                        wrote_changeset=wrote_changeset,
+                    )
                 )
         return repairs
 
+    def _rebuild(self, meta: SaveMetadata, version_id: str, key: str) -> bool:
+        """Diff one version against its base and write that changeset; False, with a
+        warning, when the base is gone (its history then starts at this save)."""
+        try:
+            changeset = self.diff(meta.base_version, version_id)
+        except S3GridError as exc:
+            warnings.warn(
+                f"No changeset for save {meta.save_id} (version {version_id}): its versions "
+                f"cannot be compared ({exc}).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
+        return _repair_write(lambda: self.write_changeset(key, changeset))
 
-def _map(fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+
+def _map(fn: Callable[[_T], Any], items: Sequence[_T]) -> list[Any]:
     # boto3 clients are thread-safe; audits are tiny, so latency dominates.
     if len(items) <= 1:
         return [fn(i) for i in items]

@@ -61,11 +61,15 @@ def iam_policy(
             "Resource": [f"{b}/{cfg.master_key}"],
         },
         {
-            "Sid": "SnapshotsAndAudits",
+            "Sid": "SavesHistory",
             "Effect": "Allow",
             # DeleteObject: prune moves old saves to the archive.
             "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": [f"{b}/{cfg.snapshot_prefix}/*", f"{b}/{cfg.audit_prefix}/*"],
+            "Resource": [
+                f"{b}/{cfg.snapshot_prefix}/*",
+                f"{b}/{cfg.changes_prefix}/*",
+                f"{b}/{cfg.audit_prefix}/*",
+            ],
         },
         {
             "Sid": "Archive",

@@ -1,10 +1,16 @@
 """Every key and prefix s3grid writes in the bucket besides the master.
 
-Snapshots and audits::
+Snapshots, audits and changesets::
 
     <snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>
     <audit_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.jsonl
-    <archive_prefix>/<YYYYMMDD>/snapshot_<VersionId>.<ext>, audit_<VersionId>.jsonl
+    <changes_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.parquet
+    <archive_prefix>/<YYYYMMDD>/snapshot_<VersionId>.<ext>, audit_<VersionId>.jsonl,
+                                changes_<VersionId>.parquet
+
+A changeset sits under a prefix of its own rather than beside its audit, so the audit
+prefix keeps only audits: the seed's snippet (newest object there by LastModified, whole
+seconds) must find the audit, not a changeset written in the same second.
 
 Staged query output: one folder per master, one per run. Every staging key derives from
 the master's key, so two masters in one bucket (even two called ``master.parquet`` in
@@ -38,6 +44,7 @@ __all__ = [
     "archive_keys",
     "audit_key",
     "audit_key_pattern",
+    "changeset_key",
     "check_store_prefix",
     "iceberg_seed_key",
     "is_run_prefix",
@@ -66,6 +73,13 @@ def audit_key(cfg: Any, saved_at: datetime, save_id: str) -> str:
     return f"{cfg.audit_prefix}/{utc:%Y-%m-%d}/{cfg.stem}_{utc.strftime(_STAMP)}_{save_id}.jsonl"
 
 
+def changeset_key(cfg: Any, saved_at: datetime, save_id: str) -> str:
+    """``<changes_prefix>/<YYYY-MM-DD>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.parquet``."""
+    utc = saved_at.astimezone(UTC)
+    stamp = utc.strftime(_STAMP)
+    return f"{cfg.changes_prefix}/{utc:%Y-%m-%d}/{cfg.stem}_{stamp}_{save_id}.parquet"
+
+
 def audit_key_pattern(cfg: Any) -> re.Pattern[str]:
     """What the audit keys of this master look like."""
     return re.compile(
@@ -83,11 +97,15 @@ def parse_audit_key(cfg: Any, key: str) -> tuple[str, str] | None:
     return (match["date"], match["save_id"]) if match else None
 
 
-def archive_keys(cfg: Any, day: str, version_id: str) -> tuple[str, str]:
-    """``(snapshot, audit)`` keys in the archive for a save of UTC date ``day``
-    (``YYYYMMDD``) that wrote ``version_id``."""
+def archive_keys(cfg: Any, day: str, version_id: str) -> tuple[str, str, str]:
+    """``(snapshot, audit, changeset)`` keys in the archive for a save of UTC date
+    ``day`` (``YYYYMMDD``) that wrote ``version_id``."""
     base = f"{cfg.archive_prefix}/{day}"
-    return f"{base}/snapshot_{version_id}.{cfg.ext}", f"{base}/audit_{version_id}.jsonl"
+    return (
+        f"{base}/snapshot_{version_id}.{cfg.ext}",
+        f"{base}/audit_{version_id}.jsonl",
+        f"{base}/changes_{version_id}.parquet",
+    )
 
 
 # Athena takes locations of these characters only (see sqlcheck.check_location).

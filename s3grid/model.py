@@ -89,3 +89,5 @@ class Repair:
     audit_key: str
     wrote_snapshot: bool
     wrote_audit: bool
+    changeset_key: str | None = None
+    wrote_changeset: bool = False

@@ -1,4 +1,4 @@
-"""Keep the latest N saves of a master; archive older snapshots and audits.
+"""Keep the latest N saves of a master; archive older snapshots, changesets and audits.
 
 Copy, verify, then delete: a crash leaves at most a harmless duplicate, and a re-run
 finishes the job (and is otherwise a no-op). Saves are ordered by the audit record's
@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from s3grid.errors import S3RequestError, ValidationError
-from s3grid.layout import archive_keys
+from s3grid.layout import archive_keys, changeset_key
 from s3grid.store import MasterStore
 
 __all__ = ["PruneItem", "PrunePlan", "plan_prune", "prune"]
@@ -23,7 +23,8 @@ __all__ = ["PruneItem", "PrunePlan", "plan_prune", "prune"]
 
 @dataclass(frozen=True)
 class PruneItem:
-    """One save to archive: where its snapshot and audit are, and where they go."""
+    """One save to archive: where its snapshot, changeset and audit are, and where they
+    go."""
 
     save_id: str
     version_id: str
@@ -32,6 +33,8 @@ class PruneItem:
     audit_key: str
     archive_snapshot_key: str
     archive_audit_key: str
+    changeset_key: str
+    archive_changeset_key: str
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,15 @@ def plan_prune(store: MasterStore, keep: int = 15) -> PrunePlan:
     old = log.iloc[: max(0, len(log) - keep)]
     items = []
     for row in old.itertuples(index=False):
-        day = pd.Timestamp(str(row.timestamp)).strftime("%Y%m%d")  # the save's UTC date
-        archive_snapshot, archive_audit = archive_keys(cfg, day, str(row.new_version))
+        saved_at = pd.Timestamp(str(row.timestamp))
+        day = saved_at.strftime("%Y%m%d")  # the save's UTC date
+        archive_snapshot, archive_audit, archive_changeset = archive_keys(
+            cfg, day, str(row.new_version)
+        )
+        # audits written before changesets existed do not name one: its key derives
+        changes = row.changeset_key
+        if not isinstance(changes, str) or not changes:
+            changes = changeset_key(cfg, saved_at.to_pydatetime(), str(row.save_id))
         items.append(
             PruneItem(
                 save_id=str(row.save_id),
@@ -71,6 +81,8 @@ def plan_prune(store: MasterStore, keep: int = 15) -> PrunePlan:
                 audit_key=str(row.audit_key),
                 archive_snapshot_key=archive_snapshot,
                 archive_audit_key=archive_audit,
+                changeset_key=changes,
+                archive_changeset_key=archive_changeset,
             )
         )
     return PrunePlan(kept=len(log) - len(items), archive=tuple(items))
@@ -86,11 +98,7 @@ def _move(store: MasterStore, src: str, dst: str) -> None:
     if target is None or target.get("ContentLength") != source.get("ContentLength"):
         bucket.copy(src, None, dst)
         target = bucket.head(dst)
-    if (
-        target is None
-        or target.get("ContentLength") != source.get("ContentLength")
-        or target.get("ETag") != source.get("ETag")
-    ):
+    if target is None or not _same_object(source, target):
         raise S3RequestError(
             f"Archive copy {bucket.url(dst)} does not match {bucket.url(src)}; "
             "the original was kept. Run prune again."
@@ -98,13 +106,25 @@ def _move(store: MasterStore, src: str, dst: str) -> None:
     bucket.delete(src)
 
 
+def _same_object(source: dict[str, Any], target: dict[str, Any]) -> bool:
+    """Whether an archive copy holds its source's bytes: same length and ETag. An
+    object uploaded in parts (a streamed snapshot, a large changeset) has an ETag of
+    its parts (``"...-3"``) that a copy, written whole, cannot have: there the length
+    must do."""
+    if target.get("ContentLength") != source.get("ContentLength"):
+        return False
+    tags = (str(source.get("ETag", "")), str(target.get("ETag", "")))
+    return any("-" in t for t in tags) or tags[0] == tags[1]
+
+
 def prune(
     store: MasterStore, keep: int = 15, apply: bool = False, *, progress: Any = None
 ) -> PrunePlan:
     """Archive all but the latest ``keep`` saves; without ``apply``, only plan.
 
-    The snapshot moves before the audit: the audit is what makes a save part of the
-    plan, so an interrupted run is finished by the next one.
+    The snapshot and changeset move before the audit: the audit is what makes a save
+    part of the plan, so an interrupted run is finished by the next one. A save without
+    a changeset (one rebuilt by ``history`` only in memory) archives without it.
     """
     plan = plan_prune(store, keep)
     if not apply:
@@ -112,6 +132,7 @@ def prune(
     store.bucket.require_versioning(fresh=True)  # a move deletes: only where versions are kept
     for item in plan.archive:
         _move(store, item.snapshot_key, item.archive_snapshot_key)
+        _move(store, item.changeset_key, item.archive_changeset_key)
         _move(store, item.audit_key, item.archive_audit_key)
         if progress is not None:
             progress(item)

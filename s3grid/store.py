@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from s3grid import audit as audit_mod
 from s3grid.audit import AuditRecord, format_timestamp
+from s3grid.changeset import Changeset, build_changeset, changeset_frame
 from s3grid.commit import (
     TYPES_METADATA_BYTES,
     ExpectEtag,
@@ -42,13 +43,7 @@ from s3grid.commit import (
     unreachable,
 )
 from s3grid.config import S3GridConfig
-from s3grid.diff import (
-    ChangeCounts,
-    count_changes,
-    default_key_columns,
-    keep_nans,
-    keys_unique,
-)
+from s3grid.diff import default_key_columns, keep_nans, keys_unique
 from s3grid.errors import (
     ConfigError,
     LostUpdateError,
@@ -66,7 +61,7 @@ from s3grid.formats import (
     write_table,
 )
 from s3grid.history import History
-from s3grid.layout import audit_key, snapshot_key
+from s3grid.layout import audit_key, changeset_key, snapshot_key
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
 from s3grid.s3 import S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
@@ -124,7 +119,7 @@ class MasterStore:
         self.bucket = S3Bucket(cfg, client)
         self._key_columns = tuple(key_columns) if key_columns is not None else cfg.key_columns
         self._identity: str | bool | None = False  # False: not looked up yet
-        self.history = History(self.bucket, cfg, self.aws_identity)
+        self._history = History(self.bucket, cfg, self.aws_identity, self.changes_between)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MasterStore:
@@ -203,6 +198,17 @@ class MasterStore:
         types = parse_csv_types(save.column_types) if save else None
         return decode_table(body, self.cfg.file_format, where=where, csv_types=types), save
 
+    def changes_between(self, old_version: str | None, new_version: str) -> Changeset:
+        """What changed from one master version to another (``old_version`` None: from
+        nothing, every row added), diffed by key like a save's changeset.
+
+        Raises:
+            MasterNotFoundError: either version does not exist.
+        """
+        new = self.read_version(new_version).table
+        old = self.read_version(old_version).table if old_version else None
+        return build_changeset(old, new, self.key_columns_for(new.schema))
+
     def versions(self) -> list[VersionInfo]:
         """Every version of the master, newest first."""
         return [
@@ -270,12 +276,12 @@ class MasterStore:
         note: str,
         source: str = "api",
         allow_schema_change: bool = False,
-        changes: ChangeCounts | None = None,
     ) -> SaveResult:
         """Save new content over ``base`` with the locked pipeline.
 
         Validates, commits with ``IfMatch=base.etag`` (the only step that decides
-        success), copies exactly the new version to a snapshot, then writes the audit.
+        success), copies exactly the new version to a snapshot, writes the changeset
+        (every changed cell, added and deleted row), then the audit.
 
         Args:
             data: the new master content.
@@ -284,8 +290,6 @@ class MasterStore:
             source: where the save comes from, for the audit: ``api`` (a Python call, the
                 default), ``editor``, ``sql``, ``restore``, ``automation``...
             allow_schema_change: accept a change of columns on purpose.
-            changes: the change counts for the audit, when the caller knows them
-                (skips diffing the whole table against ``base``).
 
         Raises:
             SchemaError: a column or value does not fit the master's schema.
@@ -303,21 +307,12 @@ class MasterStore:
         if isinstance(data, pd.DataFrame):  # a frame cannot say NaN from null: base can
             table = keep_nans(table, base.table, self.key_columns_for(table.schema))
 
-        def check_and_count() -> ChangeCounts:
+        def check_and_diff() -> Changeset:
             self.validate(table)
-            if changes is not None:
-                return changes  # the caller already knows (the editor, a bulk-edit preview)
-            if table.schema == base.schema:
-                return count_changes(base.table, table, self.key_columns_for(table.schema))
-            # a deliberate schema change: count rows, cells are not comparable
-            return ChangeCounts(
-                0,
-                max(0, table.num_rows - base.table.num_rows),
-                max(0, base.table.num_rows - table.num_rows),
-            )
+            return build_changeset(base.table, table, self.key_columns_for(table.schema))
 
         return self._locked_save(
-            table, expect=expect, note=note, source=source, prepare=check_and_count
+            table, expect=expect, note=note, source=source, prepare=check_and_diff
         )
 
     def create(
@@ -347,7 +342,7 @@ class MasterStore:
             expect=ExpectEtag(None),
             note=note,
             source=source,
-            prepare=lambda: ChangeCounts(0, table.num_rows, 0),  # validated above
+            prepare=lambda: build_changeset(None, table, self.key_columns_for(table.schema)),
         )
 
     def restore(
@@ -406,10 +401,10 @@ class MasterStore:
         expect: ExpectEtag,
         note: str,
         source: str,
-        prepare: Callable[[], ChangeCounts],
+        prepare: Callable[[], Changeset],
     ) -> SaveResult:
         """Steps 2-5 of the save, once :meth:`_refuse_if_moved` has passed. ``prepare``
-        validates and counts the changes while the body encodes (both are Arrow work
+        validates and diffs (the changeset) while the body encodes (both are Arrow work
         that releases the GIL). Nothing is sent unless it returns."""
         column_types = ""
         if self.cfg.file_format == "csv":  # the text cannot say its types: the version does
@@ -424,8 +419,11 @@ class MasterStore:
         save_id = new_save_id(saved_at)
         snap_key = snapshot_key(self.cfg, saved_at, save_id)
         akey = audit_key(self.cfg, saved_at, save_id)
+        ckey = changeset_key(self.cfg, saved_at, save_id)
+        changesets: list[Changeset] = []
 
-        def metadata(changes: ChangeCounts) -> SaveMetadata:
+        def metadata(changeset: Changeset) -> SaveMetadata:
+            changesets.append(changeset)
             return SaveMetadata(
                 save_id=save_id,
                 saved_at=saved_at,
@@ -436,7 +434,7 @@ class MasterStore:
                 base_etag=expect.etag,
                 row_count=table.num_rows,
                 column_count=table.num_columns,
-                changes=changes,
+                changes=changeset.counts,
                 column_types=column_types,
             )
 
@@ -466,8 +464,11 @@ class MasterStore:
             # lock. The snapshot copy of the named version runs beside it (a copy of a
             # large master takes a while even server-side) and is redone in the rare
             # case that the listing names another. The audit needs both answers.
-            with ThreadPoolExecutor(2, thread_name_prefix="s3grid-after-commit") as pool:
+            # The changeset goes up beside them: it describes the content, whichever
+            # version the listing names.
+            with ThreadPoolExecutor(3, thread_name_prefix="s3grid-after-commit") as pool:
                 confirming = pool.submit(self._confirm_commit, version_id, etag, expect, meta)
+                describing = pool.submit(self._history.write_changeset, ckey, changesets[0])
                 copying = None
                 if not streamed:
                     copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
@@ -478,6 +479,7 @@ class MasterStore:
                 except S3GridError:
                     if confirmed == version_id:
                         raise
+                describing.result()
             if confirmed != version_id:
                 version_id = confirmed
                 if not streamed:  # a streamed save's snapshot holds its bytes already
@@ -528,8 +530,8 @@ class MasterStore:
         save_id: str,
         snap_key: str,
         expect: ExpectEtag,
-        prepare: Callable[[], ChangeCounts],
-        metadata: Callable[[ChangeCounts], SaveMetadata],
+        prepare: Callable[[], Changeset],
+        metadata: Callable[[Changeset], SaveMetadata],
     ) -> tuple[str, str, SaveMetadata]:
         """Step 3 with ``commit="copy"``: the body goes up to its snapshot key in parts
         while it encodes, then a conditional copy onto the master commits it. Nothing is
@@ -609,15 +611,15 @@ class MasterStore:
         return confirm_commit(self.bucket, self.cfg, version_id, etag, expect, meta)
 
     def _write_snapshot(self, version_id: str, snap_key: str) -> None:
-        self.history.write_snapshot(version_id, snap_key)
+        self._history.write_snapshot(version_id, snap_key)
 
     def _write_audit(self, akey: str, record: AuditRecord) -> None:
-        self.history.write_audit(akey, record)
+        self._history.write_audit(akey, record)
 
     def _audit_record(
         self, meta: SaveMetadata, version_id: str, etag: str, snap_key: str
     ) -> AuditRecord:
-        return self.history.audit_record(meta, version_id, etag, snap_key)
+        return self._history.audit_record(meta, version_id, etag, snap_key)
 
     def aws_identity(self) -> str | None:
         """The caller's AWS ARN via STS, looked up once; None on non-AWS endpoints."""
@@ -646,7 +648,18 @@ class MasterStore:
     ) -> pd.DataFrame:
         """The audit log of this master as a DataFrame, one row per save, oldest first
         (``since``/``until``: UTC if naive; see :meth:`s3grid.history.History.audit_log`)."""
-        return self.history.audit_log(since, until)
+        return self._history.audit_log(since, until)
+
+    def history(self, key: Any = None, column: str | None = None) -> pd.DataFrame:
+        """Every change to one row (``key``: a value, a tuple in key-column order, or a
+        dict), one column, or one cell (both), oldest first: when, who, the note, the
+        version, and old -> new (:meth:`s3grid.history.History.history`)."""
+        return self._history.history(key, column)
+
+    def diff_versions(self, old_version: str | None, new_version: str) -> pd.DataFrame:
+        """What changed between two master versions, one row per change: ``change``,
+        the key columns, ``column``, ``old``, ``new`` (as in :meth:`history`)."""
+        return changeset_frame(self.changes_between(old_version, new_version).table)
 
     # ---------------------------------------------- operations built on the above
     # Every operation on a master is a method here; the modules that implement them
@@ -702,4 +715,4 @@ class MasterStore:
         Raises:
             VersioningError: the bucket does not keep versions.
         """
-        return self.history.reconcile()
+        return self._history.reconcile()

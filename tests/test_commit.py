@@ -157,7 +157,7 @@ def test_a_save_looks_first_so_a_lockless_store_still_refuses_a_stale_base(
     a.save(ma.to_pandas().assign(volume_filtered=1.0), base=ma, note="A")
     before = all_objects(s3, bucket)
     work: list[str] = []
-    for name in ("coerce_table", "encode_table", "count_changes"):
+    for name in ("coerce_table", "encode_table", "build_changeset"):
         real = getattr(store_mod, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
@@ -174,7 +174,7 @@ def test_a_save_looks_first_so_a_lockless_store_still_refuses_a_stale_base(
     assert all_objects(s3, bucket) == before
     fresh = b.load()  # on the current base, the same save goes through all the steps
     b.save(fresh.to_pandas().assign(volume_filtered=2.0), base=fresh, note="B again")
-    assert sorted(work) == ["coerce_table", "count_changes", "encode_table"]  # in parallel
+    assert sorted(work) == ["build_changeset", "coerce_table", "encode_table"]  # in parallel
 
 
 def test_lost_update_is_detected_named_and_audited(

@@ -7,13 +7,14 @@ from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s3grid.changeset import CELL, build_changeset
 from s3grid.diff import (
     MINE,
     _diff_in_pandas,
-    count_changes,
     diff_tables,
     keys_unique,
     row_sources,
@@ -115,20 +116,20 @@ ROWS = st.lists(
 )
 
 
-def test_count_changes_null_aware_for_timestamps_and_bools() -> None:
+def test_changeset_counts_null_aware_for_timestamps_and_bools() -> None:
     schema = pa.schema([("k", pa.int32()), ("t", pa.timestamp("us")), ("b", pa.bool_())])
     t0 = datetime(2024, 5, 1, 12)
     old = pa.table([[1, 2, 3], [t0, None, t0], [True, None, False]], schema=schema)
     new = pa.table([[3, 2, 4], [None, None, t0], [False, False, True]], schema=schema)
     # row 3: t -> null; row 2: b null -> False; row 1 deleted, row 4 added
-    counts = count_changes(old, new, ("k",))
+    counts = build_changeset(old, new, ("k",)).counts
     assert counts.as_dict() == {"cells_changed": 2, "rows_added": 1, "rows_deleted": 1}
     assert counts == diff_tables(old, new, ("k",)).counts
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(old=ROWS, other=ROWS, cut=st.integers(0, 3))
-def test_count_changes_same_order_path_agrees(
+def test_changeset_same_order_path_agrees(
     old: list[tuple[int, int, float | None, str | None]],
     other: list[tuple[int, int, float | None, str | None]],
     cut: int,
@@ -138,7 +139,9 @@ def test_count_changes_same_order_path_agrees(
     new = [(k[0], k[1], o[2], o[3]) for k, o in zip(old, other + old, strict=False)]
     new = new[: max(1, len(new) - cut)]
     for a, b in ((table(old), table(new)), (table(new), table(old))):
-        assert count_changes(a, b, ("tow", "net")) == diff_tables(a, b, ("tow", "net")).counts
+        assert (
+            build_changeset(a, b, ("tow", "net")).counts == diff_tables(a, b, ("tow", "net")).counts
+        )
 
 
 def test_keys_unique_sorts_and_compares_neighbours() -> None:
@@ -169,12 +172,22 @@ def test_arrow_diff_and_counts_match_the_pandas_diff(
 ) -> None:
     # the Arrow join/compare must give exactly the cells, keys and order of the
     # pandas-index version it replaced (which stays as the fallback for empty keys),
-    # and the save's Arrow-only counting the same numbers for the audit
+    # and the save's changeset the same cells and numbers for the audit
     keys = ("tow", "net") if keyed else ()
     a, b = table(old), table(new)
     full = diff_tables(a, b, keys)
     assert full == _diff_in_pandas(a, b, keys)
-    assert count_changes(a, b, keys) == full.counts
+    changeset = build_changeset(a, b, keys)
+    assert changeset.counts == full.counts
+    cells = changeset.table.filter(pc.equal(changeset.table.column("change"), CELL))
+    names = list(keys) or ["row"]
+    found = {
+        (tuple(k[n] for n in names), c)
+        for k, c in zip(
+            cells.column("key").to_pylist(), cells.column("column").to_pylist(), strict=True
+        )
+    }
+    assert found == {(c.key, c.column) for c in full.cells}
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

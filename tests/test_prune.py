@@ -66,7 +66,9 @@ def test_keep_15_of_18(
         day = item.timestamp[:10].replace("-", "")
         assert f"archive/streamlit/{day}/snapshot_{item.version_id}.parquet" in archived
         assert f"archive/streamlit/{day}/audit_{item.version_id}.jsonl" in archived
-    assert len(archived) == 6
+        assert f"archive/streamlit/{day}/changes_{item.version_id}.parquet" in archived
+        assert item.changeset_key not in keys_under(s3, bucket, "changes/")
+    assert len(archived) == 9
     assert "audit/glue/job-run.log" in keys_under(s3, bucket, "audit/")
     assert "snapshots/other_20200101T000000_abc.parquet" in keys_under(s3, bucket, "snapshots/")
     assert len(master_store.versions()) == 18  # master versions are never deleted
@@ -100,5 +102,5 @@ def test_crash_between_copy_and_delete_is_finished(
     plan = prune(master_store, keep=15, apply=True)
     assert len(plan.archive) == 3
     assert first.snapshot_key not in keys_under(s3, bucket, "snapshots/")
-    assert len(keys_under(s3, bucket, "archive/streamlit/")) == 6
+    assert len(keys_under(s3, bucket, "archive/streamlit/")) == 9
     assert plan_prune(master_store, keep=15).archive == ()
