@@ -19,7 +19,7 @@ import pandas as pd
 
 from s3grid.diff import py_value
 
-__all__ = ["cell_text", "column_width", "row_label", "say", "when"]
+__all__ = ["cell_text", "column_width", "html_table", "row_label", "say", "when"]
 
 
 def cell_text(value: Any) -> str:
@@ -114,3 +114,23 @@ def column_width(header: str, texts: Sequence[str]) -> int:
     longest = max((len(t) for t in texts), default=0)
     wanted = max(len(header) * _HEADER_PX + _HEADER_PAD_PX, longest * _VALUE_PX + _PAD_PX)
     return int(min(MAX_COLUMN_PX, max(MIN_COLUMN_PX, wanted)))
+
+
+def html_table(
+    rows: Sequence[Sequence[Any]], header: Sequence[str], *, css_class: str, limit: int = 200
+) -> str:
+    """Rows as an HTML table (values escaped, missing ones empty), the first ``limit``
+    of them, then a line saying how many more there are."""
+    import html
+
+    def cell(value: Any) -> str:
+        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        return f"<td>{html.escape(str(text))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows[:limit])
+    more = f"<div>… and {len(rows) - limit:,} more.</div>" if len(rows) > limit else ""
+    return (
+        f'<table class="{css_class}" style="border-collapse:collapse;text-align:left">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+    )

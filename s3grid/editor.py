@@ -36,6 +36,7 @@ from s3grid.grid import CheckedGrid
 from s3grid.gridpatch import GridPatch
 from s3grid.session import ROW_ID, EditSession
 from s3grid.store import MasterStore
+from s3grid.tools import EditorTools
 from s3grid.watch import Watch
 from s3grid.window import header_query
 
@@ -110,6 +111,21 @@ def _row_status(
         else:
             status.append("")
     return status
+
+
+def column_editors(schema: pa.Schema) -> dict[str, dict[str, Any]]:
+    """The cell editor that fits each column, as metadata for the browser's grid
+    (gridpatch): a dropdown of true/false (and empty, where allowed) for booleans, a
+    date picker for dates. Other columns keep the text editor: the kernel parses
+    exactly what is typed (ISO text for timestamps)."""
+    editors: dict[str, dict[str, Any]] = {}
+    for field in schema:
+        if pa.types.is_boolean(field.type):
+            choices = ["true", "false", *([""] if field.nullable else [])]
+            editors[field.name] = {"constraint": {"enum": choices}}
+        elif pa.types.is_date(field.type):
+            editors[field.name] = {"type": "date"}
+    return editors
 
 
 def _cell_mark(column: str, otherwise: str) -> VegaExpr:
@@ -220,6 +236,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.grid_patch = GridPatch(self.grid)
         self.grid_patch.on_transform = self._guarded("Sort", self._on_header_transform)
         self._quiet = False  # set while the header menu sets the sort fields
+        # paste, fill down, set value, find, summary, history, versions (tools.py)
+        self.tools = EditorTools(self)
 
         guard = self._guarded
         self.reload_button.on_click(guard("Reload", lambda _: self.reload()))
@@ -267,12 +285,16 @@ class Editor(w.VBox):  # type: ignore[misc]
                     self.page_label,
                     self.next_button,
                 ),
+                self.tools.bar,
                 self.status,
                 self.notice,
                 self.message,
+                self.tools.offer,
                 self.progress,
                 self.conflict_panel,
                 self.changes_panel,
+                self.tools.versions,
+                self.tools.panel,
                 self.grid,
                 self.grid_patch,
             ]
@@ -419,6 +441,12 @@ class Editor(w.VBox):  # type: ignore[misc]
             options = [("(file order)", ""), *[(c, c) for c in session.columns]]
             if list(self.sort_by.options) != options:
                 self.sort_by.options = options
+            editors = column_editors(session.schema)
+            if self.grid_patch.editors != editors:
+                self.grid_patch.editors = editors
+            read_only = sorted(session.read_only_columns)
+            if list(self.grid_patch.read_only) != read_only:
+                self.grid_patch.read_only = read_only
             self._refresh()
         elif refresh:
             self._refresh()

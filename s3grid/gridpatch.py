@@ -9,6 +9,12 @@
   browser: :attr:`GridPatch.on_transform` gets ipydatagrid's transform (``type``,
   ``column``, ``desc`` or ``operator``/``value``), and the editor sorts or filters the
   whole master.
+- Ctrl+V (a spreadsheet's range), Ctrl+D (fill down) and a click into a read-only cell
+  reach the kernel (:attr:`GridPatch.on_paste`, :attr:`GridPatch.on_fill_down`,
+  :attr:`GridPatch.on_read_only`); Ctrl+C copies cells quoted as spreadsheets quote
+  them; :attr:`GridPatch.editors` gives columns the cell editor that fits them (a
+  dropdown of choices, a date picker); :meth:`GridPatch.show_cell` scrolls to a cell
+  and selects it.
 """
 
 from __future__ import annotations
@@ -31,18 +37,37 @@ class GridPatch(anywidget.AnyWidget):
     _esm = Path(__file__).parent / "static" / "gridpatch.js"
     grid_id = traitlets.Unicode().tag(sync=True)
     patched = traitlets.Bool(False).tag(sync=True)
+    # column -> what its cells' metadata gains: {"constraint": {"enum": [...]}} gives
+    # Lumino's dropdown editor, {"type": "date"} its date picker
+    editors = traitlets.Dict().tag(sync=True)
+    read_only = traitlets.List(traitlets.Unicode()).tag(sync=True)  # no editor opens
 
     def __init__(self, grid: Any, **kwargs: Any) -> None:
         super().__init__(grid_id=grid.model_id, **kwargs)
         self.layout.display = "none"
         self.on_transform: Callable[[dict[str, Any]], None] | None = None
+        self.on_paste: Callable[[dict[str, Any]], None] | None = None
+        self.on_fill_down: Callable[[dict[str, Any]], None] | None = None
+        self.on_read_only: Callable[[str], None] | None = None
         self.on_msg(self._on_front_end_msg)
 
+    def show_cell(self, row: int, column: int) -> None:
+        """Scroll the grid to body cell (``row``, ``column``) and select it."""
+        self.send({"event": "show-cell", "row": row, "column": column})
+
     def _on_front_end_msg(self, widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        event = content.get("event")
         if (
-            isinstance(content, dict)
-            and content.get("event") == "header-transform"
+            event == "header-transform"
             and isinstance(content.get("transform"), dict)
             and self.on_transform is not None
         ):
             self.on_transform(content["transform"])
+        elif event == "paste" and self.on_paste is not None:
+            self.on_paste(content)
+        elif event == "fill-down" and self.on_fill_down is not None:
+            self.on_fill_down(content)
+        elif event == "read-only" and self.on_read_only is not None:
+            self.on_read_only(str(content.get("column", "")))

@@ -30,7 +30,7 @@ from s3grid.diff import (
     values_equal,
 )
 from s3grid.display import row_label
-from s3grid.errors import ValidationError
+from s3grid.errors import S3GridError, ValidationError
 from s3grid.model import Master
 from s3grid.rowsplice import insert_by_id, without_rows
 from s3grid.schema import (
@@ -46,7 +46,7 @@ from s3grid.schema import (
 )
 from s3grid.window import RowOrder, Window, page_of
 
-__all__ = ["ROW_ID", "EditSession", "Window"]  # Window: from s3grid.window
+__all__ = ["ROW_ID", "BlockResult", "EditSession", "Refusal", "Window"]  # Window: s3grid.window
 
 ROW_ID = "row"
 
@@ -87,7 +87,44 @@ class _Replace:
     new: _State
 
 
-_Op = _SetCell | _AddRows | _DeleteRows | _Replace
+@dataclass(frozen=True)
+class _SetCells:
+    """Cells of one column set at once (part of a :class:`_Batch`)."""
+
+    column: str
+    row_ids: tuple[int, ...]
+    old: tuple[Any, ...]
+    new: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Several edits made by one action (a paste, a fill): one undo step."""
+
+    ops: tuple[_Step, ...]
+
+
+_Step = _SetCells | _AddRows | _DeleteRows
+_Op = _SetCell | _AddRows | _DeleteRows | _Replace | _Batch | _SetCells
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A value a block edit (paste, fill) did not store, and why."""
+
+    row: str  # the row's label (its key, or "new row")
+    column: str
+    value: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What a block edit did: cells changed, rows added, values refused."""
+
+    changed: int
+    added: tuple[int, ...]
+    refused: tuple[Refusal, ...]
 
 
 class EditSession:
@@ -318,6 +355,21 @@ class EditSession:
         rows = self._order.rows(self.df, self.schema, query.strip(), sort_by or None, ascending)
         return page_of(self.df, rows, page, page_size)
 
+    def window_ids(
+        self, *, query: str = "", sort_by: str | None = None, ascending: bool = True
+    ) -> np.ndarray:
+        """The row ids of the whole window (every page), in the order it shows them."""
+        rows = self._order.rows(self.df, self.schema, query.strip(), sort_by or None, ascending)
+        ids: np.ndarray = self.df.index.to_numpy()
+        return ids if rows is None else ids[rows]
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column of the working table in the master's type (NaN kept apart from
+        null): the loaded version's own while nothing is pending."""
+        if not self.pending:
+            return self.master.table.column(name)
+        return self.to_table().column(name)
+
     def to_table(self) -> pa.Table:
         """The working table in the master's schema, ready for ``MasterStore.save``.
 
@@ -398,13 +450,113 @@ class EditSession:
         self._redo.clear()
         return new
 
+    def set_cells(
+        self,
+        cells: Iterable[tuple[int, str, Any]],
+        *,
+        new_rows: Sequence[Mapping[str, Any]] = (),
+    ) -> BlockResult:
+        """Edit many cells as one step (a paste, a fill down): each value is checked as a
+        typed edit is; refused ones are listed, the rest applied, and one :meth:`undo`
+        takes them all back (the added rows too).
+
+        Args:
+            cells: ``(row id, column, value)`` of existing rows.
+            new_rows: values of rows to append (each appended empty, then its values set
+                and checked like the others).
+        """
+        ops: list[_Step] = []
+        added = []
+        wanted = list(cells)
+        for row_values in new_rows:
+            adding = self._new_row({})
+            self._apply(adding)
+            ops.append(adding)
+            rid = int(adding.rows.index[0])
+            added.append(rid)
+            wanted.extend((rid, column, value) for column, value in row_values.items())
+        refused: list[Refusal] = []
+        given: dict[str, dict[int, Any]] = {}
+        for rid, column, value in wanted:
+            try:
+                self._check_editable(rid, column)
+            except S3GridError as exc:
+                label = self.label(rid) if rid in self.df.index else f"row {rid}"
+                refused.append(Refusal(label, column, value, str(exc)))
+            else:
+                given.setdefault(column, {})[rid] = value
+        changed = 0
+        for column, asked in given.items():
+            stored = self._coerce_many(column, asked, refused)
+            ids = list(stored)
+            olds = self._values(ids, column)
+            keep = [i for i, rid in enumerate(ids) if not same_cell(olds[i], stored[rid])]
+            if keep:
+                setting = _SetCells(
+                    column,
+                    tuple(ids[i] for i in keep),
+                    tuple(olds[i] for i in keep),
+                    tuple(stored[ids[i]] for i in keep),
+                )
+                self._apply(setting)
+                ops.append(setting)
+                changed += len(keep)
+        if ops:
+            self._undo.append(_Batch(tuple(ops)))
+            self._redo.clear()
+        return BlockResult(changed, tuple(added), tuple(refused))
+
+    def _coerce_many(
+        self, column: str, values: Mapping[int, Any], refused: list[Refusal]
+    ) -> dict[int, Any]:
+        """Coerce many values of one column at once (by row id); values that cannot be
+        stored go to ``refused`` and are left out. A float NaN given is meant, as in
+        :func:`coerce_value`."""
+        field = self.schema.field(column)
+        try:
+            series = pd.Series(list(values.values()), index=list(values), dtype=object)
+            stored = coerce_series(series, field).to_pylist()
+        except S3GridError:
+            pass  # one bad value or more: each on its own, to name them
+        else:
+            if pa.types.is_floating(field.type):
+                stored = [
+                    math.nan if _is_nan(given) else value
+                    for given, value in zip(values.values(), stored, strict=True)
+                ]
+            return dict(zip(values, stored, strict=True))
+        out = {}
+        for rid, value in values.items():
+            try:
+                out[rid] = coerce_value(value, field, row=self.label(rid))
+            except S3GridError as exc:
+                refused.append(Refusal(self.label(rid), column, value, str(exc)))
+        return out
+
+    def _values(self, row_ids: Sequence[int], column: str) -> list[Any]:
+        """:meth:`value` of many cells of one column."""
+        raw = self.df.loc[list(row_ids), column].tolist()
+        nan = self.nan_mask(row_ids, column)
+        return [
+            math.nan if (value := py_value(v)) is None and is_nan else value
+            for v, is_nan in zip(raw, nan, strict=True)
+        ]
+
     def add_row(self, values: Mapping[str, Any] | None = None) -> int:
         """Append a row (missing values are empty); returns its row id.
 
         Raises:
             SchemaError: a given value does not fit its column.
         """
-        values = dict(values or {})
+        op = self._new_row(values or {})
+        self._apply(op)
+        self._undo.append(op)
+        self._redo.clear()
+        return int(op.rows.index[0])
+
+    def _new_row(self, values: Mapping[str, Any]) -> _AddRows:
+        """The step that appends one row holding ``values`` (coerced; others empty)."""
+        values = dict(values)
         unknown = sorted(set(values) - set(self.schema.names))
         if unknown:
             raise ValidationError(f"Unknown column(s) {unknown}.")
@@ -420,11 +572,7 @@ class EditSession:
         row = to_pandas(pa.table(columns, schema=self.schema))
         self._next_id += 1
         row.index = pd.Index([row_id], name=ROW_ID)
-        op = _AddRows(row)
-        self._apply(op)
-        self._undo.append(op)
-        self._redo.clear()
-        return row_id
+        return _AddRows(row)
 
     def delete_rows(self, row_ids: Iterable[int]) -> int:
         """Delete rows by id; returns how many were deleted."""
@@ -501,6 +649,13 @@ class EditSession:
 
     def _apply(self, op: _Op) -> None:
         n_base = len(self.base)
+        if isinstance(op, _Batch):
+            for step in op.ops:
+                self._apply(step)
+            return
+        if isinstance(op, _SetCells):
+            self._set_column_cells(op, n_base)
+            return
         if isinstance(op, _Replace):
             new = op.new
             self._replace_rows(new.df.copy(deep=False))
@@ -543,6 +698,25 @@ class EditSession:
                     self._added.discard(rid)
                 else:  # its cell edits stay recorded, for an undo of the deletion
                     self._deleted.add(rid)
+
+    def _set_column_cells(self, op: _SetCells, n_base: int) -> None:
+        """Apply a :class:`_SetCells`: one assignment into the column, then each cell's
+        bookkeeping (its NaN kind, whether it differs from the loaded value)."""
+        column = self.df[op.column]
+        values = pd.array([_missing(column, v) for v in op.new], dtype=column.dtype)  # type: ignore[arg-type]
+        self.df.loc[list(op.row_ids), op.column] = values
+        if pa.types.is_floating(self.schema.field(op.column).type):
+            for rid, new in zip(op.row_ids, op.new, strict=True):
+                self._mark_nan(rid, op.column, _is_nan(new))
+        self._order.cell_changed(op.column)
+        if op.column in self.key_columns:
+            self._dups = None
+        for rid, old, new in zip(op.row_ids, op.old, op.new, strict=True):
+            if rid < n_base:
+                key = (rid, op.column)
+                original = self._dirty.pop(key, old)
+                if not same_cell(original, new):
+                    self._dirty[key] = original
 
     # ---------------------------------------------------------------- rebasing
 
@@ -636,14 +810,20 @@ def same_cell(a: Any, b: Any) -> bool:
     return values_equal(a, b)
 
 
+def _inverse_step(op: _Step) -> _Step:
+    if isinstance(op, _SetCells):
+        return _SetCells(op.column, op.row_ids, op.new, op.old)
+    return _DeleteRows(op.rows) if isinstance(op, _AddRows) else _AddRows(op.rows)
+
+
 def _inverse(op: _Op) -> _Op:
+    if isinstance(op, _Batch):
+        return _Batch(tuple(_inverse_step(step) for step in reversed(op.ops)))
     if isinstance(op, _Replace):
         return _Replace(op.new, op.old)
     if isinstance(op, _SetCell):
         return _SetCell(op.row_id, op.column, op.new, op.old)
-    if isinstance(op, _AddRows):
-        return _DeleteRows(op.rows)
-    return _AddRows(op.rows)
+    return _inverse_step(op)
 
 
 def _missing(column: pd.Series, value: Any) -> Any:

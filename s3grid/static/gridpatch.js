@@ -22,9 +22,56 @@
 // renderer reads it to mark itself. When the kernel sets ⚑, the whole row repaints
 // (one row, not the grid), so the cell just edited shows its mark.
 
+// Fourth, the editor as a daily tool: Ctrl+V pastes a spreadsheet's range and Ctrl+D
+// fills down, both done by the kernel (which checks every value against the schema and
+// makes the whole paste one undo step); Ctrl+C copies with cells quoted as spreadsheets
+// quote them, so a copy pastes back identically; columns get the cell editor that fits
+// them (a dropdown of a dictionary column's categories, of true/false for a boolean,
+// a date picker for a date); a read-only cell opens no editor; and the kernel can show
+// and select a cell (Find).
+
 const STATUS = "\u2691";
 
-function patchDataModel(dataModel, sendTransform) {
+function quoted(text) {
+  // as Excel and Google Sheets write a cell holding a tab, a newline or a quote
+  return /[\t\n\r"]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+async function luminoGrids(grid) {
+  // ipydatagrid's views hold a FeatherGrid whose `grid` is Lumino's DataGrid
+  const views = await Promise.all(Object.values(grid.views || {}));
+  return views
+    .filter((view) => view && view.grid && view.grid.grid)
+    .map((view) => ({ el: view.el, dataGrid: view.grid.grid }));
+}
+
+function patchDataGrid(dataGrid, model) {
+  if (dataGrid.__s3gridPatched) {
+    return;
+  }
+  dataGrid.__s3gridPatched = true;
+  dataGrid.copyConfig = {
+    ...dataGrid.copyConfig,
+    format: (args) => quoted(args.value === null || args.value === undefined ? "" : String(args.value)),
+  };
+  const controller = dataGrid.editorController;
+  if (controller && typeof controller.edit === "function") {
+    const edit = controller.edit.bind(controller);
+    controller.edit = (cell, options) => {
+      const dataModel = cell.grid.dataModel;
+      const name = dataModel.metadata("body", cell.row, cell.column)["name"];
+      const readOnly = model.get("read_only") || [];
+      const isNew = dataModel.data("body", cell.row, 0) === "new";
+      if (name === STATUS || (readOnly.includes(name) && !isNew)) {
+        model.send({ event: "read-only", column: name });
+        return false;
+      }
+      return edit(cell, options);
+    };
+  }
+}
+
+function patchDataModel(dataModel, sendTransform, model) {
   if (!dataModel || dataModel.__s3gridPatched) {
     return Boolean(dataModel);
   }
@@ -65,6 +112,15 @@ function patchDataModel(dataModel, sendTransform) {
       value: options.value,
     });
   };
+  const metadata = dataModel.metadata.bind(dataModel);
+  dataModel.metadata = function (region, row, column) {
+    const found = metadata(region, row, column);
+    if (region !== "body" || !found) {
+      return found;
+    }
+    const editor = (model.get("editors") || {})[found["name"]];
+    return editor ? { ...found, ...editor } : found;
+  };
   if (typeof dataModel.addTransform === "function") {
     dataModel.addTransform = function (transform) {
       sendTransform(transform); // the kernel sorts or filters the whole master
@@ -74,17 +130,98 @@ function patchDataModel(dataModel, sendTransform) {
   return true;
 }
 
+function selectionOf(grid) {
+  const selection = grid.selectionModel;
+  const current = selection && selection.currentSelection();
+  if (!current) {
+    return null;
+  }
+  return {
+    r1: Math.min(current.r1, current.r2),
+    r2: Math.max(current.r1, current.r2),
+    c1: Math.min(current.c1, current.c2),
+    c2: Math.max(current.c1, current.c2),
+    row: selection.cursorRow,
+    column: selection.cursorColumn,
+  };
+}
+
 export default {
   async initialize({ model }) {
     const grid = await model.widget_manager.get_model(model.get("grid_id"));
     // ipydatagrid builds a new data model whenever the kernel sends a new window
     const sendTransform = (transform) =>
       model.send({ event: "header-transform", transform: transform });
-    const onDataModel = () => patchDataModel(grid.data_model, sendTransform);
+    const onDataModel = () => patchDataModel(grid.data_model, sendTransform, model);
     grid.on("data-model-changed", onDataModel);
+
+    // Keys and the clipboard reach the element that has the focus: the grid's, if it
+    // is inside one of its views. The views are kept at hand (the check must be made
+    // before the browser acts on Ctrl+D) and looked up again when the focus moves: the
+    // notebook may render the grid again.
+    let known = [];
+    const refresh = async () => {
+      known = await luminoGrids(grid);
+      known.forEach(({ dataGrid }) => patchDataGrid(dataGrid, model));
+    };
+    const inGrid = (target) => {
+      if (target && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) {
+        return null; // a cell editor's own input takes keys and pastes
+      }
+      const found = known.find(({ el }) => el && el.contains(target));
+      return found ? found.dataGrid : null;
+    };
+    const onPaste = (event) => {
+      const dataGrid = inGrid(event.target);
+      const selection = selectionOf(grid);
+      if (!dataGrid || !selection) {
+        return;
+      }
+      event.preventDefault();
+      const text = event.clipboardData ? event.clipboardData.getData("text/plain") : "";
+      model.send({ event: "paste", text: text, ...selection });
+    };
+    const onKey = (event) => {
+      const fill = (event.ctrlKey || event.metaKey) && !event.altKey && event.key === "d";
+      const dataGrid = fill ? inGrid(event.target) : null;
+      const selection = dataGrid ? selectionOf(grid) : null;
+      if (!selection) {
+        return;
+      }
+      event.preventDefault(); // not the browser's bookmark
+      event.stopPropagation(); // nor JupyterLab's shortcut
+      model.send({ event: "fill-down", ...selection });
+    };
+    const onMessage = async (message) => {
+      if (message && message.event === "show-cell") {
+        await refresh();
+        for (const { dataGrid } of known) {
+          dataGrid.scrollToCell(message.row, message.column);
+          if (dataGrid.selectionModel) {
+            dataGrid.selectionModel.select({
+              r1: message.row, c1: message.column, r2: message.row, c2: message.column,
+              cursorRow: message.row, cursorColumn: message.column, clear: "all",
+            });
+          }
+        }
+      }
+    };
+    document.addEventListener("paste", onPaste, true);
+    document.addEventListener("keydown", onKey, true);
+    document.addEventListener("focusin", refresh, true);
+    grid.on("data-model-changed", refresh);
+    model.on("msg:custom", onMessage);
+    refresh();
     // tell the kernel: it then pushes the ⚑ flag with each edit (one cell's repaint)
     model.set("patched", onDataModel());
     model.save_changes();
-    return () => grid.off("data-model-changed", onDataModel);
+    return () => {
+      grid.off("data-model-changed", onDataModel);
+      document.removeEventListener("paste", onPaste, true);
+      document.removeEventListener("keydown", onKey, true);
+      document.removeEventListener("focusin", refresh, true);
+      grid.off("data-model-changed", refresh);
+      model.off("msg:custom", onMessage);
+    };
   },
 };
