@@ -95,7 +95,8 @@ def build_changeset(
     old_pos = sources[new_pos]
     kept = np.zeros(old.num_rows, dtype=bool)
     kept[old_pos] = True
-    in_place = len(new_pos) == len(old_pos) and np.array_equal(old_pos, new_pos)
+    # the usual save: the first rows match themselves, in order (some appended or cut)
+    in_place = np.array_equal(new_pos, np.arange(len(new_pos))) and np.array_equal(old_pos, new_pos)
     parts: list[pa.Table] = []
     for name in new.column_names:
         if name in keys or name not in old.column_names:

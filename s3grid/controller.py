@@ -96,6 +96,7 @@ class EditorController:
         self.store = store
         self.key_columns_arg = tuple(key_columns) if key_columns is not None else None
         self.read_only_columns = tuple(read_only_columns)
+        self.new_categories = False  # see EditSession.new_categories
         self.busy: Callable[[str], AbstractContextManager[Any]] = busy or (lambda _: nullcontext())
         self.session: EditSession | None = None
         self.merge: PendingMerge | None = None
@@ -123,12 +124,15 @@ class EditorController:
         # Read-only columns are per master: a re-targeted editor may not have them.
         read_only = [c for c in self.read_only_columns if c in master.schema.names]
         if content is None:
-            return EditSession(
+            session = EditSession(
                 master, key_columns=keys, read_only_columns=read_only, keys_verified=keys_verified
             )
-        return EditSession.from_content(
-            master, content, key_columns=keys, read_only_columns=read_only
-        )
+        else:
+            session = EditSession.from_content(
+                master, content, key_columns=keys, read_only_columns=read_only
+            )
+        session.new_categories = self.new_categories
+        return session
 
     def continue_on(self, onto: Master, content: pa.Table | None = None) -> None:
         """Close any merge; edit ``content`` (a merge's result; default: ``onto`` as it

@@ -125,9 +125,10 @@ def html_table(
 
     def cell(value: Any) -> str:
         text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
-        return f"<td>{html.escape(str(text))}</td>"
+        return f'<td style="{pad}">{html.escape(str(text))}</td>'
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    pad = "padding:1px 10px 1px 0;vertical-align:top"
+    head = "".join(f'<th style="{pad}">{html.escape(h)}</th>' for h in header)
     body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows[:limit])
     more = f"<div>… and {len(rows) - limit:,} more.</div>" if len(rows) > limit else ""
     return (

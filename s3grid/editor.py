@@ -113,18 +113,36 @@ def _row_status(
     return status
 
 
-def column_editors(schema: pa.Schema) -> dict[str, dict[str, Any]]:
+MAX_CHOICES = 500  # a categorical column with more categories keeps the text editor
+
+
+def categories_of(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """The categories of each categorical column of ``frame`` (up to :data:`MAX_CHOICES`)."""
+    return {
+        str(name): [str(c) for c in column.cat.categories]
+        for name, column in frame.items()
+        if isinstance(column.dtype, pd.CategoricalDtype)
+        and len(column.cat.categories) <= MAX_CHOICES
+    }
+
+
+def column_editors(
+    schema: pa.Schema, categories: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, dict[str, Any]]:
     """The cell editor that fits each column, as metadata for the browser's grid
-    (gridpatch): a dropdown of true/false (and empty, where allowed) for booleans, a
-    date picker for dates. Other columns keep the text editor: the kernel parses
-    exactly what is typed (ISO text for timestamps)."""
+    (gridpatch): a dropdown of true/false (and empty, where allowed) for booleans and of
+    the categories for a categorical column, a date picker for dates. Other columns keep
+    the text editor: the kernel parses exactly what is typed (ISO text for timestamps,
+    decimal text at the column's scale)."""
     editors: dict[str, dict[str, Any]] = {}
     for field in schema:
+        empty = [""] if field.nullable else []
         if pa.types.is_boolean(field.type):
-            choices = ["true", "false", *([""] if field.nullable else [])]
-            editors[field.name] = {"constraint": {"enum": choices}}
+            editors[field.name] = {"constraint": {"enum": ["true", "false", *empty]}}
         elif pa.types.is_date(field.type):
             editors[field.name] = {"type": "date"}
+        elif categories and field.name in categories:
+            editors[field.name] = {"constraint": {"enum": [*categories[field.name], *empty]}}
     return editors
 
 
@@ -146,6 +164,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         key_columns: row identity (default: the store's key columns).
         read_only_columns: columns that cannot be edited.
         page_size: rows shown per page; filtering, sorting and paging run in the kernel.
+        new_categories: a value typed (or pasted) into a categorical column that is not
+            one of its categories starts a new one; by default it is refused.
         load: load the master now (default True).
         watch: seconds between looks at the master (one HEAD) while the editor is open,
             to say when a colleague saved a newer version; ``True``: every 30 s;
@@ -159,6 +179,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         key_columns: Sequence[str] | None = None,
         read_only_columns: Iterable[str] = (),
         page_size: int = 500,
+        new_categories: bool = False,
         load: bool = True,
         watch: float | bool = True,
     ) -> None:
@@ -170,6 +191,7 @@ class Editor(w.VBox):  # type: ignore[misc]
             read_only_columns=read_only_columns,
             busy=self._busy,
         )
+        self.controller.new_categories = new_categories
         self.read_only_columns = tuple(read_only_columns)
         self.page_size = page_size
         self.page = 0
@@ -441,12 +463,6 @@ class Editor(w.VBox):  # type: ignore[misc]
             options = [("(file order)", ""), *[(c, c) for c in session.columns]]
             if list(self.sort_by.options) != options:
                 self.sort_by.options = options
-            editors = column_editors(session.schema)
-            if self.grid_patch.editors != editors:
-                self.grid_patch.editors = editors
-            read_only = sorted(session.read_only_columns)
-            if list(self.grid_patch.read_only) != read_only:
-                self.grid_patch.read_only = read_only
             self._refresh()
         elif refresh:
             self._refresh()
@@ -494,12 +510,23 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._refresh_status()
         self._refresh_changes()
 
+    def _send_editors(self, s: EditSession) -> None:
+        """Tell the browser each column's cell editor (a new category joins its
+        dropdown) and which columns are read-only; sent only when they change."""
+        editors = column_editors(s.schema, categories_of(s.df))
+        if self.grid_patch.editors != editors:
+            self.grid_patch.editors = editors
+        read_only = sorted(s.read_only_columns)
+        if list(self.grid_patch.read_only) != read_only:
+            self.grid_patch.read_only = read_only
+
     def _refresh_grid(self) -> bool:
         """Send the page to the browser; False if the filter or sort was refused (and
         said so: the page shown is then unfiltered)."""
         s = self.session
         if s is None:
             return False
+        self._send_editors(s)
         ok = True
         try:
             win = s.window(
@@ -716,6 +743,8 @@ class Editor(w.VBox):  # type: ignore[misc]
             # The browser must show what the kernel stored ("012" -> "12", a refused
             # value -> the old one, an edit made from code), never what was typed.
             self._echo(grid_row, column, shown)
+        if accepted and isinstance(s.df[column].dtype, pd.CategoricalDtype):
+            self._send_editors(s)  # the value may be a new category
         if accepted and column in self.key_columns:
             self._refresh_grid()  # duplicate flags may have changed
         elif accepted and grid_row is not None and self.grid_patch.patched:

@@ -100,7 +100,8 @@ def csv_types_text(schema: pa.Schema) -> str:
     for field in schema:
         if pa.types.is_string(field.type):
             continue
-        if not editable(field.type):
+        as_text = pa.types.is_decimal(field.type) or pa.types.is_dictionary(field.type)
+        if not editable(field.type) or as_text:  # no CSV type declaration says these
             raise SchemaError(
                 f"Column {field.name!r} is {describe_type(field.type)}, which a CSV master "
                 "cannot hold as text exactly; use a Parquet master (S3_FILE_FORMAT=parquet).",

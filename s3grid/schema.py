@@ -7,6 +7,7 @@ expected type; nothing is silently widened, truncated or turned into float.
 
 from __future__ import annotations
 
+import decimal
 import re
 import zoneinfo
 from collections.abc import Iterable, Sequence
@@ -106,13 +107,18 @@ def strip_metadata(schema: pa.Schema) -> pa.Schema:
 def editable(type_: pa.DataType) -> bool:
     """Whether cells of this type can be edited (typed text is parsed back exactly).
 
-    Numbers, booleans, text, timestamps and dates are. Other types a Parquet master can
-    hold (decimal, dictionary, time, duration, binary, list, struct, map) are shown
+    Numbers (decimals keep their scale), booleans, text (categories of a dictionary of
+    text too), timestamps and dates are. Other types a Parquet master can hold (time,
+    duration, binary, list, struct, map, dictionaries of other values) are shown
     read-only and saved back as they were.
     """
+    if pa.types.is_dictionary(type_):
+        value = type_.value_type
+        return bool(pa.types.is_string(value) or pa.types.is_large_string(value))
     return bool(
         pa.types.is_integer(type_)
         or pa.types.is_floating(type_)
+        or pa.types.is_decimal(type_)
         or pa.types.is_boolean(type_)
         or pa.types.is_string(type_)
         or pa.types.is_large_string(type_)
@@ -469,6 +475,47 @@ def _coerce_binary(s: pd.Series, field: pa.Field) -> pa.Array:
     return pa.array(list(s), type=field.type)
 
 
+def _coerce_decimal(s: pd.Series, nulls: np.ndarray, field: pa.Field) -> pa.Array:
+    """Decimal text (or numbers) into the column's decimal type exactly: ``1.5`` is
+    stored as 1.50 at scale 2, but ``1.234`` (a digit the scale cannot hold) and a number
+    too large for the precision are refused, never rounded."""
+    values: list[decimal.Decimal | None] = []
+    bad = np.zeros(len(s), dtype=bool)
+    for i, (value, null) in enumerate(zip(s.tolist(), nulls, strict=True)):
+        if null:
+            values.append(None)
+            continue
+        try:
+            number = (
+                value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value).strip())
+            )
+            if not number.is_finite():
+                raise decimal.InvalidOperation
+        except (decimal.InvalidOperation, ValueError):
+            bad[i] = True
+            values.append(None)
+            continue
+        values.append(number)
+    if bad.any():
+        raise _fail(s, bad, field, "not a decimal number")
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    for i, one in enumerate(values):
+        try:
+            pa.array([one], type=field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            bad[i] = True
+    type_ = field.type
+    raise _fail(
+        s,
+        bad,
+        field,
+        f"it does not fit exactly ({type_.precision} digits, {type_.scale} after the point)",
+    )
+
+
 def _keep_as_is(s: pd.Series, field: pa.Field) -> pa.Array:
     try:
         return pa.array(s, type=field.type, from_pandas=True)
@@ -491,6 +538,10 @@ def coerce_series(s: pd.Series, field: pa.Field) -> pa.Array:
     if pa.types.is_string(type_) or pa.types.is_large_string(type_):
         arr = _coerce_string(s, field)
         nulls = s.isna().to_numpy(dtype=bool)
+    elif pa.types.is_dictionary(type_) and editable(type_):
+        text = _coerce_string(s.astype(object), pa.field(field.name, type_.value_type))
+        nulls = s.isna().to_numpy(dtype=bool)
+        arr = text.dictionary_encode().cast(type_)
     elif not editable(type_):  # kept as they are: no text is parsed into these
         nulls = s.isna().to_numpy(dtype=bool) if s.dtype != object else _none_mask(s)
         if pa.types.is_binary(type_) or pa.types.is_large_binary(type_):
@@ -505,6 +556,8 @@ def coerce_series(s: pd.Series, field: pa.Field) -> pa.Array:
             arr = _coerce_float(s, nulls, field)
         elif pa.types.is_boolean(type_):
             arr = _coerce_bool(s, nulls, field)
+        elif pa.types.is_decimal(type_):
+            arr = _coerce_decimal(s, nulls, field)
         else:  # timestamp or date: the last editable kind
             arr = _coerce_temporal(s, nulls, field)
     if not field.nullable and nulls.any():

@@ -30,7 +30,7 @@ from s3grid.diff import (
     values_equal,
 )
 from s3grid.display import row_label
-from s3grid.errors import S3GridError, ValidationError
+from s3grid.errors import S3GridError, SchemaError, ValidationError
 from s3grid.model import Master
 from s3grid.rowsplice import insert_by_id, without_rows
 from s3grid.schema import (
@@ -136,7 +136,14 @@ class EditSession:
         read_only_columns: columns that cannot be edited.
         keys_verified: the master's keys are known to be unique (it is the table a save
             just validated), so the first duplicate check is skipped.
+
+    Attributes:
+        new_categories: a value that is not yet a category of a categorical (dictionary)
+            column is added to its categories; False (the default) refuses it, so a
+            typo cannot start a new category.
     """
+
+    new_categories: bool = False
 
     def __init__(
         self,
@@ -442,6 +449,7 @@ class EditSession:
         """
         field = self._check_editable(row_id, column)
         new = coerce_value(value, field, row=self.label(row_id))
+        self._take_category(column, new, row=self.label(row_id))
         old = self.value(row_id, column)
         if same_cell(old, new):
             return new
@@ -488,6 +496,12 @@ class EditSession:
         changed = 0
         for column, asked in given.items():
             stored = self._coerce_many(column, asked, refused)
+            for rid in [r for r, v in stored.items() if not self._is_category(column, v)]:
+                try:
+                    self._take_category(column, stored[rid], row=self.label(rid))
+                except S3GridError as exc:
+                    refused.append(Refusal(self.label(rid), column, asked[rid], str(exc)))
+                    del stored[rid]
             ids = list(stored)
             olds = self._values(ids, column)
             keep = [i for i, rid in enumerate(ids) if not same_cell(olds[i], stored[rid])]
@@ -505,6 +519,37 @@ class EditSession:
             self._undo.append(_Batch(tuple(ops)))
             self._redo.clear()
         return BlockResult(changed, tuple(added), tuple(refused))
+
+    def _is_category(self, column: str, value: Any) -> bool:
+        """Whether ``value`` may be stored in ``column`` as it is (a known category, an
+        empty cell, or any value of a column that is not categorical)."""
+        dtype = self.df[column].dtype
+        if not isinstance(dtype, pd.CategoricalDtype) or value is None:
+            return True
+        return bool(value in dtype.categories)
+
+    def _take_category(self, column: str, value: Any, *, row: str) -> None:
+        """Make ``value`` storable in a categorical column: added to its categories with
+        :attr:`new_categories`, else refused.
+
+        Raises:
+            SchemaError: a new category, and new ones are not allowed.
+        """
+        if self._is_category(column, value):
+            return
+        categories = list(self.df[column].cat.categories)
+        if not self.new_categories:
+            known = ", ".join(map(repr, categories[:8])) + (" …" if len(categories) > 8 else "")
+            raise SchemaError(
+                f"{row}, column {column!r}: {value!r} is not one of its categories ({known}). "
+                "Pick one of them; to start a new category, allow it "
+                "(Editor(..., new_categories=True)).",
+                row=row,
+                column=column,
+                value=value,
+                expected="one of the column's categories",
+            )
+        self.df[column] = self.df[column].cat.add_categories([value])
 
     def _coerce_many(
         self, column: str, values: Mapping[int, Any], refused: list[Refusal]
@@ -560,6 +605,8 @@ class EditSession:
         unknown = sorted(set(values) - set(self.schema.names))
         if unknown:
             raise ValidationError(f"Unknown column(s) {unknown}.")
+        for name, given in values.items():
+            self._take_category(name, coerce_value(given, self.schema.field(name)), row="new row")
         row_id = self._next_id
         columns = {
             f.name: coerce_series(pd.Series([values.get(f.name)], index=[row_id], dtype=object), f)

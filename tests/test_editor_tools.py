@@ -4,6 +4,7 @@ and versions (the browser's side is in tests/e2e)."""
 from __future__ import annotations
 
 import math
+import re
 
 import pyarrow as pa
 import pytest
@@ -148,9 +149,9 @@ def test_find_walks_the_matches_of_every_page(editor: Editor) -> None:
 def test_summary_of_the_selected_column(editor: Editor) -> None:
     editor.grid.select(0, col(editor, "tow"), clear_mode="all")
     text = editor.tools.show_summary()
-    assert (
-        "int32" in text and "<td>min</td><td>1</td>" in text and "<td>max</td><td>10</td>" in text
-    )
+    words = re.sub(r"<[^>]+>", " ", text).split()
+    assert "int32" in words
+    assert words[words.index("min") + 1] == "1" and words[words.index("max") + 1] == "10"
     editor.grid.select(0, col(editor, "vessel"), clear_mode="all")
     assert "distinct" in editor.tools.show_summary()
     floats = pa.array([1.0, math.nan, None])

@@ -233,9 +233,32 @@ def test_read_only_types_show_and_refuse_sorting_by_nested_values(store: MasterS
     editor = Editor(s, page_size=10)
     fe = FrontEnd(editor)
     assert editor.session is not None
-    assert {"dec", "cat", "t", "dur", "bin", "fsb", "lst", "st", "mp"} <= (
-        editor.session.read_only_columns
-    )
+    assert {"t", "dur", "bin", "fsb", "lst", "st", "mp"} <= editor.session.read_only_columns
+    assert not {"dec", "cat"} & editor.session.read_only_columns  # decimals, categories edit
+    assert editor.grid.data["dec"].tolist()[0] == "1.10"
+    fe.type_into(2, "dec", "2.5")
+    assert fe.shown(2, "dec") == "2.50"
+    fe.type_into(2, "dec", "2.555")
+    assert "does not fit exactly (10 digits, 2 after the point)" in editor.message.value
+    assert fe.shown(2, "dec") == "2.50"
+    saved = editor.session.to_table().column("dec")
+    assert saved.type == pa.decimal128(10, 2) and str(saved[2].as_py()) == "2.50"
+    editor.undo()
+    # a categorical column: a dropdown of its categories; a new one only when allowed
+    assert editor.grid_patch.editors["cat"] == {"constraint": {"enum": ["x", "y", ""]}}
+    fe.type_into(1, "cat", "y")
+    assert editor.session.value(1, "cat") == "y"
+    fe.type_into(0, "cat", "z")
+    assert "'z' is not one of its categories ('x', 'y')" in html.unescape(editor.message.value)
+    assert editor.session.value(0, "cat") == "x"
+    editor.session.new_categories = True
+    fe.type_into(0, "cat", "z")
+    assert editor.session.value(0, "cat") == "z"
+    assert editor.grid_patch.editors["cat"]["constraint"]["enum"] == ["x", "y", "z", ""]
+    cats = editor.session.to_table().column("cat")
+    assert cats.type == table.schema.field("cat").type and cats.to_pylist() == ["z", "y", "y"]
+    editor.undo()
+    editor.undo()
     shown = editor.grid.data
     assert shown["bin"].tolist()[0] == "0xff00"
     assert shown["ts_tz"].tolist()[0] == "1969-12-31 18:00:00.000000001-06:00"

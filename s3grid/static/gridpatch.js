@@ -62,7 +62,8 @@ function patchDataGrid(dataGrid, model) {
       const name = dataModel.metadata("body", cell.row, cell.column)["name"];
       const readOnly = model.get("read_only") || [];
       const isNew = dataModel.data("body", cell.row, 0) === "new";
-      if (name === STATUS || (readOnly.includes(name) && !isNew)) {
+      // (the ⚑ cell opens, to be read; the kernel refuses an edit of it)
+      if (readOnly.includes(name) && !isNew) {
         model.send({ event: "read-only", column: name });
         return false;
       }
@@ -182,7 +183,15 @@ export default {
       model.send({ event: "paste", text: text, ...selection });
     };
     const onKey = (event) => {
-      const fill = (event.ctrlKey || event.metaKey) && !event.altKey && event.key === "d";
+      const accel = (event.ctrlKey || event.metaKey) && !event.altKey;
+      const key = (event.key || "").toLowerCase();
+      if (accel && key === "v" && inGrid(event.target)) {
+        // Lumino's key handler would open the cell editor and the paste would land in
+        // it: the key goes no further, and the browser's paste event comes here
+        event.stopPropagation();
+        return;
+      }
+      const fill = accel && key === "d";
       const dataGrid = fill ? inGrid(event.target) : null;
       const selection = dataGrid ? selectionOf(grid) : null;
       if (!selection) {

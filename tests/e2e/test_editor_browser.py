@@ -451,3 +451,85 @@ def test_at_a_narrow_width_the_controls_stay_in_view(
         assert grid["width"] <= area["width"] + 1  # the grid scrolls inside the notebook
     finally:
         context.close()
+
+
+MAX_DEPTH = 1 + 7
+IS_DAY = 1 + 11
+
+
+def test_paste_fill_down_dropdown_find_and_history_in_the_browser(
+    browser: Any, lab: Lab, e2e_store: MasterStore, tmp_path: Any
+) -> None:
+    # wide enough that is_day, the last but one column, shows without scrolling
+    context = browser.new_context(viewport={"width": 2200, "height": 1000})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        master = e2e_store.load().to_pandas()
+        editor = run_notebook(page, lab, "01_edit_master.ipynb")
+        # Ctrl+V of a spreadsheet's range: min_depth and max_depth of two rows, one
+        # value refused; the rest applied, and one Undo takes the paste back
+        page.mouse.click(*cell_point(page, editor, 0, MIN_DEPTH))
+        page.evaluate("t => navigator.clipboard.writeText(t)", "5\t6\nx\t8\n")
+        page.keyboard.press("Control+V")
+        text = wait_message(page, editor, "Pasted 2 × 2")
+        assert "3 cell(s) changed" in text and "1 value(s) refused" in text
+        refused = editor.locator(".s3grid-refused").inner_text()
+        assert "min_depth" in refused and "not a number" in refused
+        wait_shown(page, editor, 0, MIN_DEPTH, "5")
+        wait_shown(page, editor, 1, MAX_DEPTH, "8")
+        click_button(editor, "Undo")
+        wait_message(page, editor, "Undone")
+        wait_shown(page, editor, 0, MIN_DEPTH, str(master.loc[0, "min_depth"]))
+        wait_shown(page, editor, 1, MAX_DEPTH, str(master.loc[1, "max_depth"]))
+
+        # Ctrl+D fills a selection down from its top row
+        page.mouse.click(*cell_point(page, editor, 0, MAX_DEPTH))
+        page.keyboard.down("Shift")
+        page.mouse.click(*cell_point(page, editor, 3, MAX_DEPTH))
+        page.keyboard.up("Shift")
+        page.keyboard.press("Control+d")
+        wait_message(page, editor, "Filled down 3 row(s)")
+        wait_shown(page, editor, 3, MAX_DEPTH, str(master.loc[0, "max_depth"]))
+
+        # a boolean column's cells edit with a true/false dropdown
+        page.mouse.dblclick(*cell_point(page, editor, 2, IS_DAY))
+        choice = page.locator("select.lm-DataGrid-cellEditorWidget")
+        choice.wait_for(state="visible")
+        assert choice.locator("option").all_inner_texts()[:2] == ["true", "false"]
+        flipped = "false" if master.loc[2, "is_day"] else "true"
+        choice.select_option(flipped)
+        choice.press("Enter")
+        wait_message(page, editor, f"is_day = {flipped}")
+
+        # a read-only column's cell opens no editor; the message says why
+        page.mouse.dblclick(*cell_point(page, editor, 4, 1))  # vessel
+        wait_message(page, editor, "Column 'vessel' is read-only")
+        assert page.locator(".lm-DataGrid-cellEditorInput").count() == 0
+
+        # Find searches every column of the whole master, n of N
+        find = editor.locator("input[placeholder='find in every column']")
+        find.fill("point sur")  # text matches ignore case
+        find.press("Enter")
+        expected = int(master["vessel"].str.contains("Point Sur").sum())
+        assert expected > 1
+        label = editor.locator(".widget-label", has_text=" of ")
+        label.wait_for()
+        assert label.inner_text() == f"1 of {expected}"
+        editor.locator("button[title='next match']").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.s3grid-editor .widget-label')]"
+            ".some(l => l.innerText.startsWith('2 of '))"
+        )
+
+        # the history of the selected cell: the upload that made it
+        page.mouse.click(*cell_point(page, editor, 0, VOLUME))
+        click_button(editor, "History")
+        wait_message(page, editor, "History of tow 1 · net 0 · volume_filtered")
+        assert "e2e seed" in editor.locator(".s3grid-history").inner_text()
+        page.screenshot(path=str(tmp_path / "tools.png"))
+    except Exception:
+        page.screenshot(path=str(tmp_path / "tools-failed.png"))
+        raise
+    finally:
+        context.close()
