@@ -23,16 +23,22 @@ __all__ = ["Matches", "find_cells"]
 
 @dataclass(frozen=True)
 class Matches:
-    """The matching cells, in window order: ``row_ids[i]`` and ``columns[i]``, at
-    ``positions[i]`` in the window."""
+    """The matching cells, in window order: row ``row_ids[i]``, column
+    ``names[columns[i]]``, at ``positions[i]`` in the window (arrays: millions of
+    matches cost no Python objects)."""
 
     query: str
     row_ids: np.ndarray
     positions: np.ndarray
-    columns: tuple[str, ...]
+    columns: np.ndarray
+    names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.row_ids)
+
+    def column(self, i: int) -> str:
+        """The column of the ``i``-th match."""
+        return self.names[int(self.columns[i])]
 
 
 def find_cells(df: pd.DataFrame, schema: pa.Schema, query: str, order: np.ndarray) -> Matches:
@@ -40,8 +46,9 @@ def find_cells(df: pd.DataFrame, schema: pa.Schema, query: str, order: np.ndarra
     rows' places in ``order`` (the window's row ids), then by column. Rows outside the
     window (filtered out) are not matches."""
     text = query.strip()
+    none = np.array([], np.int64)
     if not text:
-        return Matches(query, np.array([], np.int64), np.array([], np.int64), ())
+        return Matches(query, none, none, none)
     place = pd.Series(np.arange(len(order)), index=order)
     found_ids, found_places, found_columns = [], [], []
     for number, field in enumerate(schema):
@@ -55,13 +62,12 @@ def find_cells(df: pd.DataFrame, schema: pa.Schema, query: str, order: np.ndarra
         found_places.append(places[shown].astype(np.int64))
         found_columns.append(np.full(int(shown.sum()), number))
     if not found_ids:
-        return Matches(query, np.array([], np.int64), np.array([], np.int64), ())
+        return Matches(query, none, none, none)
     ids = np.concatenate(found_ids)
     places = np.concatenate(found_places)
     columns = np.concatenate(found_columns)
     ordered = np.lexsort((columns, places))
-    names = tuple(schema.names[c] for c in columns[ordered])
-    return Matches(query, ids[ordered], places[ordered], names)
+    return Matches(query, ids[ordered], places[ordered], columns[ordered], tuple(schema.names))
 
 
 def _matching(column: pd.Series, field: pa.Field, text: str) -> np.ndarray | None:

@@ -358,7 +358,7 @@ class EditorTools:
             return
         self._match = (self._match + step) % len(matches)
         place = int(matches.positions[self._match])
-        column = matches.columns[self._match]
+        column = matches.column(self._match)
         page = place // e.page_size
         if page != e.page:
             e.page = page
