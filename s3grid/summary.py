@@ -49,7 +49,7 @@ def summarize(name: str, values: pa.ChunkedArray | pa.Array) -> ColumnSummary:
         facts += [("min", _text(bounds["min"].as_py())), ("max", _text(bounds["max"].as_py()))]
         if numeric:
             mean = pc.mean(values).as_py()
-            facts.append(("mean", _text(mean)))
+            facts.append(("mean", "" if mean is None else f"{mean:.6g}"))
     elif values.null_count < len(values):
         try:
             counts = pc.value_counts(values.drop_null() if hasattr(values, "drop_null") else values)

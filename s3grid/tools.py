@@ -11,6 +11,7 @@ store (:meth:`~s3grid.store.MasterStore.history`, ``diff_versions``, ``restore``
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -393,8 +394,10 @@ class EditorTools:
         cache = (s.master.version_id, column) if not s.pending else None
         if cache is None or cache not in self._summaries:
             summary = summarize(column, s.column(column))
-            text = html_table(
-                list(summary.facts), (column, ""), css_class="s3grid-summary", limit=50
+            labels = [label for label, _ in summary.facts]
+            values = tuple(value for _, value in summary.facts)
+            text = f"<b>{html.escape(column)}</b>" + html_table(
+                [values], labels, css_class="s3grid-summary"
             )
             if cache is None:
                 self._show_panel(text)
@@ -481,9 +484,9 @@ class EditorTools:
         ]
         self.version_from.options = options
         self.version_to.options = options
-        if len(options) > 1:
+        if options:  # the newest save against the one before it
             self.version_to.value = options[0][1]
-            self.version_from.value = options[1][1]
+            self.version_from.value = options[min(1, len(options) - 1)][1]
         self.versions.layout.display = "flex"
 
     def show_diff(self) -> None:

@@ -527,6 +527,16 @@ def test_paste_fill_down_dropdown_find_and_history_in_the_browser(
         click_button(editor, "History")
         wait_message(page, editor, "History of tow 1 · net 0 · volume_filtered")
         assert "e2e seed" in editor.locator(".s3grid-history").inner_text()
+
+        # the selected column's summary, and the Versions view
+        click_button(editor, "Summary")
+        summary = editor.locator(".s3grid-summary")
+        summary.wait_for()
+        assert "distinct" in summary.inner_text() and "double" in summary.inner_text()
+        editor.locator("button", has_text="Versions").click()
+        versions = editor.locator(".s3grid-versions")
+        versions.wait_for()
+        assert "e2e seed" in versions.inner_text() and "init" in versions.inner_text()
         page.screenshot(path=str(tmp_path / "tools.png"))
     except Exception:
         page.screenshot(path=str(tmp_path / "tools-failed.png"))
