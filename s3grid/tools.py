@@ -323,6 +323,9 @@ class EditorTools:
 
         def apply(_: Any) -> None:
             self.offer.children = []
+            if self.session is not s:  # a save or reload since: the rows counted are gone
+                e._say("The table was saved or reloaded since; ask again.", "warn")
+                return
             result = s.set_cells([(r, column, text) for r in ids])
             self._done(result, f"Set {column} = {say(text)} in {len(ids):,} row(s)")
 

@@ -116,6 +116,11 @@ def test_fill_down_and_set_value_are_one_step_each(editor: Editor) -> None:
     assert s.pending == 10
     editor.undo()
     assert s.pending == 0
+    editor.tools.offer_set_in_column()
+    editor.reload()  # a new session: the rows the offer counted are not its rows
+    editor.tools.offer.children[0].click()
+    assert "ask again" in editor.message.value
+    assert editor.session is not None and editor.session.pending == 0
 
 
 def test_find_walks_the_matches_of_every_page(editor: Editor) -> None:
