@@ -238,8 +238,8 @@ class EditorTools:
             for j, value in enumerate(line):
                 at = column + j
                 name = names[at] if at < len(names) else None
-                where = s.label(target) if target is not None else "new row"
                 if name is None or name == STATUS:
+                    where = s.label(target) if target is not None else "new row"
                     why = "past the last column" if name is None else "⚑ shows row status"
                     refused.append(Refusal(where, name or f"column {at}", value, why))
                 elif target is None:
@@ -249,7 +249,8 @@ class EditorTools:
             if target is None:
                 new_rows.append(values)
         result = s.set_cells(cells, new_rows=new_rows)
-        self._done(result, f"Pasted {block.height:,} × {block.width:,}", refused)
+        height = block.height if add_rows else min(block.height, len(ids))
+        self._done(result, f"Pasted {height:,} × {block.width:,}", refused)
         return result
 
     # ------------------------------------------------------- fill and set
