@@ -89,7 +89,7 @@ def measure(
     blocked = page.evaluate("() => window.__blocked")
     out = {"painted_ms": painted_ms, "heap_mb": heap, "blocked_ms": blocked}
     if name == "editor":
-        out.update(moving_around(page))
+        out.update(moving_around(page, widths or []))
     return out
 
 
@@ -106,8 +106,10 @@ def step(page: Any, act: Any, shown: str) -> tuple[float, float]:
     return page.evaluate("() => window.__blocked"), shown_ms
 
 
-def moving_around(page: Any) -> dict[str, float]:
-    """The next page, a sort, a deletion and its undo, in the Editor."""
+def moving_around(page: Any, widths: list[int]) -> dict[str, float]:
+    """The next page, a sort, a deletion and its undo, then a paste of 1,000 x 5 cells
+    (Ctrl+V of tab-separated text, as a spreadsheet copies it) and its undo, in the
+    Editor."""
     ed = page.locator(".s3grid-editor")
     label = (
         "() => [...document.querySelectorAll('.s3grid-editor .widget-label')]"
@@ -120,7 +122,7 @@ def moving_around(page: Any) -> dict[str, float]:
 
     out: dict[str, float] = {}
     out["flip_blocked_ms"], out["flip_ms"] = step(
-        page, lambda: ed.locator("button", has_text="▶").click(), says(label, "page 2/")
+        page, lambda: ed.locator("button", has_text="▶").first.click(), says(label, "page 2/")
     )
     out["sort_blocked_ms"], out["sort_ms"] = step(
         page,
@@ -136,6 +138,16 @@ def moving_around(page: Any) -> dict[str, float]:
         page, lambda: ed.locator("button", has_text="Delete rows").click(), says(said, "Deleted 1")
     )
     out["undo_blocked_ms"], out["undo_ms"] = step(
+        page, lambda: ed.locator("button", has_text="Undo").click(), says(said, "Undone")
+    )
+    # lat_decimal .. max_depth (grid columns 5-9) of 1,000 rows from the first one shown
+    text = "\n".join("\t".join(f"{r % 89 + 1}.5" for _ in range(5)) for r in range(1000))
+    page.evaluate("t => navigator.clipboard.writeText(t)", text)
+    page.mouse.click(box["x"] + 64 + sum(widths[:5]) + widths[5] / 2, box["y"] + 20 + 10)
+    out["paste_blocked_ms"], out["paste_ms"] = step(
+        page, lambda: page.keyboard.press("Control+V"), says(said, "Pasted 1,000 × 5")
+    )
+    out["paste_undo_blocked_ms"], out["paste_undo_ms"] = step(
         page, lambda: ed.locator("button", has_text="Undo").click(), says(said, "Undone")
     )
     return out
@@ -202,6 +214,7 @@ def main() -> None:
             sized.close()
             for name, col in runs if rows <= args.plain_max else runs[1:]:
                 context = browser.new_context(viewport={"width": 1600, "height": 1000})
+                context.grant_permissions(["clipboard-read", "clipboard-write"])
                 page = context.new_page()
                 page.set_default_timeout(600_000)
                 results[rows][name] = measure(
@@ -237,6 +250,8 @@ def main() -> None:
             ("sort (whole master)", "sort"),
             ("delete a row", "delete"),
             ("undo the delete", "undo"),
+            ("paste 1,000 x 5", "paste"),
+            ("undo the paste", "paste_undo"),
         ):
             print(f"    {what:<25}{e[key + '_blocked_ms']:>14.0f}{e[key + '_ms']:>18.0f}")
 
