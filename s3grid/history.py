@@ -203,13 +203,20 @@ class History:
         if column is not None and not isinstance(column, str):
             raise ValidationError(f"column must be a column name, not {column!r}.")
         log = self.audit_log()
-        found = _map(self._changeset_of, list(log.itertuples(index=False)))
+        saves = list(log.itertuples(index=False))
+        # Stored changesets are small: read in parallel. A missing one means reading
+        # two whole versions: one at a time, so memory holds two versions, not sixteen.
+        found = _map(self._stored_changeset, saves)
+        found = [
+            cs if cs is not None else self._rebuilt(save)
+            for save, cs in zip(saves, found, strict=True)
+        ]
         wanted = None
         if key is not None:
             newest = next((cs for cs in reversed(found) if cs is not None), None)
             wanted = key_filter(key, newest.key_columns if newest else ())
         frames = []
-        for save, changeset in zip(log.itertuples(index=False), found, strict=True):
+        for save, changeset in zip(saves, found, strict=True):
             if changeset is None:
                 continue
             rows = select_changes(changeset, key=wanted, column=column)
@@ -231,17 +238,26 @@ class History:
             return pd.DataFrame(columns=[*SAVE_COLUMNS, "change", "column", "old", "new"])
         return pd.concat(frames, ignore_index=True)
 
-    def _changeset_of(self, save: Any) -> Changeset | None:
-        """One audited save's changeset: read, else rebuilt from its versions (kept);
-        None, with a warning, when neither works."""
+    def _key_of(self, save: Any) -> str:
+        """The changeset key of one audited save (derived for audits that name none)."""
         key = save.changeset_key
-        if not isinstance(key, str) or not key:
-            saved_at = save.timestamp.to_pydatetime()
-            key = changeset_key(self.cfg, saved_at, str(save.save_id))
+        if isinstance(key, str) and key:
+            return key
+        return changeset_key(self.cfg, save.timestamp.to_pydatetime(), str(save.save_id))
+
+    def _stored_changeset(self, save: Any) -> Changeset | None:
+        """One audited save's changeset as stored (or kept); None when there is none."""
         try:
-            return self.read_changeset(key)
+            return self.read_changeset(self._key_of(save))
         except NotFoundError:
-            pass
+            return None
+
+    def _rebuilt(self, save: Any) -> Changeset | None:
+        """The changeset of a save that has none stored, diffed from its versions (and
+        kept); None, with a warning, when they cannot be compared."""
+        key = self._key_of(save)
+        if key in self._changesets:
+            return self._changesets[key]
         base = save.prev_version if isinstance(save.prev_version, str) else None
         try:
             self._changesets[key] = self.diff(base, str(save.new_version))
@@ -250,7 +266,7 @@ class History:
                 f"The history leaves out save {save.save_id} ({save.timestamp}): it has no "
                 f"changeset and its versions cannot be compared ({exc}).",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return None
         return self._changesets[key]
