@@ -9,6 +9,7 @@ kernel to parse back; :func:`say` is a value in a sentence ("net_size = 3e+40",
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -117,21 +118,27 @@ def column_width(header: str, texts: Sequence[str]) -> int:
 
 
 def html_table(
-    rows: Sequence[Sequence[Any]], header: Sequence[str], *, css_class: str, limit: int = 200
+    rows: Sequence[Sequence[Any]],
+    header: Sequence[str],
+    *,
+    css_class: str,
+    limit: int | None = 200,
 ) -> str:
     """Rows as an HTML table (values escaped, missing ones empty), the first ``limit``
-    of them, then a line saying how many more there are."""
-    import html
+    of them (None: all), then a line saying how many more there are."""
 
     def cell(value: Any) -> str:
-        text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
-        return f'<td style="{pad}">{html.escape(str(text))}</td>'
+        shown = py_value(value)  # NaN, NA and NaT show as nothing
+        return f"<td>{html.escape('' if shown is None else str(shown))}</td>"
 
-    pad = "padding:1px 10px 1px 0;vertical-align:top"
-    head = "".join(f'<th style="{pad}">{html.escape(h)}</th>' for h in header)
-    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in rows[:limit])
-    more = f"<div>… and {len(rows) - limit:,} more.</div>" if len(rows) > limit else ""
+    shown_rows = rows if limit is None else rows[:limit]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in r) + "</tr>" for r in shown_rows)
+    more = len(rows) - len(shown_rows)
+    tail = f"<div>… and {more:,} more.</div>" if more else ""
+    # separate borders, so the spacing keeps the columns apart without a style per cell
+    style = "border-collapse:separate;border-spacing:10px 1px;margin-left:-10px;text-align:left"
     return (
-        f'<table class="{css_class}" style="border-collapse:collapse;text-align:left">'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
+        f'<table class="{css_class}" style="{style}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{tail}"
     )

@@ -30,7 +30,7 @@ from s3grid.diff import (
     MergeResult,
     values_equal,
 )
-from s3grid.display import cell_text, column_width, row_label, say, when
+from s3grid.display import cell_text, column_width, html_table, row_label, say, when
 from s3grid.errors import S3GridError
 from s3grid.grid import CheckedGrid
 from s3grid.gridpatch import GridPatch
@@ -625,17 +625,14 @@ class Editor(w.VBox):  # type: ignore[misc]
             self.changes_panel.value = '<div class="s3grid-changes">No pending changes.</div>'
             return
 
-        def row(key: Any, what: str, old: str = "", new: str = "") -> str:
-            cells = (row_label(d.key_columns, key), what, old, new)
-            return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+        def label(key: Any) -> str:
+            return row_label(d.key_columns, key)
 
-        rows = [row(c.key, c.column, say(c.old), say(c.new)) for c in d.cells]
-        rows += [row(k, "(row added)") for k in d.added]
-        rows += [row(k, "(row deleted)") for k in d.deleted]
-        self.changes_panel.value = (
-            '<table class="s3grid-changes" style="border-collapse:collapse;text-align:left">'
-            "<thead><tr><th>row</th><th>column</th><th>was</th><th>now</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
+        rows = [(label(c.key), c.column, say(c.old), say(c.new)) for c in d.cells]
+        rows += [(label(k), "(row added)", "", "") for k in d.added]
+        rows += [(label(k), "(row deleted)", "", "") for k in d.deleted]
+        self.changes_panel.value = html_table(
+            rows, ("row", "column", "was", "now"), css_class="s3grid-changes", limit=None
         )
 
     def _goto(self, page: int) -> None:
