@@ -20,7 +20,10 @@ import pandas as pd
 
 from s3grid.diff import py_value
 
-__all__ = ["cell_text", "column_width", "html_table", "row_label", "say", "when"]
+__all__ = ["STATUS", "cell_text", "column_width", "html_table", "row_label", "say", "when"]
+
+
+STATUS = "⚑"  # the grid's first column, the row's status; not part of the master
 
 
 def cell_text(value: Any) -> str:

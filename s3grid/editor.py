@@ -30,7 +30,15 @@ from s3grid.diff import (
     MergeResult,
     values_equal,
 )
-from s3grid.display import cell_text, column_width, html_table, row_label, say, when
+from s3grid.display import (
+    STATUS,
+    cell_text,
+    column_width,
+    html_table,
+    row_label,
+    say,
+    when,
+)
 from s3grid.errors import S3GridError
 from s3grid.grid import CheckedGrid
 from s3grid.gridpatch import GridPatch
@@ -40,11 +48,10 @@ from s3grid.tools import EditorTools
 from s3grid.watch import Watch
 from s3grid.window import header_query
 
-__all__ = ["Editor", "cell_text"]  # cell_text: from s3grid.display
+__all__ = ["STATUS", "Editor", "cell_text"]  # STATUS, cell_text: from s3grid.display
 
 log = logging.getLogger(__name__)
 
-STATUS = "⚑"  # the status column the grid shows first; not part of the master
 # From this many rows on, a sort, a row deletion or a merge takes long enough to wonder
 # about (docs/performance.md), so the editor says what it is doing meanwhile. Below, the
 # message would only flash.

@@ -73,10 +73,11 @@ def find_cells(df: pd.DataFrame, schema: pa.Schema, query: str, order: np.ndarra
 def _matching(column: pd.Series, field: pa.Field, text: str) -> np.ndarray | None:
     """Which cells of one column match, or None when the search cannot be such a value."""
     type_ = field.type
-    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
-        found = column.astype("string").str.contains(text, case=False, regex=False)
-        return np.asarray(found.fillna(False).to_numpy(dtype=bool))
-    if pa.types.is_dictionary(type_):
+    if (
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_dictionary(type_)
+    ):
         found = column.astype("string").str.contains(text, case=False, regex=False)
         return np.asarray(found.fillna(False).to_numpy(dtype=bool))
     if not editable(type_):

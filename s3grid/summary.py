@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,7 +45,7 @@ def summarize(name: str, values: pa.ChunkedArray | pa.Array) -> ColumnSummary:
     temporal = pa.types.is_temporal(type_) or pa.types.is_decimal(type_)
     if numeric or temporal:
         bounds = pc.min_max(values)
-        facts += [("min", _text(bounds["min"].as_py())), ("max", _text(bounds["max"].as_py()))]
+        facts += [("min", say(bounds["min"].as_py())), ("max", say(bounds["max"].as_py()))]
         if numeric:
             mean = pc.mean(values).as_py()
             facts.append(("mean", "" if mean is None else f"{mean:.6g}"))
@@ -60,11 +59,6 @@ def summarize(name: str, values: pa.ChunkedArray | pa.Array) -> ColumnSummary:
                 :TOP
             ]
             facts += [
-                (f"#{i + 1}", f"{_text(c['values'])} ({c['counts']:,})")
-                for i, c in enumerate(ranked)
+                (f"#{i + 1}", f"{say(c['values'])} ({c['counts']:,})") for i, c in enumerate(ranked)
             ]
     return ColumnSummary(name, tuple(facts))
-
-
-def _text(value: Any) -> str:
-    return say(value)

@@ -19,7 +19,7 @@ import ipywidgets as w
 import pandas as pd
 
 from s3grid.clipboard import parse_tsv
-from s3grid.display import html_table, row_label, say, when
+from s3grid.display import STATUS, html_table, row_label, say, when
 from s3grid.errors import S3GridError
 from s3grid.find import Matches, find_cells
 from s3grid.session import BlockResult, EditSession, Refusal
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EditorTools"]
 
-STATUS = "⚑"  # the grid's first column (see editor.py)
 SHOWN_REFUSALS = 50
 
 
