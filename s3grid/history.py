@@ -59,6 +59,8 @@ class History:
         diff: the changes between two master versions (the first None: from nothing),
             to rebuild a changeset a save did not write (a crash, or a save made before
             changesets existed).
+        diff_snapshots: the same between two snapshot keys, for versions that are gone
+            (a lifecycle rule expires noncurrent versions; snapshots outlive them).
     """
 
     def __init__(
@@ -67,13 +69,18 @@ class History:
         cfg: S3GridConfig,
         identity: Callable[[], str | None],
         diff: Callable[[str | None, str], Changeset],
+        diff_snapshots: Callable[[str | None, str], Changeset],
     ) -> None:
         self.bucket = bucket
         self.cfg = cfg
         self.identity = identity
         self.diff = diff
+        self.diff_snapshots = diff_snapshots
         # Changesets never change once written (or rebuilt): each is read once.
         self._changesets: dict[str, Changeset] = {}
+        # Each audited version's snapshot key, read from the audit log when a reconcile
+        # first needs it.
+        self._snapshot_of: dict[str, str] | None = None
 
     def write_snapshot(self, version_id: str, snap_key: str) -> None:
         """Copy exactly ``version_id`` of the master to ``snap_key`` (once: a key taken
@@ -188,7 +195,8 @@ class History:
 
         Read from the changesets (small objects, read in parallel and kept); a save
         without one (made before changesets existed, or cut short before writing it) is
-        diffed against its base version once, and `reconcile` stores the result. Saves
+        diffed against its base version once (or their snapshots, when a lifecycle rule
+        expired those versions), and `reconcile` stores the result. Saves
         that ``prune`` archived are not listed.
 
         Raises:
@@ -207,8 +215,9 @@ class History:
         # Stored changesets are small: read in parallel. A missing one means reading
         # two whole versions: one at a time, so memory holds two versions, not sixteen.
         found = _map(self._stored_changeset, saves)
+        snapshots = {str(save.new_version): str(save.snapshot_key) for save in saves}
         found = [
-            cs if cs is not None else self._rebuilt(save)
+            cs if cs is not None else self._rebuilt(save, snapshots)
             for save, cs in zip(saves, found, strict=True)
         ]
         wanted = None
@@ -252,15 +261,15 @@ class History:
         except NotFoundError:
             return None
 
-    def _rebuilt(self, save: Any) -> Changeset | None:
-        """The changeset of a save that has none stored, diffed from its versions (and
-        kept); None, with a warning, when they cannot be compared."""
+    def _rebuilt(self, save: Any, snapshots: dict[str, str]) -> Changeset | None:
+        """The changeset of a save that has none stored, diffed from its versions or
+        their snapshots (and kept); None, with a warning, when they cannot be compared."""
         key = self._key_of(save)
         if key in self._changesets:
             return self._changesets[key]
         base = save.prev_version if isinstance(save.prev_version, str) else None
         try:
-            self._changesets[key] = self.diff(base, str(save.new_version))
+            self._changesets[key] = self._changes(base, str(save.new_version), lambda: snapshots)
         except S3GridError as exc:
             warnings.warn(
                 f"The history leaves out save {save.save_id} ({save.timestamp}): it has no "
@@ -305,6 +314,7 @@ class History:
         """
         self.bucket.require_versioning(fresh=True)
         snapshots = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/")}
+        self._snapshot_of = None  # the audits may have changed since the last reconcile
         audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
         described = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.changes_prefix}/")}
         versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
@@ -351,10 +361,11 @@ class History:
         return repairs
 
     def _rebuild(self, meta: SaveMetadata, version_id: str, key: str) -> bool:
-        """Diff one version against its base and write that changeset; False, with a
-        warning, when the base is gone (its history then starts at this save)."""
+        """Diff one version against its base (or their snapshots) and write that
+        changeset; False, with a warning, when neither is left (its history then starts
+        at this save)."""
         try:
-            changeset = self.diff(meta.base_version, version_id)
+            changeset = self._changes(meta.base_version, version_id, self._audited_snapshots)
         except S3GridError as exc:
             warnings.warn(
                 f"No changeset for save {meta.save_id} (version {version_id}): its versions "
@@ -364,6 +375,29 @@ class History:
             )
             return False
         return _repair_write(lambda: self.write_changeset(key, changeset))
+
+    def _changes(
+        self, base: str | None, version: str, snapshots: Callable[[], dict[str, str]]
+    ) -> Changeset:
+        """What one save changed: diffed from the master's versions, or, when a version
+        is gone, from the snapshots of the saves that wrote them (``snapshots``: the
+        snapshot key of each audited version)."""
+        try:
+            return self.diff(base, version)
+        except NotFoundError:
+            snap = snapshots()
+            new_key = snap.get(version)
+            old_key = snap.get(base) if base else None
+            if new_key is None or (base and old_key is None):
+                raise
+            return self.diff_snapshots(old_key, new_key)
+
+    def _audited_snapshots(self) -> dict[str, str]:
+        """The snapshot key of every audited version (read once per reconcile)."""
+        if self._snapshot_of is None:
+            log = self.audit_log()
+            self._snapshot_of = dict(zip(log["new_version"], log["snapshot_key"], strict=True))
+        return self._snapshot_of
 
 
 def _map(fn: Callable[[_T], Any], items: Sequence[_T]) -> list[Any]:

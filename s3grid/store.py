@@ -119,7 +119,13 @@ class MasterStore:
         self.bucket = S3Bucket(cfg, client)
         self._key_columns = tuple(key_columns) if key_columns is not None else cfg.key_columns
         self._identity: str | bool | None = False  # False: not looked up yet
-        self._history = History(self.bucket, cfg, self.aws_identity, self.changes_between)
+        self._history = History(
+            self.bucket,
+            cfg,
+            self.aws_identity,
+            self.changes_between,
+            self._changes_between_snapshots,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MasterStore:
@@ -198,6 +204,22 @@ class MasterStore:
         types = parse_csv_types(save.column_types) if save else None
         return decode_table(body, self.cfg.file_format, where=where, csv_types=types), save
 
+    def read_snapshot(self, snapshot_key: str) -> pa.Table:
+        """The table a snapshot (or an archived snapshot) holds, read with the types
+        its save declared.
+
+        Raises:
+            NotFoundError: no object at ``snapshot_key``.
+            MasterFormatError: the object is not a table in the master's format.
+        """
+        try:
+            body, resp = self.bucket.get(snapshot_key)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"No snapshot at {self.bucket.url(snapshot_key)}; list them with `s3grid audit`."
+            ) from exc
+        return self._decode(body, resp, where=self.bucket.url(snapshot_key))[0]
+
     def changes_between(self, old_version: str | None, new_version: str) -> Changeset:
         """What changed from one master version to another (``old_version`` None: from
         nothing, every row added), diffed by key like a save's changeset.
@@ -207,6 +229,13 @@ class MasterStore:
         """
         new = self.read_version(new_version).table
         old = self.read_version(old_version).table if old_version else None
+        return build_changeset(old, new, self.key_columns_for(new.schema))
+
+    def _changes_between_snapshots(self, old_key: str | None, new_key: str) -> Changeset:
+        """:meth:`changes_between`, from two snapshots (for versions a lifecycle rule
+        expired: the snapshots outlive them)."""
+        new = self.read_snapshot(new_key)
+        old = self.read_snapshot(old_key) if old_key else None
         return build_changeset(old, new, self.key_columns_for(new.schema))
 
     def versions(self) -> list[VersionInfo]:
@@ -381,14 +410,7 @@ class MasterStore:
                     f"{self.cfg.snapshot_prefix!r} or the archive prefix; pass a snapshot key "
                     "from the audit log (column snapshot_key)."
                 )
-            try:
-                body, resp = self.bucket.get(snapshot_key)
-            except NotFoundError as exc:
-                raise NotFoundError(
-                    f"No snapshot at {self.bucket.url(snapshot_key)}; list them with "
-                    "`s3grid audit`."
-                ) from exc
-            table, _ = self._decode(body, resp, where=self.bucket.url(snapshot_key))
+            table = self.read_snapshot(snapshot_key)
         else:
             assert version_id is not None
             table = self.read_version(version_id).table

@@ -193,6 +193,35 @@ def test_history_of_saves_without_changesets_diffs_their_versions(
     assert len(keys_under(s3, bucket, "changes/")) == 51
 
 
+def test_history_of_versions_a_lifecycle_rule_expired_reads_their_snapshots(
+    master_store: MasterStore, s3: Any, bucket: str
+) -> None:
+    m = master_store.load()
+    for i in range(3):
+        df = m.to_pandas()
+        df.loc[df["tow"].eq(2) & df["net"].eq(1), "net_size"] = 0.5 + i
+        master_store.save(df, base=m, note=f"net {i}")
+        m = master_store.load()
+    expected = master_store.history(key=(2, 1), column="net_size")
+    assert list(expected["new"][1:]) == ["0.5", "1.5", "2.5"]
+    # saves without changesets whose noncurrent versions a lifecycle rule then expired
+    for key in keys_under(s3, bucket, "changes/"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    versions = [v.version_id for v in master_store.versions()]
+    for version_id in versions[1:]:  # all but the current one
+        s3.delete_object(Bucket=bucket, Key=master_store.cfg.master_key, VersionId=version_id)
+
+    fresh = MasterStore(master_store.cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fresh.history(key=(2, 1), column="net_size")
+    pd.testing.assert_frame_equal(got, expected)
+    # reconcile rebuilds the current version's changeset from its base's snapshot
+    repairs = fresh.reconcile()
+    assert [(r.version_id, r.wrote_changeset) for r in repairs] == [(versions[0], True)]
+    assert list(changeset_at(fresh, repairs[0].changeset_key)["new"]) == ["2.5"]
+
+
 def test_history_refuses_what_it_cannot_answer(master_store: MasterStore) -> None:
     with pytest.raises(ValidationError, match="audit_log"):
         master_store.history()
