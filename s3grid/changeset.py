@@ -183,7 +183,11 @@ def _text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     try:
-        return pc.cast(values, pa.string())
+        text = pc.cast(values, pa.string())
+        if pa.types.is_timestamp(values.type) or pa.types.is_time(values.type):
+            # as the grid writes them: 18:45:42, not 18:45:42.000000
+            text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")
+        return text
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     out: list[str | None] = []

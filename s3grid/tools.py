@@ -93,7 +93,7 @@ class EditorTools:
         self.version_from = w.Dropdown(description="From")
         self.version_to = w.Dropdown(description="To")
         self.diff_button = w.Button(description="Show changes", icon="exchange")
-        self.restore_button = w.Button(description="Restore “To”", icon="undo")
+        self.restore_button = w.Button(description="Restore “To”…", icon="undo")
         self.versions = w.VBox(layout=w.Layout(display="none"))
         self.versions_table = w.HTML()
         self.versions.children = [
@@ -118,7 +118,7 @@ class EditorTools:
         self.history_button.on_click(guard("History", lambda _: self.show_history()))
         self.versions_button.observe(guard("Versions", lambda _: self.show_versions()), "value")
         self.diff_button.on_click(guard("Versions", lambda _: self.show_diff()))
-        self.restore_button.on_click(guard("Restore", lambda _: self.restore()))
+        self.restore_button.on_click(guard("Restore", lambda _: self.offer_restore()))
         patch = editor.grid_patch
         patch.on_paste = guard("Paste", self._on_paste)
         patch.on_fill_down = guard("Fill down", self._on_fill_down)
@@ -500,25 +500,59 @@ class EditorTools:
             e._say("Pick two versions to compare.", "warn")
             return
         frame = e.store.diff_versions(old, new)
-        e._say(f"{len(frame):,} change(s) from the first version to the second.")
+        if frame.empty:
+            e._say("No changes: the two versions hold the same table.")
+            self._show_panel("")
+            return
+        e._say(f"{len(frame):,} change(s) from “From” to “To”.")
         header = [str(c) for c in frame.columns]
         rows = [tuple(r) for r in frame.itertuples(index=False)]
         self._show_panel(html_table(rows, header, css_class="s3grid-diff"))
 
-    def restore(self) -> None:
-        """Make the "To" version the master again, with the note, through the locked
-        save (refused while edits are pending: save or revert them first)."""
+    def offer_restore(self) -> bool:
+        """Ask before restoring: name the "To" save and offer the button that restores
+        it (refused while edits are pending, or without a note). True: asked."""
         s = self.session
         e = self.editor
+        self.offer.children = []
         version = self.version_to.value
         if s is None or not version:
-            return
+            e._say("Pick the version to restore in “To”.", "warn")
+            return False
         if s.pending:
             e._say(
                 f"You have {s.pending} pending change(s): save or revert them before "
                 "restoring a version.",
                 "warn",
             )
+            return False
+        if not e.note.value.strip():
+            e._say("Write a note first: why this version comes back (it goes in the audit).")
+            return False
+        label = self.version_to.label
+        go = w.Button(description=f"Restore {label}", button_style="danger")
+        go.layout.width = "auto"
+        cancel = w.Button(description="Cancel")
+        go.on_click(e._guarded("Restore", lambda _: self.restore(version, label)))
+        cancel.on_click(lambda _: self._cancel_offer())
+        self.offer.children = [go, cancel]
+        e._say(
+            f"Restore the version saved {label} as a new version of the master? "
+            "Everyone's later saves stay in the history."
+        )
+        return True
+
+    def _cancel_offer(self) -> None:
+        self.offer.children = []
+        self.editor._say("Nothing was changed.")
+
+    def restore(self, version: str, label: str) -> None:
+        """Make ``version`` the master again, with the note, through the locked save."""
+        s = self.session
+        e = self.editor
+        self.offer.children = []
+        if s is None or s.pending:  # edited since the question was asked
+            e._say("The table has pending changes now; nothing was restored.", "warn")
             return
         try:
             result = e.store.restore(version_id=version, base=s.master, note=e.note.value)
@@ -527,7 +561,10 @@ class EditorTools:
             return
         e.note.value = ""
         e.reload()
-        e._say(f"Restored version {version} as the new version {result.new_version}.")
+        self._show_panel("")  # a diff shown before is of versions that moved on
+        e._say(
+            f"Restored the version saved {label}; the master's new version is {result.new_version}."
+        )
         self.show_versions()
 
     def _on_read_only(self, column: str) -> None:

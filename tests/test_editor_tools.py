@@ -189,11 +189,21 @@ def test_history_and_versions_in_the_editor(editor: Editor, master_store: Master
     editor.edit_cell(editor._window_ids[1], "net_size", "0.5")
     editor.note.value = "back to the upload"
     editor.tools.version_to.value = master_store.audit_log().iloc[0]["new_version"]
-    editor.tools.restore()
+    assert not editor.tools.offer_restore()
     assert "pending change(s)" in editor.message.value  # refused: nothing restored
     editor.revert_all()
-    editor.tools.restore()
+    editor.note.value = ""
+    assert not editor.tools.offer_restore()
+    assert "Write a note first" in editor.message.value
+    editor.note.value = "back to the upload"
+    saves = len(master_store.audit_log())
+    assert editor.tools.offer_restore()  # asks first: nothing written yet
+    assert len(master_store.audit_log()) == saves
+    go, _cancel = editor.tools.offer.children
+    assert "initial upload" in go.description
+    go.click()
     assert master_store.audit_log().iloc[-1]["source"] == "restore"
+    assert "Restored the version saved" in editor.message.value
     assert (
         editor.session is not None
         and editor.session.value(editor._window_ids[0], "net_size") != 0.75

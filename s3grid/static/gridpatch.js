@@ -191,6 +191,15 @@ export default {
         event.stopPropagation();
         return;
       }
+      const copyFrom = accel && key === "c" ? inGrid(event.target) : null;
+      if (copyFrom) {
+        // the same handler opens the editor on an editable grid's Ctrl+C too, before
+        // it would copy: the copy is made here instead
+        event.preventDefault();
+        event.stopPropagation();
+        copyFrom.copyToClipboard();
+        return;
+      }
       const fill = accel && key === "d";
       const dataGrid = fill ? inGrid(event.target) : null;
       const selection = dataGrid ? selectionOf(grid) : null;

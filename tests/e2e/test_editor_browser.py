@@ -113,6 +113,7 @@ def wait_shown(page: Any, editor: Any, grid_row: int, grid_col: int, text: str) 
 
 STATUS = 0
 VOLUME = 1 + 8  # grid columns: the status column, then the master columns
+TIME_GMT = 1 + 9
 TOW = 1 + 2
 NET = 1 + 3
 MIN_DEPTH = 1 + 6
@@ -148,6 +149,15 @@ def cell_color(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[in
 
 def fill_note(editor: Any, note: str) -> None:
     editor.locator("input[placeholder*='what did you change']").fill(note)
+
+
+def select_block(page: Any, editor: Any, first: tuple[int, int], last: tuple[int, int]) -> None:
+    """Select grid cells from ``first`` to ``last`` (row, column) as a user does: click,
+    then Shift+click."""
+    page.mouse.click(*cell_point(page, editor, *first))
+    page.keyboard.down("Shift")
+    page.mouse.click(*cell_point(page, editor, *last))
+    page.keyboard.up("Shift")
 
 
 def click_button(editor: Any, label: str) -> None:
@@ -484,10 +494,7 @@ def test_paste_fill_down_dropdown_find_and_history_in_the_browser(
         wait_shown(page, editor, 1, MAX_DEPTH, str(master.loc[1, "max_depth"]))
 
         # Ctrl+D fills a selection down from its top row
-        page.mouse.click(*cell_point(page, editor, 0, MAX_DEPTH))
-        page.keyboard.down("Shift")
-        page.mouse.click(*cell_point(page, editor, 3, MAX_DEPTH))
-        page.keyboard.up("Shift")
+        select_block(page, editor, (0, MAX_DEPTH), (3, MAX_DEPTH))
         page.keyboard.press("Control+d")
         wait_message(page, editor, "Filled down 3 row(s)")
         wait_shown(page, editor, 3, MAX_DEPTH, str(master.loc[0, "max_depth"]))
@@ -522,22 +529,98 @@ def test_paste_fill_down_dropdown_find_and_history_in_the_browser(
             ".some(l => l.innerText.startsWith('2 of '))"
         )
 
+        # Ctrl+C copies a block as tab-separated text that pastes back identically
+        select_block(page, editor, (5, VOLUME), (6, TIME_GMT))
+        page.keyboard.press("Control+c")
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        assert copied.rstrip("\r\n") == "\n".join(
+            f"{cell_text(master.loc[r, 'volume_filtered'])}\t"
+            f"{cell_text(master.loc[r, 'time_start_gmt'])}"
+            for r in (5, 6)
+        )
+        page.mouse.click(*cell_point(page, editor, 8, VOLUME))
+        page.keyboard.press("Control+V")
+        text = wait_message(page, editor, "Pasted 2 × 2")
+        assert "4 cell(s) changed" in text and "refused" not in text
+        select_block(page, editor, (8, VOLUME), (9, TIME_GMT))
+        page.keyboard.press("Control+c")
+        assert page.evaluate("() => navigator.clipboard.readText()") == copied
+
+        # Set in column: counted over every row (the whole master), asked, then one step
+        page.mouse.click(*cell_point(page, editor, 0, MIN_DEPTH))
+        editor.locator("input[placeholder='value']").fill("7")
+        click_button(editor, "Set in column…")
+        editor.locator("button", has_text=f"in all {len(master)} rows of the table").click()
+        wait_message(page, editor, f"Set min_depth = 7 in {len(master)} row(s)")
+        wait_shown(page, editor, 12, MIN_DEPTH, "7")
+        click_button(editor, "Undo")
+        wait_message(page, editor, "Undone")
+        wait_shown(page, editor, 12, MIN_DEPTH, str(master.loc[12, "min_depth"]))
+
+        # a paste past the last row of a filtered window offers to add rows
+        nets = int(master["tow"].eq(3).sum())
+        box = editor.locator("input[placeholder^='filter']")
+        box.fill("tow == 3")
+        box.press("Enter")
+        page.locator(".s3grid-editor .widget-label", has_text=f"· {nets} rows").wait_for()
+        page.mouse.click(*cell_point(page, editor, nets - 1, TOW))
+        page.evaluate("t => navigator.clipboard.writeText(t)", "3\t98\n3\t99\n")
+        page.keyboard.press("Control+V")
+        wait_message(page, editor, "1 more than the table has")
+        click_button(editor, "Add 1 row\\(s\\) and paste")
+        text = wait_message(page, editor, "Pasted 2 × 2")
+        assert "1 row(s) added" in text
+        wait_shown(page, editor, nets, NET, "99")
+        click_button(editor, "Undo")
+        wait_message(page, editor, "Undone")
+        box.fill("")
+        box.press("Enter")
+        page.locator(".s3grid-editor .widget-label", has_text=f"· {len(master)} rows").wait_for()
+
         # the history of the selected cell: the upload that made it
         page.mouse.click(*cell_point(page, editor, 0, VOLUME))
         click_button(editor, "History")
         wait_message(page, editor, "History of tow 1 · net 0 · volume_filtered")
         assert "e2e seed" in editor.locator(".s3grid-history").inner_text()
 
-        # the selected column's summary, and the Versions view
+        # the selected column's summary
         click_button(editor, "Summary")
         summary = editor.locator(".s3grid-summary")
         summary.wait_for()
         assert "distinct" in summary.inner_text() and "double" in summary.inner_text()
+
+        # the Versions view lists the saves and shows the changes between two
+        fill_note(editor, "a day with the tools")
+        click_button(editor, "Save")
+        wait_message(page, editor, "Saved version")
         editor.locator("button", has_text="Versions").click()
         versions = editor.locator(".s3grid-versions")
         versions.wait_for()
+        assert "a day with the tools" in versions.inner_text()
         assert "e2e seed" in versions.inner_text() and "init" in versions.inner_text()
+        click_button(editor, "Show changes")  # the newest save against the one before
+        wait_message(page, editor, "8 change(s) from “From” to “To”")
+        diff = editor.locator(".s3grid-diff").inner_text()
+        assert "volume_filtered" in diff and "is_day" in diff
         page.screenshot(path=str(tmp_path / "tools.png"))
+
+        # restoring a version asks first, then goes through the locked save
+        saves = len(e2e_store.audit_log())
+        to = editor.locator(".widget-dropdown", has=page.locator("label", has_text="To"))
+        to.locator("select").select_option(index=saves - 1)  # the oldest save
+        fill_note(editor, "back to the first version")
+        click_button(editor, "Restore “To”…")
+        wait_message(page, editor, "as a new version of the master?")
+        assert len(e2e_store.audit_log()) == saves  # asked: nothing written yet
+        editor.locator("button.mod-danger", has_text="Restore").click()
+        wait_message(page, editor, "Restored the version saved")
+        log = e2e_store.audit_log()
+        assert len(log) == saves + 1
+        assert log.iloc[-1]["source"] == "restore"
+        assert log.iloc[-1]["note"] == "back to the first version"
+        assert editor.locator(".s3grid-diff").count() == 0  # the diff shown is cleared
+        editor.locator("button", has_text="Versions").click()  # closed: the grid in view
+        wait_shown(page, editor, 8, VOLUME, cell_text(master.loc[8, "volume_filtered"]))
     except Exception:
         page.screenshot(path=str(tmp_path / "tools-failed.png"))
         raise
