@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -208,6 +209,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self._shown_status: list[str] = []  # the ⚑ column as the browser shows it
         self._look: tuple[Any, ...] | None = None  # what the grid's renderers were made for
+        self._where: tuple[Any, ...] | None = None  # the session, filter, sort and page shown
         self._conflict_cells: dict[int, list[str]] = {}  # while a merge is open
         self._sized: EditSession | None = None  # the session the column widths fit
         self.matching_rows = 0  # rows the filter matches (all rows without one)
@@ -247,6 +249,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self.message = w.HTML(layout=w.Layout(min_height="3.2em"))
         # A colleague's newer version, said until a Reload or Save takes it in.
         self.notice = w.HTML()
+        self._notice_lock = threading.Lock()  # the watch's thread sets it too
         # Transfer progress bars of a large master land here, in sight, instead of in
         # the log console where output from a button's callback goes.
         self.progress = w.Output()
@@ -342,14 +345,17 @@ class Editor(w.VBox):  # type: ignore[misc]
 
     def _look_at_master(self) -> None:
         """The watch's tick: show (or clear) the notice of a colleague's newer version."""
+        looked_at = self.controller.session
         text = self.controller.colleague_notice()
         shown = (
             ""
             if text is None
             else f'<div class="s3grid-notice" style="color:#0b4f8a">ⓘ {html.escape(text)}</div>'
         )
-        if self.notice.value != shown:
-            self.notice.value = shown
+        with self._notice_lock:
+            # a load or save since the look shows its own state: this news is stale
+            if self.controller.session is looked_at and self.notice.value != shown:
+                self.notice.value = shown
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Editor:
@@ -459,7 +465,8 @@ class Editor(w.VBox):  # type: ignore[misc]
         the session's rows changed in place."""
         session, merge = self.controller.session, self.controller.merge
         if session is not self._rendered[0]:
-            self.notice.value = ""  # a new version loaded or saved: it is no longer news
+            with self._notice_lock:  # a new version loaded or saved: no longer news
+                self.notice.value = ""
         if merge is not self._rendered[1]:
             marks = self._conflicts_by_row(merge)
             refresh = refresh or marks != self._conflict_cells
@@ -548,6 +555,10 @@ class Editor(w.VBox):  # type: ignore[misc]
             ok = False
             win = s.window(page=self.page, page_size=self.page_size)
         self.page = win.page
+        where = (s, self.filter.value, self.sort_by.value, self.descending.value, win.page)
+        if where != self._where:  # another window, not the same one after an edit
+            self.grid_patch.new_window()
+            self._where = where
         self._window_ids = [int(i) for i in win.frame.index]
         self._echoed.clear()
         shown = _display_frame(win.frame, s, self._conflict_cells)

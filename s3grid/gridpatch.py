@@ -9,6 +9,9 @@
   browser: :attr:`GridPatch.on_transform` gets ipydatagrid's transform (``type``,
   ``column``, ``desc`` or ``operator``/``value``), and the editor sorts or filters the
   whole master.
+- A new window of rows with the same columns goes into the browser's data model in
+  place (one repaint; the columns keep their widths) instead of a new data model;
+  :meth:`GridPatch.new_window` says the rows are another window (scroll to the top).
 - Ctrl+V (a spreadsheet's range), Ctrl+D (fill down) and a click into a read-only cell
   reach the kernel (:attr:`GridPatch.on_paste`, :attr:`GridPatch.on_fill_down`,
   :attr:`GridPatch.on_read_only`); Ctrl+C copies cells quoted as spreadsheets quote
@@ -50,6 +53,12 @@ class GridPatch(anywidget.AnyWidget):
         self.on_fill_down: Callable[[dict[str, Any]], None] | None = None
         self.on_read_only: Callable[[str], None] | None = None
         self.on_msg(self._on_front_end_msg)
+
+    def new_window(self) -> None:
+        """Say that the next rows sent are another window (a page, a sort, a filter): the
+        browser shows them from the top, with nothing selected. Rows sent without it
+        (the same window after an edit) keep the scroll position and the selection."""
+        self.send({"event": "new-window"})
 
     def show_cell(self, row: int, column: int) -> None:
         """Scroll the grid to body cell (``row``, ``column``) and select it."""

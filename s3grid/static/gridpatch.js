@@ -45,6 +45,44 @@ async function luminoGrids(grid) {
     .map((view) => ({ el: view.el, dataGrid: view.grid.grid }));
 }
 
+function blitOncePerRegion(dataGrid) {
+  // Lumino 2 paints each cell into an off-screen buffer and copies (blits) every cell
+  // to the screen on its own. Drawing from a canvas snapshots the whole buffer each
+  // time, so a paint of a few hundred cells copies the buffer a few hundred times: most
+  // of a page flip's paint where the canvas is not on a GPU. The cells of one region
+  // are contiguous and nothing else draws on the screen in between, so one blit of
+  // their bounding box copies the same pixels.
+  const drawCells = dataGrid._drawCells;
+  if (typeof drawCells !== "function" || typeof dataGrid._blitContent !== "function") {
+    return; // not the Lumino this was written for: leave its paint alone
+  }
+  dataGrid._drawCells = function (rgn) {
+    const blit = this._blitContent;
+    let box = null;
+    this._blitContent = (source, x, y, w, h, tx, ty) => {
+      if (source !== this._buffer || x !== tx || y !== ty) {
+        blit.call(this, source, x, y, w, h, tx, ty);
+        return;
+      }
+      box = box
+        ? {
+            x1: Math.min(box.x1, x), y1: Math.min(box.y1, y),
+            x2: Math.max(box.x2, x + w), y2: Math.max(box.y2, y + h),
+          }
+        : { x1: x, y1: y, x2: x + w, y2: y + h };
+    };
+    try {
+      drawCells.call(this, rgn);
+    } finally {
+      delete this._blitContent; // the prototype's again
+      if (box && box.x2 > box.x1 && box.y2 > box.y1) {
+        const { x1, y1, x2, y2 } = box;
+        blit.call(this, this._buffer, x1, y1, x2 - x1, y2 - y1, x1, y1);
+      }
+    }
+  };
+}
+
 function patchDataGrid(dataGrid, model) {
   if (dataGrid.__s3gridPatched) {
     return;
@@ -54,6 +92,7 @@ function patchDataGrid(dataGrid, model) {
     ...dataGrid.copyConfig,
     format: (args) => quoted(args.value === null || args.value === undefined ? "" : String(args.value)),
   };
+  blitOncePerRegion(dataGrid);
   const controller = dataGrid.editorController;
   if (controller && typeof controller.edit === "function") {
     const edit = controller.edit.bind(controller);
@@ -129,6 +168,14 @@ function patchDataModel(dataModel, sendTransform, model) {
   }
   dataModel.__s3gridPatched = true;
   return true;
+}
+
+function sameColumns(dataModel, data) {
+  const before = dataModel && dataModel.__s3gridPatched && dataModel._dataset;
+  const now = data && data.schema;
+  return Boolean(before && before.schema && now) &&
+    JSON.stringify(before.schema.fields) === JSON.stringify(now.fields) &&
+    JSON.stringify(before.schema.primaryKey) === JSON.stringify(now.primaryKey);
 }
 
 function selectionOf(grid) {
@@ -210,7 +257,39 @@ export default {
       event.stopPropagation(); // nor JupyterLab's shortcut
       model.send({ event: "fill-down", ...selection });
     };
+    // Fifth: a new window of rows (a page, a sort, a filter, a block edit). ipydatagrid
+    // answers a new `_data` with a new data model, and Lumino then forgets every
+    // column's width (a repaint per column to set it again) and repaints the whole grid
+    // several times. While the columns stay the same, the rows go into the data model in
+    // place: one repaint, and the widths, the patches, the scroll position and the
+    // selection stay (the kernel says when the rows are another window: top, no
+    // selection). Other columns (another master) take ipydatagrid's own way.
+    let newWindow = false;
+    const onData = async () => {
+      const dataModel = grid.data_model;
+      const data = grid.get("_data");
+      if (!sameColumns(dataModel, data)) {
+        grid.updateData();
+        return;
+      }
+      dataModel.updateDataset({ datasource: data });
+      if (newWindow) {
+        newWindow = false;
+        await refresh();
+        known.forEach(({ dataGrid }) => {
+          dataGrid.scrollTo(0, 0);
+          if (dataGrid.selectionModel) {
+            dataGrid.selectionModel.clear();
+          }
+        });
+      }
+    };
+    grid.off("change:_data"); // ipydatagrid's updateData: called above when needed
+    grid.on("change:_data", onData);
     const onMessage = async (message) => {
+      if (message && message.event === "new-window") {
+        newWindow = true;
+      }
       if (message && message.event === "show-cell") {
         await refresh();
         for (const { dataGrid } of known) {
@@ -234,6 +313,8 @@ export default {
     model.set("patched", onDataModel());
     model.save_changes();
     return () => {
+      grid.off("change:_data", onData);
+      grid.on("change:_data", grid.updateData, grid);
       grid.off("data-model-changed", onDataModel);
       document.removeEventListener("paste", onPaste, true);
       document.removeEventListener("keydown", onKey, true);
