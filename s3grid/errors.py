@@ -123,8 +123,8 @@ class ValidationError(S3GridError):
 class SchemaError(ValidationError):
     """A value or a column does not fit the master's Arrow schema.
 
-    When the problem is one value, ``row``, ``column``, ``value`` and ``expected``
-    say which; for column-level problems they are ``None``.
+    When the problem is one value, ``row``, ``column``, ``value``, ``expected`` and
+    ``reason`` say which and why; for column-level problems they are ``None``.
     """
 
     def __init__(
@@ -135,12 +135,14 @@ class SchemaError(ValidationError):
         column: str | None = None,
         value: Any = None,
         expected: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.row = row
         self.column = column
         self.value = value
         self.expected = expected
+        self.reason = reason  # why the value does not fit, without where it is
 
 
 class ConflictError(S3GridError):

@@ -277,7 +277,16 @@ def _value_error(row: Any, field: pa.Field, value: Any, reason: str, *, more: in
         column=field.name,
         value=value,
         expected=describe_type(field.type),
+        reason=reason,
     )
+
+
+def refused_at(exc: SchemaError, row: Any, field: pa.Field) -> SchemaError:
+    """The error ``exc`` (one value that does not fit ``field``) as it reads for the
+    same value in another ``row``: many cells holding one bad value are checked once."""
+    if exc.reason is None:
+        return exc
+    return _value_error(row, field, exc.value, exc.reason, more=0)
 
 
 def _null_mask(s: pd.Series) -> np.ndarray:

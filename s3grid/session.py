@@ -41,12 +41,15 @@ from s3grid.schema import (
     describe_type,
     editable,
     put_nans,
+    refused_at,
     to_pandas,
     viewable,
 )
 from s3grid.window import RowOrder, Window, page_of
 
 __all__ = ["ROW_ID", "BlockResult", "EditSession", "Refusal", "Window"]  # Window: s3grid.window
+
+_UNSEEN = object()  # a value not checked yet
 
 ROW_ID = "row"
 
@@ -570,12 +573,29 @@ class EditSession:
                     for given, value in zip(values.values(), stored, strict=True)
                 ]
             return dict(zip(values, stored, strict=True))
+        # Each distinct value is checked once: a pasted block often repeats one.
         out = {}
+        outcomes: dict[Any, Any] = {}  # (type, value) -> the stored value or the error
         for rid, value in values.items():
             try:
-                out[rid] = coerce_value(value, field, row=self.label(rid))
-            except S3GridError as exc:
-                refused.append(Refusal(self.label(rid), column, value, str(exc)))
+                seen = (type(value), value)
+                outcome = outcomes.get(seen, _UNSEEN)
+            except TypeError:  # unhashable: checked on its own
+                seen, outcome = None, _UNSEEN
+            if outcome is _UNSEEN:
+                try:
+                    outcome = coerce_value(value, field)
+                except S3GridError as exc:
+                    outcome = exc
+                if seen is not None:
+                    outcomes[seen] = outcome
+            if isinstance(outcome, S3GridError):
+                label = self.label(rid)
+                if isinstance(outcome, SchemaError):
+                    outcome = refused_at(outcome, label, field)
+                refused.append(Refusal(label, column, value, str(outcome)))
+            else:
+                out[rid] = outcome
         return out
 
     def _values(self, row_ids: Sequence[int], column: str) -> list[Any]:

@@ -170,6 +170,24 @@ def test_refusals(session: EditSession) -> None:
     assert session.pending == 0
 
 
+def test_a_block_refuses_each_bad_cell_by_its_own_row(session: EditSession) -> None:
+    # one bad value in three rows (checked once), one good value, another bad one
+    cells = [(r, "max_depth", "3.5") for r in (0, 1, 2)]
+    cells += [(3, "max_depth", "70"), (4, "max_depth", "deep")]
+    result = session.set_cells(cells)
+    assert result.changed == 1 and session.value(3, "max_depth") == 70
+    assert [(r.row, r.value) for r in result.refused] == [
+        ("tow 1 · net 0", "3.5"),
+        ("tow 1 · net 1", "3.5"),
+        ("tow 1 · net 2", "3.5"),
+        ("tow 1 · net 4", "deep"),
+    ]
+    for refusal in result.refused:
+        assert refusal.reason.startswith(f"{refusal.row}, column 'max_depth': cannot store")
+    assert "fractional part" in result.refused[2].reason
+    assert "fractional part" not in result.refused[3].reason
+
+
 def test_window_pages_filter_and_sort(session: EditSession) -> None:
     w = session.window(query="net == 0", sort_by="tow", ascending=False, page=1, page_size=4)
     assert w.matching_rows == 6
