@@ -83,11 +83,53 @@ function blitOncePerRegion(dataGrid) {
   };
 }
 
-function patchDataGrid(dataGrid, model) {
+function fillWidth(dataGrid, grid) {
+  // The kernel sizes each column to its header and values (the grid's column_widths).
+  // Where the grid is wider than those add up to, every column widens in proportion,
+  // so the grid has no empty band on its right; recomputed from the kernel's sizes
+  // whenever the grid's width or the sizes change. The widths used are written on the
+  // grid's element (data-s3grid-widths) for tests and tools that point at cells.
+  const dataModel = dataGrid.dataModel;
+  if (!dataModel || typeof dataModel.columnIndexToName !== "function") {
+    return;
+  }
+  const sized = grid.get("column_widths") || {};
+  const count = dataGrid.columnCount("body");
+  const natural = [];
+  for (let i = 0; i < count; i++) {
+    const size = sized[dataModel.columnIndexToName(i, "body")];
+    natural.push(typeof size === "number" ? size : dataGrid.defaultSizes.columnWidth);
+  }
+  const total = natural.reduce((a, b) => a + b, 0);
+  const room = dataGrid.pageWidth;
+  const scale = total > 0 && room > total ? room / total : 1;
+  const widths = natural.map((size) => Math.floor(size * scale));
+  widths.forEach((size, i) => {
+    if (dataGrid.columnSize("body", i) !== size) {
+      dataGrid.resizeColumn("body", i, size);
+    }
+  });
+  dataGrid.node.setAttribute("data-s3grid-widths", JSON.stringify(widths));
+}
+
+function patchDataGrid(dataGrid, model, grid) {
   if (dataGrid.__s3gridPatched) {
+    fillWidth(dataGrid, grid);
     return;
   }
   dataGrid.__s3gridPatched = true;
+  if (typeof ResizeObserver === "function" && dataGrid.viewport) {
+    let pending = false;
+    new ResizeObserver(() => {
+      if (!pending) {
+        pending = true;
+        requestAnimationFrame(() => {
+          pending = false;
+          fillWidth(dataGrid, grid);
+        });
+      }
+    }).observe(dataGrid.viewport.node);
+  }
   dataGrid.copyConfig = {
     ...dataGrid.copyConfig,
     format: (args) => quoted(args.value === null || args.value === undefined ? "" : String(args.value)),
@@ -210,7 +252,7 @@ export default {
     let known = [];
     const refresh = async () => {
       known = await luminoGrids(grid);
-      known.forEach(({ dataGrid }) => patchDataGrid(dataGrid, model));
+      known.forEach(({ dataGrid }) => patchDataGrid(dataGrid, model, grid));
     };
     const inGrid = (target) => {
       if (target && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) {
@@ -286,6 +328,9 @@ export default {
     };
     grid.off("change:_data"); // ipydatagrid's updateData: called above when needed
     grid.on("change:_data", onData);
+    // after ipydatagrid's view has set the kernel's sizes (its handler may run later)
+    const refit = () => requestAnimationFrame(refresh);
+    grid.on("change:column_widths", refit);
     const onMessage = async (message) => {
       if (message && message.event === "new-window") {
         newWindow = true;
@@ -308,12 +353,21 @@ export default {
     document.addEventListener("focusin", refresh, true);
     grid.on("data-model-changed", refresh);
     model.on("msg:custom", onMessage);
-    refresh();
+    // the grid's view may render after this: look until it has (to size its columns)
+    const lookUntil = Date.now() + 120000;
+    const look = async () => {
+      await refresh();
+      if (!known.length && Date.now() < lookUntil) {
+        setTimeout(look, 250);
+      }
+    };
+    look();
     // tell the kernel: it then pushes the ⚑ flag with each edit (one cell's repaint)
     model.set("patched", onDataModel());
     model.save_changes();
     return () => {
       grid.off("change:_data", onData);
+      grid.off("change:column_widths", refit);
       grid.on("change:_data", grid.updateData, grid);
       grid.off("data-model-changed", onDataModel);
       document.removeEventListener("paste", onPaste, true);

@@ -23,6 +23,7 @@ ratio to the plain grid is the floor under the Editor's.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -75,8 +76,11 @@ def measure(
     page.wait_for_timeout(1500)
     heap = page.evaluate("() => performance.memory.usedJSHeapSize") / 1e6
     page.evaluate(LONGTASKS)
-    box = page.locator(".jp-OutputArea .lm-DataGrid").first.bounding_box()
-    widths = widths or [64] * (col + 1)  # the editor sizes its columns; ipydatagrid: 64 px
+    grid = page.locator(".jp-OutputArea .lm-DataGrid").first
+    box = grid.bounding_box()
+    if name == "editor":  # the widths the editor's columns have in the browser
+        widths = json.loads(grid.get_attribute("data-s3grid-widths") or "null") or widths
+    widths = widths or [64] * (col + 1)  # ipydatagrid: 64 px
     x = box["x"] + 64 + sum(widths[:col]) + widths[col] / 2
     page.mouse.dblclick(x, box["y"] + 20 + 2 * 20 + 10)
     editor = page.locator(".lm-DataGrid-cellEditorInput")

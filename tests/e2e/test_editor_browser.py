@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.editor import STATUS as STATUS_NAME
@@ -18,19 +19,19 @@ from s3grid.editor import Editor, cell_text
 from s3grid.sample import sample_master
 from tests.e2e.conftest import E2E_BUCKET, Lab
 
-# One worker runs every browser test (one JupyterLab), one after another.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.e2e
 
 ROW_HEADER = 64  # ipydatagrid defaults: base_row_header_size, row size, header size
 ROW_HEIGHT = 20
 HEADER_HEIGHT = 20
-# The grid's column widths (⚑ first), as the editor sizes them for the seeded master.
-WIDTHS: list[int] = []
+# The columns' widths (⚑ first) as the kernel sizes them for the seeded master; the
+# browser widens them to fill a wider grid (grid_widths: the widths it uses).
+SIZED: list[int] = []
 
 
 def seed_e2e_bucket(endpoint: str, rows: int, note: str) -> MasterStore:
     """The bucket the running JupyterLab's kernels read (S3_BUCKET), with a new master;
-    :data:`WIDTHS` holds the columns' widths an editor of it gives them (it sizes them
+    :data:`SIZED` holds the columns' widths an editor of it gives them (it sizes them
     from the master's values, the same in the notebook's kernel as here)."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=E2E_BUCKET)
@@ -38,7 +39,7 @@ def seed_e2e_bucket(endpoint: str, rows: int, note: str) -> MasterStore:
     store = MasterStore(S3GridConfig(bucket=E2E_BUCKET, endpoint_url=endpoint))
     store.create(sample_master(rows), note=note)
     sized = Editor(store, watch=False)
-    WIDTHS[:] = [sized.grid.column_widths[c] for c in [STATUS_NAME, *sized.session.columns]]
+    SIZED[:] = [sized.grid.column_widths[c] for c in [STATUS_NAME, *sized.session.columns]]
     sized.close()
     return store
 
@@ -58,8 +59,21 @@ def run_notebook(page: Any, lab: Lab, name: str) -> Any:
     page.wait_for_selector(
         ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=90_000
     )
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    # Run All before the kernel's connection is ready runs nothing (every prompt stays
+    # "[ ]:"): then it is asked again
+    started = (
+        "() => [...document.querySelectorAll('.jp-InputPrompt')]"
+        ".some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))"
+    )
+    for attempt in range(3):
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            page.wait_for_function(started, timeout=15_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     editor = page.locator(".s3grid-editor")
     error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     try:
@@ -81,9 +95,17 @@ def run_notebook(page: Any, lab: Lab, name: str) -> Any:
     return editor
 
 
+def grid_widths(editor: Any) -> list[int]:
+    """The body columns' widths (⚑ first) the grid in the browser uses."""
+    widths = editor.locator(".lm-DataGrid").first.get_attribute("data-s3grid-widths")
+    assert widths, "the grid patch has not sized the columns"
+    return [int(w) for w in json.loads(widths)]
+
+
 def cell_point(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[float, float]:
     box = editor.locator(".lm-DataGrid").first.bounding_box()
-    x = box["x"] + ROW_HEADER + sum(WIDTHS[:grid_col]) + WIDTHS[grid_col] / 2
+    widths = grid_widths(editor)
+    x = box["x"] + ROW_HEADER + sum(widths[:grid_col]) + widths[grid_col] / 2
     y = box["y"] + HEADER_HEIGHT + grid_row * ROW_HEIGHT + ROW_HEIGHT / 2
     return x, y
 
@@ -150,7 +172,7 @@ PIXEL = """([x, y]) => {
 def cell_color(page: Any, editor: Any, grid_row: int, grid_col: int) -> tuple[int, ...]:
     """The background of a cell, as painted: a pixel near its left edge (text is not)."""
     box = editor.locator(".lm-DataGrid").first.bounding_box()
-    x = box["x"] + ROW_HEADER + sum(WIDTHS[:grid_col]) + 3
+    x = box["x"] + ROW_HEADER + sum(grid_widths(editor)[:grid_col]) + 3
     y = box["y"] + HEADER_HEIGHT + grid_row * ROW_HEIGHT + 3
     return tuple(page.evaluate(PIXEL, [x, y]) or ())
 
@@ -403,7 +425,7 @@ def test_edit_row_900000_of_1m_through_a_filter(
 def header_menu_point(page: Any, editor: Any, grid_col: int) -> tuple[float, float]:
     """Where the header's menu button is: the right end of the column's header cell."""
     box = editor.locator(".lm-DataGrid").first.bounding_box()
-    right = box["x"] + ROW_HEADER + sum(WIDTHS[: grid_col + 1])
+    right = box["x"] + ROW_HEADER + sum(grid_widths(editor)[: grid_col + 1])
     return right - 8, box["y"] + HEADER_HEIGHT / 2
 
 
@@ -477,13 +499,13 @@ def test_a_colleagues_save_shows_in_the_open_editor(
     m = e2e_store.load()
     df = m.to_pandas()
     df.loc[3, "volume_filtered"] = 4.5
-    e2e_store.save(df, base=m, note="fix tow 1 volume")
+    res = e2e_store.save(df, base=m, note="fix tow 1 volume")
     notice = editor.locator(".s3grid-notice")
     notice.wait_for(timeout=30_000)
     text = notice.inner_text()
     assert "saved a new version just now" in text and "'fix tow 1 volume'" in text
     click_button(editor, "Reload")
-    wait_message(page, editor, "Loaded version")
+    wait_message(page, editor, f"Loaded version {res.new_version}")  # not the first load's
     assert editor.locator(".s3grid-notice").count() == 0
 
 
@@ -525,6 +547,12 @@ def test_paste_fill_down_dropdown_find_and_history_in_the_browser(
     try:
         master = e2e_store.load().to_pandas()
         editor = run_notebook(page, lab, "01_edit_master.ipynb")
+        # wider than its columns: each widens in proportion and the grid has no empty band
+        widths = grid_widths(editor)
+        body = editor.locator(".lm-DataGrid").first.bounding_box()["width"] - ROW_HEADER
+        assert sum(SIZED) < body - 200
+        assert body - 40 <= sum(widths) <= body  # less the vertical scroll bar
+        assert all(w >= s for w, s in zip(widths, SIZED, strict=True))
         # Ctrl+V of a spreadsheet's range: min_depth and max_depth of two rows, one
         # value refused; the rest applied, and one Undo takes the paste back
         page.mouse.click(*cell_point(page, editor, 0, MIN_DEPTH))
