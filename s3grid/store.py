@@ -442,10 +442,8 @@ class MasterStore:
         snap_key = snapshot_key(self.cfg, saved_at, save_id)
         akey = audit_key(self.cfg, saved_at, save_id)
         ckey = changeset_key(self.cfg, saved_at, save_id)
-        changesets: list[Changeset] = []
 
         def metadata(changeset: Changeset) -> SaveMetadata:
-            changesets.append(changeset)
             return SaveMetadata(
                 save_id=save_id,
                 saved_at=saved_at,
@@ -462,7 +460,7 @@ class MasterStore:
 
         streamed = self.cfg.commit == "copy"
         if streamed:  # step 3, with step 4 (the snapshot) written before it
-            version_id, etag, meta = self._commit_streamed(
+            version_id, etag, meta, changeset = self._commit_streamed(
                 table, save_id, snap_key, expect, prepare, metadata
             )
         else:
@@ -475,7 +473,8 @@ class MasterStore:
                 body = encode_table(
                     table, self.cfg.file_format, save_id=save_id, compression=self.cfg.compression
                 )
-                meta = metadata(preparing.result())
+                changeset = preparing.result()
+                meta = metadata(changeset)
             version_id, etag = self._commit(body, expect, meta)  # step 3: decides success
         changes = meta.changes
         incomplete = None
@@ -490,7 +489,7 @@ class MasterStore:
             # version the listing names.
             with ThreadPoolExecutor(3, thread_name_prefix="s3grid-after-commit") as pool:
                 confirming = pool.submit(self._confirm_commit, version_id, etag, expect, meta)
-                describing = pool.submit(self._history.write_changeset, ckey, changesets[0])
+                describing = pool.submit(self._history.write_changeset, ckey, changeset)
                 copying = None
                 if not streamed:
                     copying = pool.submit(self._write_snapshot, version_id, snap_key)  # step 4
@@ -554,11 +553,12 @@ class MasterStore:
         expect: ExpectEtag,
         prepare: Callable[[], Changeset],
         metadata: Callable[[Changeset], SaveMetadata],
-    ) -> tuple[str, str, SaveMetadata]:
+    ) -> tuple[str, str, SaveMetadata, Changeset]:
         """Step 3 with ``commit="copy"``: the body goes up to its snapshot key in parts
         while it encodes, then a conditional copy onto the master commits it. Nothing is
         sent before ``prepare`` has passed; a refused commit deletes the snapshot it
-        uploaded. Returns the committed ``(version_id, etag)`` and the save's metadata."""
+        uploaded. Returns the committed ``(version_id, etag)``, the save's metadata and
+        its changeset."""
         content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
         found: list[SaveMetadata] = []
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
@@ -580,7 +580,7 @@ class MasterStore:
                     save_id=save_id,
                     compression=self.cfg.compression,
                 )
-                preparing.result()  # raises what validation found: nothing was sent
+                changeset = preparing.result()  # raises what validation found: nothing sent
                 args = when_prepared()
                 assert args is not None
                 snap = stream.finish(**args)
@@ -595,7 +595,7 @@ class MasterStore:
             if not (isinstance(exc, StoreUnavailableError) and exc.maybe_committed):
                 self._drop_orphan(snap_key)
             raise
-        return version_id, etag, meta
+        return version_id, etag, meta, changeset
 
     def _drop_orphan(self, key: str) -> None:
         """Delete the snapshot of a save that did not commit (a delete marker: editors
