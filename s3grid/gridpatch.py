@@ -12,6 +12,8 @@
 - A new window of rows with the same columns goes into the browser's data model in
   place (one repaint; the columns keep their widths) instead of a new data model;
   :meth:`GridPatch.new_window` says the rows are another window (scroll to the top).
+  Each painted region is copied to the screen once, not cell by cell (see
+  docs/performance.md); columns widen in proportion to fill a grid wider than they are.
 - Ctrl+V (a spreadsheet's range), Ctrl+D (fill down) and a click into a read-only cell
   reach the kernel (:attr:`GridPatch.on_paste`, :attr:`GridPatch.on_fill_down`,
   :attr:`GridPatch.on_read_only`); Ctrl+C copies cells quoted as spreadsheets quote

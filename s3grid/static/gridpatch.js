@@ -1,4 +1,4 @@
-// s3grid: one front-end adjustment to ipydatagrid 1.4, applied per grid.
+// s3grid: front-end adjustments to ipydatagrid 1.4, applied per grid.
 //
 // Why: every cell edit (typed in the browser, or set by the kernel) reaches
 // ViewBasedJSONModel.updateCellValue, which writes the value and then rebuilds the
@@ -29,6 +29,11 @@
 // them (a dropdown of a dictionary column's categories, of true/false for a boolean,
 // a date picker for a date); a read-only cell opens no editor; and the kernel can show
 // and select a cell (Find).
+
+// Fifth, moving around: a new window of rows (a page, a sort) goes into the data model
+// in place, each painted region is copied to the screen once (not cell by cell), and
+// the columns widen to fill a grid wider than they are. Each is explained where it is
+// done (onData, blitOncePerRegion, fillWidth).
 
 const STATUS = "\u2691";
 
@@ -299,7 +304,7 @@ export default {
       event.stopPropagation(); // nor JupyterLab's shortcut
       model.send({ event: "fill-down", ...selection });
     };
-    // Fifth: a new window of rows (a page, a sort, a filter, a block edit). ipydatagrid
+    // A new window of rows (a page, a sort, a filter, a block edit). ipydatagrid
     // answers a new `_data` with a new data model, and Lumino then forgets every
     // column's width (a repaint per column to set it again) and repaints the whole grid
     // several times. While the columns stay the same, the rows go into the data model in
