@@ -467,6 +467,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         if session is not self._rendered[0]:
             with self._notice_lock:  # a new version loaded or saved: no longer news
                 self.notice.value = ""
+            self.tools.refresh_versions()
         if merge is not self._rendered[1]:
             marks = self._conflicts_by_row(merge)
             refresh = refresh or marks != self._conflict_cells

@@ -492,6 +492,12 @@ class EditorTools:
             self.version_from.value = options[min(1, len(options) - 1)][1]
         self.versions.layout.display = "flex"
 
+    def refresh_versions(self) -> None:
+        """Draw the Versions view again if it is open (a save or a reload made a new
+        version the editor's)."""
+        if self.versions_button.value:
+            self.show_versions()
+
     def show_diff(self) -> None:
         """Show what changed from the "From" version to the "To" one."""
         e = self.editor
@@ -565,7 +571,6 @@ class EditorTools:
         e._say(
             f"Restored the version saved {label}; the master's new version is {result.new_version}."
         )
-        self.show_versions()
 
     def _on_read_only(self, column: str) -> None:
         if column == STATUS:

@@ -203,6 +203,7 @@ def test_history_and_versions_in_the_editor(editor: Editor, master_store: Master
     assert "initial upload" in go.description
     go.click()
     assert master_store.audit_log().iloc[-1]["source"] == "restore"
+    assert "back to the upload" in editor.tools.versions_table.value  # drawn again
     assert "Restored the version saved" in editor.message.value
     assert (
         editor.session is not None
