@@ -209,7 +209,7 @@ class Editor(w.VBox):  # type: ignore[misc]
         self._echoed: dict[tuple[int, str], Any] = {}  # (grid row, column) -> value sent
         self._shown_status: list[str] = []  # the ⚑ column as the browser shows it
         self._look: tuple[Any, ...] | None = None  # what the grid's renderers were made for
-        self._where: tuple[Any, ...] | None = None  # the session, filter, sort and page shown
+        self._where: tuple[Any, ...] | None = None  # the master, filter, sort and page shown
         self._conflict_cells: dict[int, list[str]] = {}  # while a merge is open
         self._sized: EditSession | None = None  # the session the column widths fit
         self.matching_rows = 0  # rows the filter matches (all rows without one)
@@ -556,8 +556,16 @@ class Editor(w.VBox):  # type: ignore[misc]
             ok = False
             win = s.window(page=self.page, page_size=self.page_size)
         self.page = win.page
-        where = (s, self.filter.value, self.sort_by.value, self.descending.value, win.page)
-        if where != self._where:  # another window, not the same one after an edit
+        # the same master's same filter, sort and page after an edit or a save keeps the
+        # browser's scroll position and selection; anything else is another window
+        where = (
+            self.store.cfg.uri,
+            self.filter.value,
+            self.sort_by.value,
+            self.descending.value,
+            win.page,
+        )
+        if where != self._where:
             self.grid_patch.new_window()
             self._where = where
         self._window_ids = [int(i) for i in win.frame.index]

@@ -18,7 +18,7 @@ import pytest
 from s3grid import MasterStore, ValidationError
 from s3grid.display import cell_text, row_label, say, when
 from s3grid.editor import Editor
-from tests.support.frontend import FrontEnd
+from tests.support.frontend import FrontEnd, save
 from tests.support.s3 import all_objects
 
 
@@ -166,6 +166,27 @@ def test_paging_clears_the_message_and_a_sort_says_what_it_sorted(
     editor.descending.value = True
     assert msg(editor) == "50 row(s) sorted by tow (descending, over all of them)."
     assert "page 1/3 · 50 rows" in editor.page_label.value
+
+
+def test_the_browser_hears_which_rows_are_another_window(
+    editor: Editor, fe: FrontEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another window scrolls to the top with nothing selected; the same window after an
+    # edit or a save keeps the browser's scroll position and selection
+    said: list[str] = []
+    monkeypatch.setattr(editor.grid_patch, "send", lambda content: said.append(content["event"]))
+    editor.next_button.click()
+    assert said == ["new-window"]
+    fe.type_into(2, "net_size", "2.5")
+    editor.tools.value.value = "0.5"
+    editor.grid.select(0, 13, 3, 13, clear_mode="all")  # net_size, rows 0-3
+    editor.tools.set_in_selection()
+    assert "in 4 cell(s): 4 cell(s) changed" in msg(editor)  # a refresh of the window
+    assert save(editor, "nets")
+    assert said == ["new-window"]
+    editor.filter.value = "tow == 2"
+    editor.sort_by.value = "net"
+    assert said == ["new-window"] * 3
 
 
 def test_the_status_line_says_when_the_last_save_was(editor: Editor, fe: FrontEnd) -> None:
