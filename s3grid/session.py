@@ -254,6 +254,18 @@ class EditSession:
             return f"row {row_id}"
         return row_label(self.key_columns, self.key_of(row_id), row_id)
 
+    def labels(self, row_ids: Sequence[int]) -> list[str]:
+        """:meth:`label` of many rows, with one lookup of their keys."""
+        if not self.key_columns:
+            return [self.label(rid) for rid in row_ids]
+        here = [rid for rid in row_ids if rid in self.df.index]
+        keys = self.df.loc[here, list(self.key_columns)].astype(object)
+        found = {
+            int(rid): row_label(self.key_columns, tuple(py_value(v) for v in values), rid)
+            for rid, values in zip(here, keys.itertuples(index=False), strict=True)
+        }
+        return [found.get(int(rid)) or self.label(rid) for rid in row_ids]
+
     def value(self, row_id: int, column: str) -> Any:
         """The current value of one cell, as a plain Python value (None for missing,
         ``nan`` for a float NaN)."""
@@ -576,6 +588,7 @@ class EditSession:
         # Each distinct value is checked once: a pasted block often repeats one.
         out = {}
         outcomes: dict[Any, Any] = {}  # (type, value) -> the stored value or the error
+        bad: list[tuple[int, Any, S3GridError]] = []
         for rid, value in values.items():
             try:
                 seen = (type(value), value)
@@ -590,12 +603,13 @@ class EditSession:
                 if seen is not None:
                     outcomes[seen] = outcome
             if isinstance(outcome, S3GridError):
-                label = self.label(rid)
-                if isinstance(outcome, SchemaError):
-                    outcome = refused_at(outcome, label, field)
-                refused.append(Refusal(label, column, value, str(outcome)))
+                bad.append((rid, value, outcome))
             else:
                 out[rid] = outcome
+        for (_, value, error), label in zip(bad, self.labels([b[0] for b in bad]), strict=True):
+            if isinstance(error, SchemaError):
+                error = refused_at(error, label, field)
+            refused.append(Refusal(label, column, value, str(error)))
         return out
 
     def _values(self, row_ids: Sequence[int], column: str) -> list[Any]:
