@@ -186,7 +186,7 @@ def _text(values: pa.ChunkedArray | pa.Array) -> pa.Array:
         text = pc.cast(values, pa.string())
         if pa.types.is_timestamp(values.type) or pa.types.is_time(values.type):
             # as the grid writes them: 18:45:42, not 18:45:42.000000
-            text = pc.replace_substring_regex(text, r"\.0+(Z?)$", r"\1")
+            text = pc.replace_substring_regex(text, r"\.0+(Z|[+-]\d\d:?\d\d)?$", r"\1")
         return text
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         pass

@@ -264,3 +264,19 @@ def test_changesets_of_schema_changes_and_masters_without_keys() -> None:
         (CELL, {"row": 1}),
         (ADDED, {"row": 2}),
     ]
+
+
+def test_changesets_write_times_as_the_grid_shows_them() -> None:
+    from datetime import datetime
+
+    def table(*stamps: datetime) -> pa.Table:
+        return pa.table({"k": list(range(len(stamps))), "t": pa.array(stamps, pa.timestamp("us"))})
+
+    old = table(datetime(2024, 1, 1, 12, 0, 0), datetime(2024, 1, 1, 12, 0, 0))
+    new = table(datetime(2024, 1, 1, 12, 0, 1), datetime(2024, 1, 1, 12, 0, 0, 500))
+    rows = build_changeset(old, new, ("k",)).table.to_pylist()
+    # whole seconds without ".000000"; a fraction kept to the microsecond
+    assert [(r["old"], r["new"]) for r in rows] == [
+        ("2024-01-01 12:00:00", "2024-01-01 12:00:01"),
+        ("2024-01-01 12:00:00", "2024-01-01 12:00:00.000500"),
+    ]
