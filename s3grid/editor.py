@@ -13,6 +13,7 @@ import html
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 SAY_WORK_ROWS = 1_000_000
 WIDTH_SAMPLE = 256  # rows whose values size the columns
 WATCH_SECONDS = 30.0  # how often an open editor looks for a colleague's newer version
+# The editor of each master (by URI) whose watch runs: one per master in a kernel.
+_WATCHING: weakref.WeakValueDictionary[str, Editor] = weakref.WeakValueDictionary()
 _READ_ONLY_BG = "#eeeeee"
 _NOTHING = object()
 
@@ -336,6 +339,14 @@ class Editor(w.VBox):  # type: ignore[misc]
             self.reload()
         seconds = WATCH_SECONDS if watch is True else float(watch)
         self.watch = Watch(self._look_at_master, seconds).start() if seconds > 0 else None
+        if self.watch is not None:
+            # Re-running a notebook cell leaves the earlier editor open (ipywidgets keeps
+            # every widget until it is closed), looking at the master forever: the newest
+            # editor of a master in this kernel takes the look over.
+            earlier = _WATCHING.get(self.store.cfg.uri)
+            if earlier is not None and earlier.watch is not None:
+                earlier.watch.stop()
+            _WATCHING[self.store.cfg.uri] = self
 
     def close(self) -> None:
         """Close the widget and stop its look at the master."""

@@ -231,6 +231,24 @@ def test_an_open_editor_hears_of_a_colleagues_save(master_store: MasterStore) ->
     assert wait_for(lambda: not editor.watch.running)  # type: ignore[union-attr]
 
 
+def test_a_newer_editor_of_the_same_master_takes_over_the_look(
+    master_store: MasterStore,
+) -> None:
+    # a notebook cell run again: the editor it showed before stays open, unseen
+    first = Editor(master_store, watch=60)
+    second = Editor(master_store, watch=60)
+    try:
+        assert first.watch is not None and second.watch is not None
+        assert wait_for(lambda: not first.watch.running)  # type: ignore[union-attr]
+        assert second.watch.running
+        unwatched = Editor(master_store, watch=False)  # asks for no look: takes none over
+        assert second.watch.running
+        unwatched.close()
+    finally:
+        first.close()
+        second.close()
+
+
 def test_no_look_while_a_save_runs_and_none_when_asked_not_to(
     master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
