@@ -512,10 +512,11 @@ class EditSession:
         for column, asked in given.items():
             stored = self._coerce_many(column, asked, refused)
             for rid in [r for r, v in stored.items() if not self._is_category(column, v)]:
+                label = self.label(rid)
                 try:
-                    self._take_category(column, stored[rid], row=self.label(rid))
+                    self._take_category(column, stored[rid], row=label)
                 except S3GridError as exc:
-                    refused.append(Refusal(self.label(rid), column, asked[rid], str(exc)))
+                    refused.append(Refusal(label, column, asked[rid], str(exc)))
                     del stored[rid]
             ids = list(stored)
             olds = self._values(ids, column)
