@@ -35,7 +35,7 @@ from s3grid.errors import (
 )
 
 if TYPE_CHECKING:
-    from s3grid.s3 import S3Bucket
+    from s3grid.s3 import PartStream, S3Bucket
 
 __all__ = [
     "MAX_NOTE_CHARS",
@@ -389,6 +389,33 @@ def commit_copy(
         return {"VersionId": resp.get("VersionId"), "ETag": resp["CopyObjectResult"]["ETag"]}
 
     return _swap(bucket, cfg, copy, expect, meta, body_etag=None)
+
+
+def commit_stream(
+    bucket: S3Bucket,
+    cfg: S3GridConfig,
+    stream: PartStream,
+    args: dict[str, Any],
+    expect: ExpectEtag,
+    meta: SaveMetadata,
+    encode_again: Callable[[], bytes],
+) -> tuple[str, str]:
+    """The compare-and-swap of a body streamed to the master (``stream``, its object
+    arguments ``args``): its last request (the complete, or one PUT) carries the
+    condition. As :func:`commit` otherwise. A resend needs the body again, as the
+    upload's parts go with a failed complete (S3 asks for a new upload after a 409):
+    ``encode_again`` makes it, and it goes up as :func:`commit` sends one."""
+    conditions = expect.conditions()
+    first = [True]
+
+    def send() -> dict[str, Any]:
+        if first:
+            first.clear()
+            return stream.finish(conditions=conditions, retry=False, **args)
+        return bucket.put(cfg.master_key, encode_again(), retry=False, **args, **conditions)
+
+    # the same bytes either way (the save id is in them), sent in the same parts
+    return _swap(bucket, cfg, send, expect, meta, body_etag=lambda: stream.etag)
 
 
 def _swap(

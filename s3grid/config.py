@@ -45,9 +45,10 @@ class S3GridConfig:
             both exist, else no key (``S3GRID_KEY_COLUMNS``, comma-separated).
         max_attempts: attempts per S3 request for transient failures.
         multipart_bytes: a master body larger than this is uploaded in parts, in
-            parallel, and committed by a conditional ``CompleteMultipartUpload``; up to
-            it, by one conditional PUT (at most 5 GiB, S3's single-PUT limit). ``None``:
-            256 MiB on AWS; on any other store (by the client's real endpoint) always one
+            parallel and while it encodes, and committed by a conditional
+            ``CompleteMultipartUpload``; up to it, by one conditional PUT (at most 5 GiB,
+            S3's single-PUT limit; ``S3GRID_MULTIPART_BYTES``). ``None``:
+            32 MiB on AWS; on any other store (by the client's real endpoint) always one
             PUT, as S3-compatible stores (moto among them) do not all honour
             ``If-Match`` on the complete atomically (see ``S3Bucket.multipart_threshold``).
         compression: the Parquet codec of saved masters (``S3GRID_COMPRESSION``):
@@ -168,6 +169,7 @@ class S3GridConfig:
             "key_columns": tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else None,
             "compression": get("S3GRID_COMPRESSION"),
             "commit": get("S3GRID_COMMIT"),
+            "multipart_bytes": _bytes_env("S3GRID_MULTIPART_BYTES", get("S3GRID_MULTIPART_BYTES")),
             "athena_work_group": get("ATHENA_WORK_GROUP"),
             "athena_s3_staging_dir": get("ATHENA_S3_STAGING_DIR"),
             "athena_database": get("ATHENA_DATABASE"),
@@ -200,6 +202,18 @@ class S3GridConfig:
 
 COMPRESSIONS = ("snappy", "zstd", "lz4", "gzip", "brotli", "none")
 _LEVELS = {"zstd": range(1, 23), "gzip": range(1, 10), "brotli": range(0, 12)}
+
+
+def _bytes_env(name: str, text: str | None) -> int | None:
+    """A byte count from the environment variable ``name`` (``None`` when unset)."""
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{name}={text!r} is not a number of bytes; give one (33554432 for 32 MiB) or unset it."
+        ) from None
 
 
 def _clean_compression(text: str) -> str:

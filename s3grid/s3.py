@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 # copy, so this is the largest master a save can write (Parquet of ~150M rows of 13
 # columns); over it a copy would need a multipart copy, with other ETags.
 MAX_SINGLE_PUT = 5 * 1024**3
-AWS_MULTIPART_BYTES = 256 * 1024**2  # above this, a save goes up in parts on AWS
+# Above this a save goes up to AWS in parts while it encodes (below, one PUT after it):
+# low, so that encoding and upload overlap for most of a large body.
+AWS_MULTIPART_BYTES = 32 * 1024**2
 PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
 PART_BYTES = 16 * 1024**2  # multipart part size (S3: at least 5 MiB, at most 10,000 parts)
 PART_THREADS = 4  # parts in flight at once: S3 gives each connection its own bandwidth
@@ -170,6 +172,23 @@ _REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _md5_etag(body: bytes) -> str:
+    """The ETag S3 gives ``body`` sent in one PUT (its MD5)."""
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+def _parts_etag(parts: Sequence[dict[str, Any]]) -> str:
+    """The ETag S3 gives an object completed from ``parts`` (the MD5 of their MD5s and
+    their count), from the parts' own ETags; "" if a part's ETag is not an MD5 (SSE-KMS)."""
+    try:
+        digests = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts)
+    except ValueError:
+        return ""
+    if len(digests) != 16 * len(parts):
+        return ""
+    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+
+
 def is_aws_endpoint(url: str | None) -> bool:
     """Whether ``url`` is an AWS S3 endpoint (``*.amazonaws.com``, China's ``.com.cn``)."""
     host = urlsplit(url or "").hostname or ""
@@ -192,14 +211,15 @@ class PartStream(io.RawIOBase):
     refuse the save); until then the bytes are held. After that, every full part is
     uploaded on a worker thread while the writer goes on, at most ``PART_THREADS`` in
     flight (the writer waits beyond that, so memory stays near that many parts).
-    :meth:`finish` sends the rest: one PUT if the whole body fits in one part, else the
-    last part and the complete. :meth:`abort` drops whatever was started. The key
-    should be new (a save's snapshot): the object appears when :meth:`finish` returns,
-    with no condition on the key.
+    :meth:`finish` sends the rest: the whole body as :meth:`S3Bucket.put` sends it if no
+    part was sent, else the last part and the complete, either carrying the conditions
+    it is given (the master's compare-and-swap). :meth:`abort` drops whatever was
+    started. The object appears when :meth:`finish` returns.
 
     ``when`` is asked before each write until it returns the object's arguments
     (``Metadata``, ``ContentType``): sending starts then (the writer's thread asks).
-    Without it, nothing is sent before :meth:`finish`.
+    Without it, nothing is sent before :meth:`finish`. Parts go only once the body has
+    grown past ``threshold``.
     """
 
     def __init__(
@@ -207,11 +227,16 @@ class PartStream(io.RawIOBase):
         bucket: S3Bucket,
         key: str,
         when: Callable[[], dict[str, Any] | None] | None = None,
+        *,
+        threshold: int = 0,
     ) -> None:
         super().__init__()
         self._bucket = bucket
         self.key = key
         self._when = when
+        self._threshold = threshold
+        # The ETag the finished object should have, once known (see finish)
+        self.etag = ""
         self._buf = bytearray()
         self.size = 0
         self._args: dict[str, Any] | None = None
@@ -232,12 +257,12 @@ class PartStream(io.RawIOBase):
         if self.size > MAX_SINGLE_PUT:
             raise ValidationError(
                 f"{self._bucket.url(self.key)}: the body is over 5 GB, the most S3 copies in "
-                "one CopyObject (the commit). Split the table or archive rows."
+                "one CopyObject (a save's commit or snapshot). Split the table or archive rows."
             )
         self._buf += data
         if self._args is None and self._when is not None:
             self._args = self._when()
-        if self._args is not None:
+        if self._args is not None and self.size > self._threshold:
             self._send_full_parts()
         return n
 
@@ -284,21 +309,35 @@ class PartStream(io.RawIOBase):
             self._bar.update(len(part))
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
-    def finish(self, **kwargs: Any) -> dict[str, Any]:
+    def finish(
+        self,
+        *,
+        conditions: dict[str, Any] | None = None,
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Send what is left and make the object appear; its answer (``VersionId``,
-        ``ETag``). ``kwargs``: the object's arguments, if ``when`` has not given them."""
+        ``ETag``). ``conditions`` (``IfMatch``/``IfNoneMatch``) go on the PUT or the
+        complete, which is resent as ``retry`` says. ``kwargs``: the object's arguments,
+        if ``when`` has not given them. Sets :attr:`etag` before the last request."""
         if self._args is None:
             self._args = kwargs
+        conditions = conditions or {}
         try:
-            if self._upload_id is None:  # it all fit in one part: one PUT
-                return self._bucket.put(self.key, bytes(self._buf), **self._args)
+            if self.size > self._threshold:  # parts held back until the arguments came
+                self._send_full_parts()
+            if self._upload_id is None:  # nothing sent: as put() sends a body this size
+                body = bytes(self._buf)
+                self.etag = self._bucket.etag_of(body)
+                return self._bucket.put(self.key, body, retry=retry, **self._args, **conditions)
             if self._buf or not self._sending:
                 self._send(bytes(self._buf))
             self._buf = bytearray()
             parts = tuple(f.result() for f in self._sending)
+            self.etag = _parts_etag(parts)
             upload = Upload(self.key, self._upload_id, parts)
             self._upload_id = None  # completed or aborted by complete_upload
-            return self._bucket.complete_upload(upload)
+            return self._bucket.complete_upload(upload, retry=retry, **conditions)
         except BaseException:
             self.abort()
             raise
@@ -375,7 +414,7 @@ class S3Bucket:
     @property
     def multipart_threshold(self) -> int:
         """Bodies larger than this go up in parts: ``cfg.multipart_bytes`` if set, else
-        256 MiB on AWS, whose conditional ``CompleteMultipartUpload`` is atomic; on other
+        32 MiB on AWS, whose conditional ``CompleteMultipartUpload`` is atomic; on other
         stores one PUT up to S3's 5 GiB limit, as not all of them make that complete
         atomic."""
         if self.cfg.multipart_bytes is not None:
@@ -567,7 +606,7 @@ class S3Bucket:
         """The ETag S3 gives ``body`` as :meth:`put` uploads it (MD5, or MD5 of the
         parts' MD5s). Objects encrypted with SSE-KMS have other ETags: no match then."""
         if len(body) <= self.multipart_threshold:
-            return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+            return _md5_etag(body)
         size = _part_size(len(body))
         digests = b"".join(
             hashlib.md5(body[i : i + size], usedforsecurity=False).digest()
@@ -718,11 +757,15 @@ class S3Bucket:
         self.call("delete_object", what=f"DELETE {self.url(key)}", Key=key)
 
     def stream(
-        self, key: str, when: Callable[[], dict[str, Any] | None] | None = None
+        self,
+        key: str,
+        when: Callable[[], dict[str, Any] | None] | None = None,
+        *,
+        threshold: int = 0,
     ) -> PartStream:
         """A file to write ``key`` through in parts as its bytes are made (see
         :class:`PartStream`)."""
-        return PartStream(self, key, when)
+        return PartStream(self, key, when, threshold=threshold)
 
     def delete_many(self, keys: Sequence[str], *, what: str) -> None:
         """DELETE ``keys``, a thousand per request (S3's limit)."""

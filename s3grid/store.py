@@ -37,6 +37,7 @@ from s3grid.commit import (
     check_unchanged,
     commit,
     commit_copy,
+    commit_stream,
     confirm_commit,
     current_user,
     new_save_id,
@@ -63,7 +64,7 @@ from s3grid.formats import (
 from s3grid.history import History
 from s3grid.layout import audit_key, changeset_key, snapshot_key
 from s3grid.model import Master, Repair, SaveResult, VersionInfo
-from s3grid.s3 import S3Bucket, SeekableReader
+from s3grid.s3 import MAX_SINGLE_PUT, PartStream, S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
 
 if TYPE_CHECKING:
@@ -463,6 +464,10 @@ class MasterStore:
             version_id, etag, meta, changeset = self._commit_streamed(
                 table, save_id, snap_key, expect, prepare, metadata
             )
+        elif self.bucket.multipart_threshold < MAX_SINGLE_PUT:  # step 3, in parts
+            version_id, etag, meta, changeset = self._commit_in_parts(
+                table, save_id, expect, prepare, metadata
+            )
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
                 preparing = pool.submit(prepare)
@@ -545,6 +550,50 @@ class MasterStore:
             )
         return result
 
+    def _encode_streaming(
+        self,
+        key: str,
+        table: pa.Table,
+        save_id: str,
+        prepare: Callable[[], Changeset],
+        metadata: Callable[[Changeset], SaveMetadata],
+        *,
+        threshold: int = 0,
+    ) -> tuple[PartStream, dict[str, Any], SaveMetadata, Changeset]:
+        """Encode ``table`` into a :class:`PartStream` to ``key`` while ``prepare``
+        validates and diffs. Parts go up while it encodes, once ``prepare`` has passed
+        and the body is over ``threshold``; nothing is sent before. Returns the stream,
+        ready to finish with the returned object arguments, with the save's metadata and
+        changeset. Raises what ``prepare`` raises, the upload aborted."""
+        content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
+        found: list[SaveMetadata] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
+            preparing = pool.submit(prepare)
+
+            def when_prepared() -> dict[str, Any] | None:
+                if not preparing.done() or preparing.exception() is not None:
+                    return None
+                if not found:
+                    found.append(metadata(preparing.result()))
+                return {"Metadata": found[0].to_s3(), "ContentType": content_type}
+
+            stream = self.bucket.stream(key, when=when_prepared, threshold=threshold)
+            try:
+                write_table(
+                    table,
+                    stream,
+                    self.cfg.file_format,
+                    save_id=save_id,
+                    compression=self.cfg.compression,
+                )
+                changeset = preparing.result()  # raises what validation found: nothing sent
+                args = when_prepared()
+                assert args is not None
+            except BaseException:
+                stream.abort()
+                raise
+        return stream, args, found[0], changeset
+
     def _commit_streamed(
         self,
         table: pa.Table,
@@ -559,35 +608,10 @@ class MasterStore:
         sent before ``prepare`` has passed; a refused commit deletes the snapshot it
         uploaded. Returns the committed ``(version_id, etag)``, the save's metadata and
         its changeset."""
-        content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
-        found: list[SaveMetadata] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
-            preparing = pool.submit(prepare)
-
-            def when_prepared() -> dict[str, Any] | None:
-                if not preparing.done() or preparing.exception() is not None:
-                    return None
-                if not found:
-                    found.append(metadata(preparing.result()))
-                return {"Metadata": found[0].to_s3(), "ContentType": content_type}
-
-            stream = self.bucket.stream(snap_key, when=when_prepared)
-            try:
-                write_table(
-                    table,
-                    stream,
-                    self.cfg.file_format,
-                    save_id=save_id,
-                    compression=self.cfg.compression,
-                )
-                changeset = preparing.result()  # raises what validation found: nothing sent
-                args = when_prepared()
-                assert args is not None
-                snap = stream.finish(**args)
-            except BaseException:
-                stream.abort()
-                raise
-        meta = found[0]
+        stream, args, meta, changeset = self._encode_streaming(
+            snap_key, table, save_id, prepare, metadata
+        )
+        snap = stream.finish(**args)
         source = (snap_key, str(snap.get("VersionId") or "null"))
         try:
             version_id, etag = commit_copy(self.bucket, self.cfg, source, expect, meta)
@@ -595,6 +619,38 @@ class MasterStore:
             if not (isinstance(exc, StoreUnavailableError) and exc.maybe_committed):
                 self._drop_orphan(snap_key)
             raise
+        return version_id, etag, meta, changeset
+
+    def _commit_in_parts(
+        self,
+        table: pa.Table,
+        save_id: str,
+        expect: ExpectEtag,
+        prepare: Callable[[], Changeset],
+        metadata: Callable[[Changeset], SaveMetadata],
+    ) -> tuple[str, str, SaveMetadata, Changeset]:
+        """Step 3 where the store's conditional ``CompleteMultipartUpload`` is trusted
+        (AWS, or ``multipart_bytes`` set): a body over the threshold goes up to the
+        master in parts while it encodes, and the conditional complete commits it (one
+        conditional PUT for a smaller body). Nothing is sent before ``prepare`` has
+        passed. Returns as :meth:`_commit_streamed`."""
+        stream, args, meta, changeset = self._encode_streaming(
+            self.cfg.master_key,
+            table,
+            save_id,
+            prepare,
+            metadata,
+            threshold=self.bucket.multipart_threshold,
+        )
+
+        def encode_again() -> bytes:
+            return encode_table(
+                table, self.cfg.file_format, save_id=save_id, compression=self.cfg.compression
+            )
+
+        version_id, etag = commit_stream(
+            self.bucket, self.cfg, stream, args, expect, meta, encode_again
+        )
         return version_id, etag, meta, changeset
 
     def _drop_orphan(self, key: str) -> None:

@@ -7,6 +7,7 @@ import threading
 import warnings
 from typing import Any
 
+import pandas as pd
 import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
@@ -429,25 +430,6 @@ def test_a_stale_streamed_save_is_refused_and_leaves_nothing(
     assert uploads_in_flight(s3, bucket) == []
 
 
-def test_a_streamed_save_that_fails_validation_sends_nothing(
-    streamed: MasterStore, s3: Any, bucket: str
-) -> None:
-    from s3grid import ValidationError
-
-    m = streamed.load()
-    df = m.to_pandas()
-    df.loc[1, ["tow", "net"]] = df.loc[0, ["tow", "net"]].to_numpy()  # a duplicate key
-    calls: list[str] = []
-    streamed.bucket.client.meta.events.register(
-        "before-call.s3.*", lambda model, **_: calls.append(model.name)
-    )
-    with pytest.raises(ValidationError, match="[Dd]uplicate"):
-        streamed.save(df, base=m, note="bad")
-    writes = {"PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject"}
-    assert writes.isdisjoint(calls), calls
-    assert uploads_in_flight(s3, bucket) == []
-
-
 def test_a_streamed_save_whose_upload_fails_leaves_the_master_and_no_parts(
     streamed: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -484,3 +466,138 @@ def test_racing_streamed_savers_one_winner_per_round(
     race(writers, rounds)
     assert len(streamed.versions()) == rounds + 1
     assert len(keys_under(s3, bucket, "snapshots/")) == rounds + 1  # the losers' are deleted
+
+
+# ------------------------- the streamed commit in parts (AWS, or multipart_bytes set)
+
+
+@pytest.fixture
+def in_parts(master_store: MasterStore, monkeypatch: pytest.MonkeyPatch) -> MasterStore:
+    """The same master, saved as on AWS: a body over 1 KB goes up to the master in parts
+    (of 5 MiB, S3's least) while it encodes, committed by a conditional complete."""
+    monkeypatch.setattr("s3grid.s3.PART_BYTES", 5 * 1024**2)
+    return MasterStore(master_store.cfg.with_(multipart_bytes=1024))
+
+
+def test_parts_go_up_to_the_master_while_the_body_encodes(
+    in_parts: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3grid.store
+    from s3grid.sample import sample_master
+
+    encoding = threading.Event()
+    real_write = s3grid.store.write_table
+
+    def write_table(*args: Any, **kwargs: Any) -> None:
+        encoding.set()
+        try:
+            real_write(*args, **kwargs)
+        finally:
+            encoding.clear()
+
+    monkeypatch.setattr(s3grid.store, "write_table", write_table)
+    sent: list[tuple[str, bool]] = []
+    key = in_parts.cfg.master_key
+
+    def note(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == key:
+            sent.append((model.name, encoding.is_set()))
+
+    in_parts.bucket.client.meta.events.register("provide-client-params.s3.*", note)
+    m = in_parts.load()
+    table = sample_master(400_000)  # ~13 MB of Parquet: three parts
+    res = in_parts.save(table, base=m, note="in parts, streamed")
+    writes = [(op, busy) for op, busy in sent if op in ("UploadPart", "CompleteMultipartUpload")]
+    assert [op for op, _ in writes] == ["UploadPart"] * 3 + ["CompleteMultipartUpload"]
+    assert writes[0][1], "the first part went up only after the encoder had finished"
+    assert not writes[-1][1]  # the complete waits for the whole body
+    master = s3.head_object(Bucket=bucket, Key=in_parts.cfg.master_key)
+    assert master["ETag"] == res.new_etag and master["ETag"].endswith('-3"')
+    assert in_parts.load().table.equals(table)
+    snapshot = s3.get_object(Bucket=bucket, Key=res.snapshot_key)["Body"].read()
+    assert snapshot == in_parts.bucket.get(in_parts.cfg.master_key)[0]
+    assert uploads_in_flight(s3, bucket) == []
+
+
+@pytest.mark.parametrize("how", ["streamed", "in_parts"])  # to the snapshot; to the master
+def test_a_streamed_save_that_fails_validation_sends_nothing(
+    how: str, s3: Any, bucket: str, request: pytest.FixtureRequest
+) -> None:
+    from s3grid import ValidationError
+
+    store: MasterStore = request.getfixturevalue(how)
+    m = store.load()
+    df = pd.concat([m.to_pandas()] * 200, ignore_index=True)  # duplicate keys; over 1 KB
+    calls: list[str] = []
+    store.bucket.client.meta.events.register(
+        "before-call.s3.*", lambda model, **_: calls.append(model.name)
+    )
+    with pytest.raises(ValidationError, match="[Dd]uplicate"):
+        store.save(df, base=m, note="duplicate keys")
+    writes = {"PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject"}
+    assert writes.isdisjoint(calls), calls
+    assert uploads_in_flight(s3, bucket) == []
+
+
+def test_a_409_on_the_complete_sends_the_body_again(
+    in_parts: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 answers a conditional complete that meets a concurrent one with 409 and asks
+    for a new upload: the save encodes the body again and sends it, once."""
+    from botocore.exceptions import ClientError
+
+    from s3grid.sample import sample_master
+
+    client = in_parts.bucket.client
+    real = client.complete_multipart_upload
+    completes: list[str] = []
+
+    def complete(**kwargs: Any) -> Any:
+        if kwargs["Key"] != in_parts.cfg.master_key:  # the changeset goes up in parts too
+            return real(**kwargs)
+        completes.append(kwargs["IfMatch"])
+        if len(completes) == 1:
+            raise ClientError(
+                {
+                    "Error": {"Code": "ConditionalRequestConflict", "Message": "try again"},
+                    "ResponseMetadata": {"HTTPStatusCode": 409},
+                },
+                "CompleteMultipartUpload",
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "complete_multipart_upload", complete)
+    m = in_parts.load()
+    table = sample_master(400_000)
+    res = in_parts.save(table, base=m, note="after a 409")
+    assert completes == [m.etag, m.etag]  # each carried the condition
+    assert [v.version_id for v in in_parts.versions()][:1] == [res.new_version]
+    assert len(in_parts.versions()) == 2
+    assert in_parts.load().table.equals(table)
+    assert uploads_in_flight(s3, bucket) == []
+
+
+def test_a_lost_answer_to_the_complete_is_settled_by_the_save_id(
+    in_parts: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3grid.sample import sample_master
+
+    client = in_parts.bucket.client
+    real = client.complete_multipart_upload
+    completes: list[int] = []
+
+    def complete(**kwargs: Any) -> Any:
+        if kwargs["Key"] != in_parts.cfg.master_key:
+            return real(**kwargs)
+        completes.append(1)
+        real(**kwargs)  # it lands; its answer does not come back
+        raise ReadTimeoutError(endpoint_url="http://local")
+
+    monkeypatch.setattr(client, "complete_multipart_upload", complete)
+    m = in_parts.load()
+    res = in_parts.save(sample_master(400_000), base=m, note="answer lost")
+    assert completes == [1]  # not resent: the HEAD found the save's own version
+    assert res.incomplete is None
+    assert in_parts.load().version_id == res.new_version
+    assert len(in_parts.versions()) == 2
+    assert in_parts.audit_log().iloc[-1]["new_version"] == res.new_version

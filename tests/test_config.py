@@ -89,6 +89,16 @@ def test_import_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_multipart_threshold_outside_what_s3_takes_is_refused(value: int) -> None:
     with pytest.raises(ConfigError, match="multipart_bytes"):
         S3GridConfig(bucket="b", multipart_bytes=value)
+    with pytest.raises(ConfigError, match="multipart_bytes"):
+        S3GridConfig.from_env({"S3_BUCKET": "b", "S3GRID_MULTIPART_BYTES": str(value)})
+
+
+def test_the_multipart_threshold_comes_from_the_environment_too() -> None:
+    env = {"S3_BUCKET": "b", "S3GRID_MULTIPART_BYTES": " 33554432 "}
+    assert S3GridConfig.from_env(env).multipart_bytes == 32 * 1024**2
+    assert S3GridConfig.from_env({"S3_BUCKET": "b"}).multipart_bytes is None
+    with pytest.raises(ConfigError, match="S3GRID_MULTIPART_BYTES='32MB' is not a number"):
+        S3GridConfig.from_env({"S3_BUCKET": "b", "S3GRID_MULTIPART_BYTES": "32MB"})
 
 
 def test_multipart_by_default_only_on_aws(
@@ -99,7 +109,7 @@ def test_multipart_by_default_only_on_aws(
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     aws = S3Bucket(S3GridConfig(bucket="b", region="us-east-1"))
-    assert aws.on_aws and aws.multipart_threshold == 256 * 1024**2
+    assert aws.on_aws and aws.multipart_threshold == 32 * 1024**2
     local = S3Bucket(S3GridConfig(bucket="b", endpoint_url="http://127.0.0.1:9000"))
     assert not local.on_aws
     assert local.multipart_threshold == 5 * 1024**3  # one conditional PUT up to S3's limit
