@@ -601,3 +601,28 @@ def test_a_lost_answer_to_the_complete_is_settled_by_the_save_id(
     assert in_parts.load().version_id == res.new_version
     assert len(in_parts.versions()) == 2
     assert in_parts.audit_log().iloc[-1]["new_version"] == res.new_version
+
+
+def test_a_new_master_in_parts_is_created_once(in_parts: MasterStore, s3: Any, bucket: str) -> None:
+    from s3grid.sample import sample_master
+
+    store = MasterStore(in_parts.cfg.with_(master_key="data/other.parquet"))
+    conditions: list[str | None] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"] == "data/other.parquet":
+            conditions.append(params.get("IfNoneMatch"))
+
+    store.bucket.client.meta.events.register(
+        "provide-client-params.s3.CompleteMultipartUpload", note
+    )
+    table = sample_master(400_000)
+    res = store.create(table, note="new, in parts")
+    assert conditions == ["*"]
+    store.look_first = False  # so that the complete itself must refuse the second
+    with pytest.raises(ConflictError):
+        store.create(sample_master(300_000), note="again")
+    assert conditions == ["*", "*"]
+    assert [v.version_id for v in store.versions()] == [res.new_version]
+    assert store.load().table.equals(table)
+    assert uploads_in_flight(s3, bucket) == []
