@@ -267,12 +267,17 @@ class PartStream(io.RawIOBase):
         return n
 
     def _send_full_parts(self) -> None:
-        while len(self._buf) >= PART_BYTES:
-            if self._upload_id is None:
-                self._start()
-            part = bytes(self._buf[:PART_BYTES])
-            del self._buf[:PART_BYTES]
-            self._send(part)
+        full = len(self._buf) // PART_BYTES * PART_BYTES
+        if not full:
+            return
+        if self._upload_id is None:
+            self._start()
+        # one cut from the front for all of them: a body held back until validation
+        # passed would otherwise be moved down once per part
+        with memoryview(self._buf) as view:
+            for start in range(0, full, PART_BYTES):
+                self._send(bytes(view[start : start + PART_BYTES]))
+        del self._buf[:full]
 
     def _start(self) -> None:
         assert self._args is not None

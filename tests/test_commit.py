@@ -626,3 +626,35 @@ def test_a_new_master_in_parts_is_created_once(in_parts: MasterStore, s3: Any, b
     assert [v.version_id for v in store.versions()] == [res.new_version]
     assert store.load().table.equals(table)
     assert uploads_in_flight(s3, bucket) == []
+
+
+@pytest.mark.parametrize("how", ["streamed", "in_parts"])
+def test_a_body_held_back_until_validation_passed_goes_up_whole(
+    how: str, s3: Any, bucket: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation that ends after the encoder: every part waits for it, then goes up."""
+    import s3grid.store
+    from s3grid.sample import sample_master
+
+    store: MasterStore = request.getfixturevalue(how)
+    encoded = threading.Event()
+    real_write, real_validate = s3grid.store.write_table, MasterStore.validate
+
+    def write_table(*args: Any, **kwargs: Any) -> None:
+        real_write(*args, **kwargs)
+        encoded.set()
+
+    def validate(self: MasterStore, table: Any) -> None:
+        assert encoded.wait(30)
+        real_validate(self, table)
+
+    monkeypatch.setattr(s3grid.store, "write_table", write_table)
+    monkeypatch.setattr(MasterStore, "validate", validate)
+    m = store.load()
+    table = sample_master(400_000)  # ~13 MB: three parts of 5 MiB
+    res = store.save(table, base=m, note="validated late")
+    # what went up in parts: the snapshot (a copy onto the master has an ETag of its own)
+    key = res.snapshot_key if how == "streamed" else store.cfg.master_key
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"].endswith('-3"')
+    assert store.load().table.equals(table)
+    assert uploads_in_flight(s3, bucket) == []
