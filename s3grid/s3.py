@@ -235,8 +235,7 @@ class PartStream(io.RawIOBase):
         self.key = key
         self._when = when
         self._threshold = threshold
-        # The ETag the finished object should have, once known (see finish)
-        self.etag = ""
+        self._etag: Callable[[], str] = str  # "" until finish knows what it sends
         self._buf = bytearray()
         self.size = 0
         self._args: dict[str, Any] | None = None
@@ -265,6 +264,12 @@ class PartStream(io.RawIOBase):
         if self._args is not None and self.size > self._threshold:
             self._send_full_parts()
         return n
+
+    @property
+    def etag(self) -> str:
+        """The ETag S3 gives the finished object ("" before :meth:`finish` sends its
+        last request, or when it cannot be known), to recognise it by."""
+        return self._etag()
 
     def _send_full_parts(self) -> None:
         full = len(self._buf) // PART_BYTES * PART_BYTES
@@ -324,7 +329,7 @@ class PartStream(io.RawIOBase):
         """Send what is left and make the object appear; its answer (``VersionId``,
         ``ETag``). ``conditions`` (``IfMatch``/``IfNoneMatch``) go on the PUT or the
         complete, which is resent as ``retry`` says. ``kwargs``: the object's arguments,
-        if ``when`` has not given them. Sets :attr:`etag` before the last request."""
+        if ``when`` has not given them."""
         if self._args is None:
             self._args = kwargs
         conditions = conditions or {}
@@ -333,13 +338,13 @@ class PartStream(io.RawIOBase):
                 self._send_full_parts()
             if self._upload_id is None:  # nothing sent: as put() sends a body this size
                 body = bytes(self._buf)
-                self.etag = self._bucket.etag_of(body)
+                self._etag = lambda: self._bucket.etag_of(body)
                 return self._bucket.put(self.key, body, retry=retry, **self._args, **conditions)
             if self._buf or not self._sending:
                 self._send(bytes(self._buf))
             self._buf = bytearray()
             parts = tuple(f.result() for f in self._sending)
-            self.etag = _parts_etag(parts)
+            self._etag = lambda: _parts_etag(parts)
             upload = Upload(self.key, self._upload_id, parts)
             self._upload_id = None  # completed or aborted by complete_upload
             return self._bucket.complete_upload(upload, retry=retry, **conditions)

@@ -658,3 +658,20 @@ def test_a_body_held_back_until_validation_passed_goes_up_whole(
     assert s3.head_object(Bucket=bucket, Key=key)["ETag"].endswith('-3"')
     assert store.load().table.equals(table)
     assert uploads_in_flight(s3, bucket) == []
+
+
+@pytest.mark.parametrize("size", [1000, 11 * 1024**2])  # one PUT; three parts
+def test_a_stream_knows_the_etag_of_what_it_sent(
+    in_parts: MasterStore, s3: Any, bucket: str, size: int
+) -> None:
+    """How a save recognises its own version when a HEAD lacks the metadata."""
+    stream = in_parts.bucket.stream("scratch/body", when=lambda: {}, threshold=100)
+    assert stream.etag == ""
+    chunk = bytes(range(256)) * 4096
+    for start in range(0, size, len(chunk)):
+        stream.write(chunk[: size - start])
+    answer = stream.finish()
+    assert (
+        stream.etag == answer["ETag"] == s3.head_object(Bucket=bucket, Key="scratch/body")["ETag"]
+    )
+    assert stream.etag.endswith('-3"') == (size > 5 * 1024**2)
