@@ -123,8 +123,8 @@ class S3GridConfig:
             raise ConfigError("max_attempts must be at least 1.")
         if self.multipart_bytes is not None and not 0 < self.multipart_bytes <= 5 * 1024**3:
             raise ConfigError(
-                f"multipart_bytes={self.multipart_bytes} must be above 0 and at most 5 GiB "
-                "(the largest body S3 takes in one PUT)."
+                f"multipart_bytes={self.multipart_bytes} (S3GRID_MULTIPART_BYTES) must be above "
+                "0 and at most 5 GiB (the largest body S3 takes in one PUT)."
             )
 
         set_(self, "compression", _clean_compression(self.compression))
