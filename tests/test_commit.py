@@ -485,16 +485,24 @@ def test_parts_go_up_to_the_master_while_the_body_encodes(
     import s3grid.store
     from s3grid.sample import sample_master
 
-    encoding = threading.Event()
-    real_write = s3grid.store.write_table
+    encoding, prepared = threading.Event(), threading.Event()
+    real_write, real_diff = s3grid.store.write_table, s3grid.store.build_changeset
+
+    def build_changeset(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_diff(*args, **kwargs)
+        finally:
+            prepared.set()
 
     def write_table(*args: Any, **kwargs: Any) -> None:
+        assert prepared.wait(30)  # validation has passed: parts may go from the first
         encoding.set()
         try:
             real_write(*args, **kwargs)
         finally:
             encoding.clear()
 
+    monkeypatch.setattr(s3grid.store, "build_changeset", build_changeset)
     monkeypatch.setattr(s3grid.store, "write_table", write_table)
     sent: list[tuple[str, bool]] = []
     key = in_parts.cfg.master_key
