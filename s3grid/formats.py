@@ -16,6 +16,7 @@ from s3grid.schema import describe_type, editable, parse_type
 __all__ = [
     "PARQUET_WRITE_OPTIONS",
     "SAVE_ID_METADATA",
+    "content_type",
     "csv_types_text",
     "decode_table",
     "encode_table",
@@ -36,6 +37,11 @@ PARQUET_WRITE_OPTIONS: dict[str, object] = {
 # Written into every Parquet footer so that saving equal data still changes the bytes,
 # and so the ETag (the lock) changes with every save.
 SAVE_ID_METADATA = b"s3grid.save_id"
+
+
+def content_type(file_format: str) -> str:
+    """The Content-Type a master body of ``file_format`` is stored with."""
+    return "text/csv" if file_format == "csv" else "application/octet-stream"
 
 
 def parquet_options(compression: str = "snappy") -> dict[str, object]:

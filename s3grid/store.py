@@ -55,6 +55,7 @@ from s3grid.errors import (
     ValidationError,
 )
 from s3grid.formats import (
+    content_type,
     csv_types_text,
     decode_table,
     encode_table,
@@ -565,7 +566,6 @@ class MasterStore:
         and the body is over ``threshold``; nothing is sent before. Returns the stream,
         ready to finish with the returned object arguments, with the save's metadata and
         changeset. Raises what ``prepare`` raises, the upload aborted."""
-        content_type = "text/csv" if self.cfg.file_format == "csv" else "application/octet-stream"
         found: list[SaveMetadata] = []
         with ThreadPoolExecutor(1, thread_name_prefix="s3grid-validate") as pool:
             preparing = pool.submit(prepare)
@@ -575,7 +575,10 @@ class MasterStore:
                     return None
                 if not found:
                     found.append(metadata(preparing.result()))
-                return {"Metadata": found[0].to_s3(), "ContentType": content_type}
+                return {
+                    "Metadata": found[0].to_s3(),
+                    "ContentType": content_type(self.cfg.file_format),
+                }
 
             stream = self.bucket.stream(key, when=when_prepared, threshold=threshold)
             try:
