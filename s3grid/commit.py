@@ -33,6 +33,7 @@ from s3grid.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from s3grid.formats import content_type
 
 if TYPE_CHECKING:
     from s3grid.s3 import PartStream, S3Bucket
@@ -355,7 +356,6 @@ def commit(
     Returns ``(version_id, etag)`` of the committed version. Any doubt (a timeout, a
     412 after a resend) is settled by HEADing the master and comparing the save id.
     """
-    content_type = "text/csv" if cfg.file_format == "csv" else "application/octet-stream"
 
     def put() -> dict[str, Any]:
         return bucket.put(
@@ -363,7 +363,7 @@ def commit(
             body,
             retry=False,
             Metadata=meta.to_s3(),
-            ContentType=content_type,
+            ContentType=content_type(cfg.file_format),
             **expect.conditions(),
         )
 
@@ -406,11 +406,12 @@ def commit_stream(
     upload's parts go with a failed complete (S3 asks for a new upload after a 409):
     ``encode_again`` makes it, and it goes up as :func:`commit` sends one."""
     conditions = expect.conditions()
-    first = [True]
+    finished = False
 
     def send() -> dict[str, Any]:
-        if first:
-            first.clear()
+        nonlocal finished
+        if not finished:
+            finished = True
             return stream.finish(conditions=conditions, retry=False, **args)
         return bucket.put(cfg.master_key, encode_again(), retry=False, **args, **conditions)
 

@@ -177,16 +177,23 @@ def _md5_etag(body: bytes) -> str:
     return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
 
 
+def _multipart_etag(digests: Sequence[bytes]) -> str:
+    """The ETag S3 gives an object completed from parts with these MD5 digests: the MD5
+    of the digests, and their count."""
+    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f'"{joined}-{len(digests)}"'
+
+
 def _parts_etag(parts: Sequence[dict[str, Any]]) -> str:
-    """The ETag S3 gives an object completed from ``parts`` (the MD5 of their MD5s and
-    their count), from the parts' own ETags; "" if a part's ETag is not an MD5 (SSE-KMS)."""
+    """:func:`_multipart_etag` from the parts' own ETags; "" if a part's ETag is not an
+    MD5 (SSE-KMS)."""
     try:
-        digests = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts)
+        digests = [bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts]
     except ValueError:
         return ""
-    if len(digests) != 16 * len(parts):
+    if any(len(d) != 16 for d in digests):
         return ""
-    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(parts)}"'
+    return _multipart_etag(digests)
 
 
 def is_aws_endpoint(url: str | None) -> bool:
@@ -618,12 +625,12 @@ class S3Bucket:
         if len(body) <= self.multipart_threshold:
             return _md5_etag(body)
         size = _part_size(len(body))
-        digests = b"".join(
-            hashlib.md5(body[i : i + size], usedforsecurity=False).digest()
-            for i in range(0, len(body), size)
+        return _multipart_etag(
+            [
+                hashlib.md5(body[i : i + size], usedforsecurity=False).digest()
+                for i in range(0, len(body), size)
+            ]
         )
-        count = -(-len(body) // size)
-        return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{count}"'
 
     def _send(self, key: str, body: bytes, *, retry: bool, **kwargs: Any) -> dict[str, Any]:
         payload: Any = body
