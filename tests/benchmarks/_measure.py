@@ -36,6 +36,13 @@ class PeakRss:
         return (max(self.peak, self.rss()) - self.base) / 1e6
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far, all its threads (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_moto_process() -> tuple[subprocess.Popen[bytes], str]:
     """moto's S3 server in a child process on 127.0.0.1; returns it and its endpoint."""
     with socket.socket() as s:
@@ -57,8 +64,9 @@ def start_moto_process() -> tuple[subprocess.Popen[bytes], str]:
 
 def start_store(kind: str) -> tuple[Any, str]:
     """A local S3 endpoint of ``kind`` (``moto`` in a child process, or ``seaweedfs``):
-    something with ``.terminate()``/``.wait()``, and its URL. Sets the credentials it
-    takes in this process's environment (inherited by child processes)."""
+    something with ``.terminate()``/``.wait()`` and the server's ``.pid``, and its URL.
+    Sets the credentials it takes in this process's environment (inherited by child
+    processes)."""
     os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
     os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
     if kind == "moto":
@@ -70,8 +78,11 @@ def start_store(kind: str) -> tuple[Any, str]:
 
     server = SeaweedServer(Path(tempfile.mkdtemp(prefix="bench-weed-")) / "weed", remove_data=True)
     url = server.start()
+    assert server.proc is not None
 
     class Stop:
+        pid = server.proc.pid  # weed runs as one process
+
         def terminate(self) -> None:
             server.stop(grace=0)
 

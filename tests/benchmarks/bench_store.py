@@ -13,6 +13,9 @@ either way its CPU and memory are not the kernel's), best of ``--repeat``, inter
            same with s3grid's writer options, which isolates the pipeline's overhead;
            and vs the peers writing the same table with their defaults, unlocked
   stale:   how long a save on a base that has moved on takes to be refused
+  CPU:     CPU seconds each save spent in this process and in the store's, and the bytes
+           it left on the store (s3grid's twice: the master and its snapshot). On one
+           machine the two share the cores, so a save's wall time follows their sum.
   memory:  peak RSS of a fresh process (as a new kernel) above its start, vs the Arrow
            table's size, on two paths: ``pandas`` (load, ``to_pandas()``, edit one cell,
            ``save(df)``) and ``editor`` (open an ``Editor``, edit one cell, Save; the editor
@@ -36,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-from _measure import PeakRss, start_store  # a sibling: run as a script
+from _measure import PeakRss, cpu_seconds, start_store  # a sibling: run as a script
 
 
 def best(fn: Any, repeat: int) -> float:
@@ -271,23 +274,15 @@ def main() -> None:
             body = s3.get_object(Bucket="bench-store", Key="data/master.parquet")["Body"]
             pq.read_table(io.BytesIO(body.read()))
 
-        def raw_save(**options: Any) -> None:
+        def raw_save(key: str = "data/master.parquet", **options: Any) -> None:
             sink = io.BytesIO()
             pq.write_table(table, sink, **options)
-            s3.put_object(Bucket="bench-raw", Key="data/master.parquet", Body=sink.getvalue())
+            s3.put_object(Bucket="bench-raw", Key=key, Body=sink.getvalue())
 
         steps: dict[str, float] = {}
         for step in STEPS:
             timed(store, step, steps)
         timings: list[tuple[float, dict[str, float]]] = []
-
-        def s3grid_save() -> None:
-            m = store.load()
-            t0 = time.perf_counter()
-            store.save(m.table, base=m, note="bench save")
-            elapsed = time.perf_counter() - t0
-            if not timings or elapsed < min(t for t, _ in timings):
-                timings.append((elapsed, dict(steps)))
 
         def stale_save() -> float:
             stale = store.load()
@@ -317,10 +312,25 @@ def main() -> None:
             **{n: [] for n in peers.names},
         }
 
-        def clock(fn: Any) -> float:
-            t0 = time.perf_counter()
+        # CPU seconds of this process (all its threads) and of the store's, per call:
+        # on one machine the two share the cores, so the wall time of a save follows the
+        # CPU both sides spend on it (the store's grows with the bytes it writes).
+        cpu: dict[str, list[tuple[float, float, float]]] = {}
+
+        def clock(fn: Any, name: str = "") -> float:
+            c0, s0, t0 = time.process_time(), cpu_seconds(server.pid), time.perf_counter()
             fn()
-            return time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            if name:
+                spent = (time.process_time() - c0, cpu_seconds(server.pid) - s0)
+                cpu.setdefault(name, []).append((elapsed, *spent))
+            return elapsed
+
+        def s3grid_save() -> None:
+            m = store.load()
+            elapsed = clock(lambda: store.save(m.table, base=m, note="bench save"), "s3grid")
+            if not timings or elapsed < min(t for t, _ in timings):
+                timings.append((elapsed, dict(steps)))
 
         for _ in range(args.repeat):
             loads["raw"].append(clock(raw_load))
@@ -329,16 +339,32 @@ def main() -> None:
                 loads[name].append(
                     clock(lambda n=name: peers.load(n, "bench-store", "data/master.parquet"))
                 )
-            saves["raw"].append(clock(lambda: raw_save(compression="snappy")))
-            saves["raw, s3grid's options"].append(clock(lambda: raw_save(**PARQUET_WRITE_OPTIONS)))
+            saves["raw"].append(clock(lambda: raw_save(compression="snappy"), "raw"))
+            saves["raw, s3grid's options"].append(
+                clock(lambda: raw_save("options.parquet", **PARQUET_WRITE_OPTIONS))
+            )
             s3grid_save()
             saves["s3grid"].append(timings[-1][0])
             for name in peers.names:
                 data = polars_frame if name == "polars" else table
                 saves[name].append(
-                    clock(lambda n=name, d=data: peers.save(n, d, "bench-raw", f"peer-{n}.parquet"))
+                    clock(
+                        lambda n=name, d=data: peers.save(n, d, "bench-raw", f"peer-{n}.parquet"),
+                        name,
+                    )
                 )
         stale = min(stale_save() for _ in range(args.repeat))
+        # what each save left on the store: s3grid's body twice (the master and its
+        # snapshot), each peer's once
+        sizes = {
+            "raw": s3.head_object(Bucket="bench-raw", Key="data/master.parquet")["ContentLength"],
+            "s3grid": 2
+            * s3.head_object(Bucket="bench-store", Key="data/master.parquet")["ContentLength"],
+            **{
+                n: s3.head_object(Bucket="bench-raw", Key=f"peer-{n}.parquet")["ContentLength"]
+                for n in peers.names
+            },
+        }
         t_save, t_steps = timings[-1]
         saves["s3grid"] = [t_save]
     finally:
@@ -366,6 +392,13 @@ def main() -> None:
     )
     print(f"  save's steps (commit={args.commit}): {ran}")
     print(f"  a stale save refused in {stale * 1000:.0f} ms")
+    spent = []
+    for name, runs in cpu.items():
+        _, client, store_cpu = min(runs)  # the fastest run's
+        spent.append(
+            f"{name} {client:.2f} + {store_cpu:.2f} s ({sizes[name] / 1e6:.0f} MB written)"
+        )
+    print(f"  save's CPU, this process + the store's, fastest run: {', '.join(spent)}")
     for path, what in (
         ("arrow", "load + save of the loaded table, as the peers below"),
         ("pandas", "load + pandas edit + save"),
