@@ -76,7 +76,8 @@ def start_store(kind: str) -> tuple[Any, str]:
 
     from s3grid.seaweed import SeaweedServer
 
-    server = SeaweedServer(Path(tempfile.mkdtemp(prefix="bench-weed-")) / "weed", remove_data=True)
+    home = Path(tempfile.mkdtemp(prefix="bench-weed-"))
+    server = SeaweedServer(home / "weed", remove_data=True)
     url = server.start()
     assert server.proc is not None
 
@@ -85,6 +86,7 @@ def start_store(kind: str) -> tuple[Any, str]:
 
         def terminate(self) -> None:
             server.stop(grace=0)
+            home.rmdir()  # weed's data went with stop(); its folder is empty
 
         def wait(self) -> None:
             pass

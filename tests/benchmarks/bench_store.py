@@ -2,9 +2,14 @@
 
     uv run --group bench python tests/benchmarks/bench_store.py \
         [--store moto|seaweedfs] [--commit put|copy|parts] [--rows 1000000] [--repeat 3]
+    ... bench_store.py --bucket NAME [--endpoint-url URL] ...
 
-Same run, same local S3 endpoint (moto in its own process, or SeaweedFS, a real store:
-either way its CPU and memory are not the kernel's), best of ``--repeat``, interleaved:
+Same run, same S3 endpoint, best of ``--repeat``, interleaved. The endpoint is a local
+one the run starts (moto in its own process, or SeaweedFS, a real store: either way its
+CPU and memory are not the kernel's), or with ``--bucket`` an existing versioned bucket
+on AWS S3 (boto3's credentials; ``--commit put`` is then the streamed save AWS gets) or
+on a lab's store (``--endpoint-url``): the run writes under ``s3grid-bench/<time>/`` and
+deletes every version it wrote there when it ends.
   load():  s3grid ``store.load()`` vs raw GetObject + read_table, and vs the peers:
            s3fs and pyarrow's S3FileSystem (``pq.read_table``), polars
            (``read_parquet``), each to its own table
@@ -37,6 +42,8 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from _measure import PeakRss, cpu_seconds, start_store  # a sibling: run as a script
@@ -51,13 +58,42 @@ def best(fn: Any, repeat: int) -> float:
     return min(times)
 
 
-def rss_child(endpoint: str, path: str) -> None:
+@dataclass(frozen=True)
+class Area:
+    """Where one part of a run writes: a bucket, and a key prefix ("" or ending in "/")
+    when the run shares a bucket (``--bucket``)."""
+
+    bucket: str
+    prefix: str = ""
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def config(self, endpoint: str | None) -> Any:
+        """An s3grid config that keeps the master and its history in this area."""
+        from s3grid import S3GridConfig
+
+        p = self.prefix
+        return S3GridConfig.from_env(
+            bucket=self.bucket,
+            endpoint_url=endpoint,
+            master_key=p + "data/master.parquet",
+            snapshot_prefix=p + "snapshots",
+            audit_prefix=p + "audit",
+            archive_prefix=p + "archive",
+            changes_prefix=p + "changes",
+        )
+
+
+def rss_child(endpoint: str, bucket: str, prefix: str, path: str) -> None:
     """Run in a fresh process: load, edit one cell, save on ``path`` (or, for a peer
-    ``peer:<name>``, its load then its save); print the peak RSS."""
+    ``peer:<name>``, its load then its save); print the peak RSS. ``endpoint`` is ""
+    for boto3's own (AWS)."""
+    area = Area(bucket, prefix)
     if path.startswith("peer:"):
-        peer_rss(endpoint, path.removeprefix("peer:"))
+        peer_rss(endpoint or None, area, path.removeprefix("peer:"))
         return
-    from s3grid import Editor, MasterStore, S3GridConfig
+    from s3grid import Editor, MasterStore
     from s3grid.sample import sample_master
 
     def pandas_path(store: MasterStore) -> None:
@@ -77,10 +113,10 @@ def rss_child(endpoint: str, path: str) -> None:
         store.save(m.table, base=m, note="bench: save the loaded table")
 
     run = {"pandas": pandas_path, "editor": editor_path, "arrow": arrow_path}[path]
-    store = MasterStore(S3GridConfig.from_env(bucket="bench-rss", endpoint_url=endpoint))
+    store = MasterStore(area.config(endpoint or None))
     # Warm the same code paths on a tiny master first (imports, the S3 client, Arrow's
     # kernels): their memory does not grow with the data and is not what is measured.
-    warm = MasterStore(store.cfg.with_(master_key=f"warm-{path}/master.parquet"))
+    warm = MasterStore(store.cfg.with_(master_key=area.key(f"warm-{path}/master.parquet")))
     warm.create(sample_master(100), note="warm-up")
     run(warm)
     rss = PeakRss()
@@ -97,20 +133,30 @@ STEPS = {
 }
 
 
-def peer_rss(endpoint: str, name: str) -> None:
+def peer_rss(endpoint: str | None, area: Area, name: str) -> None:
     """A peer's load of the master, then its save of what it loaded (warmed on a tiny
     object first, as the s3grid paths are); print the peak RSS."""
     import pyarrow as pa
 
-    peers = Peers(endpoint)
+    peers = Peers(endpoint, bucket_region(endpoint, area.bucket))
     tiny = pa.table({"x": [1, 2, 3]})
     tiny_data = peers.polars.from_arrow(tiny) if name == "polars" else tiny
-    peers.save(name, tiny_data, "bench-rss", "warm-peer.parquet")
-    peers.load(name, "bench-rss", "warm-peer.parquet")
+    peers.save(name, tiny_data, area.bucket, area.key("warm-peer.parquet"))
+    peers.load(name, area.bucket, area.key("warm-peer.parquet"))
     rss = PeakRss()
-    data = peers.load(name, "bench-rss", "data/master.parquet")
-    peers.save(name, data, "bench-rss", f"peer-{name}.parquet")
+    data = peers.load(name, area.bucket, area.key("data/master.parquet"))
+    peers.save(name, data, area.bucket, area.key(f"peer-{name}.parquet"))
     print(rss.stop())
+
+
+def bucket_region(endpoint: str | None, bucket: str) -> str:
+    """The bucket's region (the peers need it on AWS); us-east-1 on a local store."""
+    if endpoint:
+        return "us-east-1"
+    import boto3
+
+    location: dict[str, Any] = dict(boto3.client("s3").get_bucket_location(Bucket=bucket))
+    return str(location.get("LocationConstraint") or "us-east-1")  # None in us-east-1
 
 
 def timed(obj: Any, name: str, into: dict[str, float]) -> None:
@@ -132,10 +178,11 @@ class Peers:
     without a lock: s3fs, pyarrow's S3FileSystem and polars (the ``bench`` group); any
     that is not installed is left out, and said so."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self.key = os.environ["AWS_ACCESS_KEY_ID"]
-        self.secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    def __init__(self, endpoint: str | None, region: str) -> None:
+        # endpoint None: AWS, with each library's own credential chain
+        self.endpoint, self.region = endpoint, region
+        self.key = os.environ.get("AWS_ACCESS_KEY_ID") if endpoint else None
+        self.secret = os.environ.get("AWS_SECRET_ACCESS_KEY") if endpoint else None
         self.missing: list[str] = []
         self.fs: dict[str, Any] = {}
         try:
@@ -144,19 +191,19 @@ class Peers:
             self.fs["s3fs"] = s3fs.S3FileSystem(
                 key=self.key,
                 secret=self.secret,
-                client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"},
+                client_kwargs={"endpoint_url": endpoint, "region_name": region},
             )
         except ImportError:
             self.missing.append("s3fs")
         from pyarrow import fs as pafs
 
-        host = endpoint.split("://", 1)[1]
+        scheme, _, host = (endpoint or "https://").partition("://")
         self.fs["pyarrow"] = pafs.S3FileSystem(
             access_key=self.key,
             secret_key=self.secret,
-            endpoint_override=host,
-            scheme="http",
-            region="us-east-1",
+            endpoint_override=host or None,
+            scheme=scheme,
+            region=region,
         )
         try:
             import polars
@@ -171,13 +218,14 @@ class Peers:
         return [*self.fs, *(["polars"] if self.polars is not None else [])]
 
     def polars_options(self) -> dict[str, str]:
-        return {
-            "aws_endpoint_url": self.endpoint,
-            "aws_access_key_id": self.key,
-            "aws_secret_access_key": self.secret,
-            "aws_region": "us-east-1",
-            "aws_allow_http": "true",
-        }
+        options = {"aws_region": self.region}
+        if self.endpoint:
+            options["aws_endpoint_url"] = self.endpoint
+            options["aws_allow_http"] = "true"
+        if self.key and self.secret:
+            options["aws_access_key_id"] = self.key
+            options["aws_secret_access_key"] = self.secret
+        return options
 
     def load(self, name: str, bucket: str, key: str) -> Any:
         """The library's own table (Arrow, or a polars DataFrame)."""
@@ -200,6 +248,26 @@ class Peers:
             pq.write_table(table, f"{bucket}/{key}", filesystem=self.fs[name])
 
 
+# a run's three areas: s3grid's master, the raw baseline and the peers' writes, and the
+# memory runs' master
+NAMES = ("store", "raw", "rss")
+
+
+def delete_run(s3: Any, bucket: str, prefix: str) -> None:
+    """Delete every version (and delete marker) a ``--bucket`` run left under ``prefix``."""
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        found = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        if found:
+            s3.delete_objects(
+                Bucket=bucket,
+                Delete={
+                    "Objects": [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in found],
+                    "Quiet": True,
+                },
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -207,9 +275,15 @@ def main() -> None:
     parser.add_argument(
         "--store",
         choices=("moto", "seaweedfs"),
-        default="moto",
-        help="the local S3: moto (a mock, in its own process) or SeaweedFS (a real store)",
+        help="the local S3 started for the run: moto (a mock, in its own process; the "
+        "default) or SeaweedFS (a real store)",
     )
+    parser.add_argument(
+        "--bucket",
+        help="run on this existing versioned bucket instead (AWS S3, or --endpoint-url): "
+        "under s3grid-bench/<time>/, deleted afterwards; the store's CPU is not measured",
+    )
+    parser.add_argument("--endpoint-url", help="the store --bucket is on (default: AWS)")
     parser.add_argument(
         "--commit",
         choices=("put", "copy", "parts"),
@@ -227,9 +301,16 @@ def main() -> None:
         "default: pyarrow's own choice",
     )
     parser.add_argument(
-        "--rss-child", nargs=2, metavar=("ENDPOINT", "PATH"), help=argparse.SUPPRESS
+        "--rss-child",
+        nargs=4,
+        metavar=("ENDPOINT", "BUCKET", "PREFIX", "PATH"),
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
+    if args.bucket and args.store:
+        parser.error("--store starts a local store; --bucket runs on an existing one: pick one")
+    if args.endpoint_url and not args.bucket:
+        parser.error("--endpoint-url names the store of --bucket: pass --bucket too")
     if args.rss_child:
         rss_child(*args.rss_child)
         return
@@ -248,36 +329,48 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from s3grid import ConflictError, MasterStore, S3GridConfig
+    from s3grid import ConflictError, MasterStore
     from s3grid.formats import PARQUET_WRITE_OPTIONS
     from s3grid.sample import sample_master
 
-    server, endpoint = start_store(args.store)
-    try:
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    if args.bucket:
+        server, endpoint = None, args.endpoint_url
+        where = f"s3://{args.bucket} ({endpoint or 'AWS'})"
+        run = f"s3grid-bench/{datetime.now(UTC):%Y%m%dT%H%M%S}/"
+        store_area, raw_area, rss_area = (Area(args.bucket, f"{run}{n}/") for n in NAMES)
+    else:
+        server, endpoint = start_store(args.store or "moto")
+        where = args.store or "moto"
         # The raw baseline, the peers and the memory run write to buckets of their own:
         # moto's ListObjectVersions (the save's lost-update check) deep-copies every
         # object in the bucket, so their bytes would slow s3grid's save there (not on S3).
-        for bucket in ("bench-store", "bench-raw", "bench-rss"):
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        store = MasterStore(S3GridConfig.from_env(bucket="bench-store", endpoint_url=endpoint))
+        store_area, raw_area, rss_area = (Area(f"bench-{n}") for n in NAMES)
+    region = bucket_region(endpoint, args.bucket) if args.bucket else "us-east-1"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    try:
+        if server is not None:
+            for area in (store_area, raw_area, rss_area):
+                s3.create_bucket(Bucket=area.bucket)
+                s3.put_bucket_versioning(
+                    Bucket=area.bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+        store = MasterStore(store_area.config(endpoint))
         table = sample_master(args.rows)
         arrow_mb = table.nbytes / 1e6
         store.create(table, note="bench")
-        rss_store = MasterStore(S3GridConfig.from_env(bucket="bench-rss", endpoint_url=endpoint))
-        rss_store.create(table, note="rss")
-        peers = Peers(endpoint)
+        MasterStore(rss_area.config(endpoint)).create(table, note="rss")
+        peers = Peers(endpoint, region)
         polars_frame = peers.polars.from_arrow(table) if peers.polars is not None else None
+        master = store_area.key("data/master.parquet")
 
         def raw_load() -> None:
-            body = s3.get_object(Bucket="bench-store", Key="data/master.parquet")["Body"]
+            body = s3.get_object(Bucket=store_area.bucket, Key=master)["Body"]
             pq.read_table(io.BytesIO(body.read()))
 
-        def raw_save(key: str = "data/master.parquet", **options: Any) -> None:
+        def raw_save(name: str = "data/master.parquet", **options: Any) -> None:
             sink = io.BytesIO()
             pq.write_table(table, sink, **options)
-            s3.put_object(Bucket="bench-raw", Key=key, Body=sink.getvalue())
+            s3.put_object(Bucket=raw_area.bucket, Key=raw_area.key(name), Body=sink.getvalue())
 
         steps: dict[str, float] = {}
         for step in STEPS:
@@ -298,7 +391,15 @@ def main() -> None:
         env = dict(os.environ)
         peaks = {}
         for path in ("arrow", "pandas", "editor", *(f"peer:{n}" for n in peers.names)):
-            child = [sys.executable, __file__, "--rss-child", endpoint, path]
+            child = [
+                sys.executable,
+                __file__,
+                "--rss-child",
+                endpoint or "",
+                rss_area.bucket,
+                rss_area.prefix,
+                path,
+            ]
             done = subprocess.run(child, env=env, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"the {path} memory run failed:\n{done.stderr}")
@@ -317,12 +418,15 @@ def main() -> None:
         # CPU both sides spend on it (the store's grows with the bytes it writes).
         cpu: dict[str, list[tuple[float, float, float]]] = {}
 
+        def store_cpu() -> float:
+            return cpu_seconds(server.pid) if server is not None else float("nan")
+
         def clock(fn: Any, name: str = "") -> float:
-            c0, s0, t0 = time.process_time(), cpu_seconds(server.pid), time.perf_counter()
+            c0, s0, t0 = time.process_time(), store_cpu(), time.perf_counter()
             fn()
             elapsed = time.perf_counter() - t0
             if name:
-                spent = (time.process_time() - c0, cpu_seconds(server.pid) - s0)
+                spent = (time.process_time() - c0, store_cpu() - s0)
                 cpu.setdefault(name, []).append((elapsed, *spent))
             return elapsed
 
@@ -336,9 +440,7 @@ def main() -> None:
             loads["raw"].append(clock(raw_load))
             loads["s3grid"].append(clock(store.load))
             for name in peers.names:
-                loads[name].append(
-                    clock(lambda n=name: peers.load(n, "bench-store", "data/master.parquet"))
-                )
+                loads[name].append(clock(lambda n=name: peers.load(n, store_area.bucket, master)))
             saves["raw"].append(clock(lambda: raw_save(compression="snappy"), "raw"))
             saves["raw, s3grid's options"].append(
                 clock(lambda: raw_save("options.parquet", **PARQUET_WRITE_OPTIONS))
@@ -349,30 +451,35 @@ def main() -> None:
                 data = polars_frame if name == "polars" else table
                 saves[name].append(
                     clock(
-                        lambda n=name, d=data: peers.save(n, d, "bench-raw", f"peer-{n}.parquet"),
+                        lambda n=name, d=data: peers.save(
+                            n, d, raw_area.bucket, raw_area.key(f"peer-{n}.parquet")
+                        ),
                         name,
                     )
                 )
         stale = min(stale_save() for _ in range(args.repeat))
+
         # what each save left on the store: s3grid's body twice (the master and its
         # snapshot), each peer's once
+        def size(area: Area, name: str) -> int:
+            return int(s3.head_object(Bucket=area.bucket, Key=area.key(name))["ContentLength"])
+
         sizes = {
-            "raw": s3.head_object(Bucket="bench-raw", Key="data/master.parquet")["ContentLength"],
-            "s3grid": 2
-            * s3.head_object(Bucket="bench-store", Key="data/master.parquet")["ContentLength"],
-            **{
-                n: s3.head_object(Bucket="bench-raw", Key=f"peer-{n}.parquet")["ContentLength"]
-                for n in peers.names
-            },
+            "raw": size(raw_area, "data/master.parquet"),
+            "s3grid": 2 * size(store_area, "data/master.parquet"),
+            **{n: size(raw_area, f"peer-{n}.parquet") for n in peers.names},
         }
         t_save, t_steps = timings[-1]
         saves["s3grid"] = [t_save]
     finally:
-        server.terminate()
-        server.wait()
+        if server is not None:
+            server.terminate()
+            server.wait()
+        else:
+            delete_run(s3, args.bucket, run)
     pool = pa.default_memory_pool().backend_name
     print(
-        f"{args.rows:,} rows on {args.store}, Arrow size {arrow_mb:.0f} MB "
+        f"{args.rows:,} rows on {where}, Arrow size {arrow_mb:.0f} MB "
         f"(best of {args.repeat}, interleaved), Arrow allocator {pool}"
     )
     if peers.missing:
@@ -394,11 +501,11 @@ def main() -> None:
     print(f"  a stale save refused in {stale * 1000:.0f} ms")
     spent = []
     for name, runs in cpu.items():
-        _, client, store_cpu = min(runs)  # the fastest run's
-        spent.append(
-            f"{name} {client:.2f} + {store_cpu:.2f} s ({sizes[name] / 1e6:.0f} MB written)"
-        )
-    print(f"  save's CPU, this process + the store's, fastest run: {', '.join(spent)}")
+        _, client, on_store = min(runs)  # the fastest run's
+        both = f"{client:.2f} + {on_store:.2f} s" if server is not None else f"{client:.2f} s"
+        spent.append(f"{name} {both} ({sizes[name] / 1e6:.0f} MB written)")
+    whose = "this process + the store's" if server is not None else "this process's"
+    print(f"  save's CPU, {whose}, fastest run: {', '.join(spent)}")
     for path, what in (
         ("arrow", "load + save of the loaded table, as the peers below"),
         ("pandas", "load + pandas edit + save"),
