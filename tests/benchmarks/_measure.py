@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def start_store(kind: str) -> tuple[Any, str]:
 
         def terminate(self) -> None:
             server.stop(grace=0)
-            home.rmdir()  # weed's data went with stop(); its folder is empty
+            shutil.rmtree(home, ignore_errors=True)  # what stop() left: its empty home
 
         def wait(self) -> None:
             pass
