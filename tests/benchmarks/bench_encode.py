@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import operator
 import time
 from typing import Any
 
@@ -61,7 +62,7 @@ def main() -> None:
                 decodes.append(time.perf_counter() - t0)
             results[name] = (min(encodes), len(body) / 1e6, min(decodes))
         base_encode, base_size, _ = results["snappy"]
-        for how, combine in (("then", _then), ("while", max)):
+        for how, combine in (("then", operator.add), ("while", max)):
             header = "  codec    encode     size    decode  " + "  ".join(
                 f"{how}@{link} MB/s".rjust(15) for link in LINKS_MB_S
             )
@@ -76,10 +77,6 @@ def main() -> None:
                     f"  {name:<7} {encode:5.2f} s {size:7.1f} MB {decode:5.2f} s  "
                     + "  ".join(cells)
                 )
-
-
-def _then(encode: float, upload: float) -> float:
-    return encode + upload
 
 
 if __name__ == "__main__":

@@ -49,15 +49,6 @@ from typing import Any
 from _measure import PeakRss, cpu_seconds, start_store  # a sibling: run as a script
 
 
-def best(fn: Any, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 @dataclass(frozen=True)
 class Area:
     """Where one part of a run writes: a bucket, and a key prefix ("" or ending in "/")
