@@ -15,7 +15,9 @@ cell comes from these small objects instead of from every snapshot. One row per 
 
 Values are text because one column holds values of every type; the text is Arrow's
 (shortest round-trip for floats, ``nan`` for NaN, ISO 8601 for dates and times), and
-null stays null. Rows are matched by key as in :mod:`s3grid.diff`.
+null stays null. ``change`` and ``column`` are dictionary-encoded (:data:`LABEL`): a bulk
+edit of whole columns repeats the same few labels on millions of rows. Rows are matched
+by key as in :mod:`s3grid.diff`.
 
 Pure: builds, encodes, decodes and filters tables; no I/O.
 """
@@ -42,6 +44,7 @@ __all__ = [
     "ADDED",
     "CELL",
     "DELETED",
+    "LABEL",
     "Changeset",
     "build_changeset",
     "changeset_frame",
@@ -56,6 +59,10 @@ COLUMN_ADDED, COLUMN_DROPPED, COLUMN_RETYPED = "column added", "column dropped",
 ROW = "row"  # the key field of a master without key columns: the row's position
 
 _META_KEYS = b"s3grid.changeset.key_columns"
+
+# The type of ``change`` and ``column``: each label is stored once per chunk and a row
+# holds an index, instead of a copy of the text on every row (docs/performance.md).
+LABEL = pa.dictionary(pa.int32(), pa.string())
 
 
 @dataclass(frozen=True)
@@ -160,13 +167,21 @@ def _rows(
     n = len(key)
     return pa.table(
         {
-            "change": pa.repeat(pa.scalar(change, pa.string()), n),
+            "change": _label(change, n),
             "key": key,
-            "column": pa.repeat(pa.scalar(column, pa.string()), n),
+            "column": _label(column, n),
             "old": old if old is not None else pa.nulls(n, pa.string()),
             "new": new if new is not None else pa.nulls(n, pa.string()),
         }
     )
+
+
+def _label(value: str | None, n: int) -> pa.DictionaryArray:
+    """``value`` (None: null) on ``n`` rows, as a :data:`LABEL` array."""
+    if value is None:
+        return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
+    indices = pa.array(np.zeros(n, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
 
 
 def _schema_row(
@@ -224,6 +239,14 @@ def decode_changeset(body: bytes, *, where: str) -> Changeset:
     missing = {"change", "key", "column", "old", "new"} - set(table.column_names)
     if missing:
         raise MasterFormatError(f"{where} is not an s3grid changeset (no {sorted(missing)}).")
+    for name in ("change", "column"):  # plain text in changesets written before LABEL
+        i = table.schema.get_field_index(name)
+        type_ = table.schema.field(i).type
+        if type_ == LABEL:
+            continue
+        if not (pa.types.is_string(type_) or pa.types.is_large_string(type_)):
+            raise MasterFormatError(f"{where} is not an s3grid changeset ({name!r} is {type_}).")
+        table = table.set_column(i, name, table.column(i).cast(LABEL))
     return Changeset(table.replace_schema_metadata(None), tuple(keys))
 
 
@@ -290,9 +313,11 @@ def changeset_frame(table: pa.Table) -> pd.DataFrame:
     """Changeset rows as a DataFrame: ``change``, the key columns (from the struct),
     ``column``, ``old``, ``new``. Key values keep their types (nullable in pandas)."""
     keys = table.column("key").combine_chunks()
-    columns: dict[str, Any] = {"change": table.column("change")}
+    # the labels as text, as the frame's other text columns (not pandas categoricals)
+    columns: dict[str, Any] = {"change": table.column("change").cast(pa.string())}
     for field in keys.type:
         columns[field.name] = keys.field(field.name)
-    for name in ("column", "old", "new"):
+    columns["column"] = table.column("column").cast(pa.string())
+    for name in ("old", "new"):
         columns[name] = table.column(name)
     return to_pandas(pa.table(columns))

@@ -9,13 +9,25 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from s3grid import MasterStore, S3GridConfig
 from s3grid.aws_lambda import handler
-from s3grid.changeset import ADDED, CELL, DELETED, build_changeset, decode_changeset
+from s3grid.changeset import (
+    ADDED,
+    CELL,
+    DELETED,
+    LABEL,
+    build_changeset,
+    changeset_frame,
+    decode_changeset,
+    encode_changeset,
+    select_changes,
+)
+from s3grid.diff import ChangeCounts
 from s3grid.editor import Editor
-from s3grid.errors import ValidationError
+from s3grid.errors import MasterFormatError, ValidationError
 from tests.support.events import SCHEDULE, stage
 from tests.support.frontend import FrontEnd, save
 from tests.support.s3 import keys_under
@@ -264,6 +276,60 @@ def test_changesets_of_schema_changes_and_masters_without_keys() -> None:
         (CELL, {"row": 1}),
         (ADDED, {"row": 2}),
     ]
+
+
+def test_a_bulk_edit_changeset_stores_its_labels_once() -> None:
+    n = 100_000
+    old = pa.table({"k": range(n), "v": [0.5] * n, "w": ["a"] * n})
+    new = old.set_column(1, "v", pa.array([1.5] * n)).set_column(2, "w", pa.array(["b"] * n))
+    changeset = build_changeset(old, new, ("k",))
+    table = changeset.table
+    assert table.schema.field("change").type == LABEL
+    assert table.schema.field("column").type == LABEL
+    # an index per row, not the text of "cell" and the column name on every row
+    assert table.column("change").nbytes + table.column("column").nbytes <= 8 * 2 * n + 1024
+    assert changeset.counts.cells_changed == 2 * n
+    assert sorted(set(table.column("column").to_pylist())) == ["v", "w"]
+    back = decode_changeset(encode_changeset(changeset), where="s3://b/changes/x.parquet")
+    assert back.table.schema == table.schema
+    assert back.table.to_pylist() == table.to_pylist()
+    frame = changeset_frame(back.table.slice(n - 1, 2))  # text, as before: no categoricals
+    assert frame["change"].dtype == frame["column"].dtype == frame["old"].dtype
+    assert frame[["change", "k", "column", "old", "new"]].values.tolist() == [
+        [CELL, n - 1, "v", "0.5", "1.5"],
+        [CELL, 0, "w", "a", "b"],
+    ]
+
+
+def _written_before_labels(rows: list[tuple[str, int, str | None]]) -> bytes:
+    """A changeset as saves wrote them before LABEL: ``change`` and ``column`` as text."""
+    table = pa.table(
+        {
+            "change": pa.array([r[0] for r in rows], pa.string()),
+            "key": pa.array([{"k": r[1]} for r in rows]),
+            "column": pa.array([r[2] for r in rows], pa.string()),
+            "old": pa.array(["1" if r[2] else None for r in rows], pa.string()),
+            "new": pa.array(["2" if r[2] else None for r in rows], pa.string()),
+        }
+    ).replace_schema_metadata({b"s3grid.changeset.key_columns": b'["k"]'})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_changesets_written_before_labels_still_read() -> None:
+    body = _written_before_labels([(CELL, 1, "v"), (ADDED, 2, None), (DELETED, 3, None)])
+    changeset = decode_changeset(body, where="s3://b/changes/old.parquet")
+    assert changeset.table.schema.field("change").type == LABEL
+    assert changeset.counts == ChangeCounts(1, 1, 1)
+    rows = select_changes(changeset, key={"k": 1}, column="v").to_pylist()
+    assert [(r["change"], r["column"], r["old"], r["new"]) for r in rows] == [(CELL, "v", "1", "2")]
+
+    bad = pa.table({"change": [1], "key": [{"k": 1}], "column": ["v"], "old": ["1"], "new": ["2"]})
+    sink = pa.BufferOutputStream()
+    pq.write_table(bad.replace_schema_metadata({b"s3grid.changeset.key_columns": b'["k"]'}), sink)
+    with pytest.raises(MasterFormatError, match=r"'change' is int64"):
+        decode_changeset(sink.getvalue().to_pybytes(), where="s3://b/changes/bad.parquet")
 
 
 def test_changesets_write_times_as_the_grid_shows_them() -> None:
