@@ -29,7 +29,7 @@ from s3grid.errors import (
     ValidationError,
     VersioningError,
 )
-from s3grid.model import Master, Repair, SaveResult, VersionInfo
+from s3grid.model import Master, Repair, SaveResult, StraySnapshot, VersionInfo
 from s3grid.store import MasterStore
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ __all__ = [
     "SaveResult",
     "SchemaError",
     "StoreUnavailableError",
+    "StraySnapshot",
     "TableDiff",
     "ValidationError",
     "VersionInfo",

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from s3grid.config import S3GridConfig
 from s3grid.errors import ConflictError, S3GridError, SchemaError, ValidationError
 from s3grid.formats import decode_table
+from s3grid.model import StraySnapshot
 from s3grid.schema import check_loadable, coerce_table, describe_type, parse_type
 from s3grid.store import MasterStore
 
@@ -121,7 +122,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    repairs = MasterStore(config_from_args(args)).reconcile()
+    store = MasterStore(config_from_args(args))
+    repairs = store.reconcile()
+    strays = store.stray_snapshots()
     if args.json:
         _print_json([asdict(r) for r in repairs])
     elif not repairs:
@@ -138,7 +141,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 if done
             ]
             print(f"version {r.version_id} (save {r.save_id}): wrote {', '.join(wrote)}")
+    if strays:  # on stderr with --json, so that stdout stays the list of repairs
+        print(_strays_text(store, strays), file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
+
+
+def _strays_text(store: MasterStore, strays: Sequence[StraySnapshot]) -> str:
+    """What ``reconcile`` says about snapshots no save committed."""
+    bucket = store.bucket
+    lines = [
+        f"{len(strays)} snapshot(s) that no master version or audit names: streamed saves "
+        "cut short before their commit. They hold edits that were never saved:"
+    ]
+    lines += [
+        f"  {bucket.url(s.key)}  {s.size / 1e6:.1f} MB, "
+        f"written {s.last_modified:%Y-%m-%d %H:%M} UTC"
+        for s in strays
+    ]
+    lines.append(
+        "Read one with MasterStore(...).read_snapshot(KEY); when it is not needed, delete "
+        f"it with `aws s3 rm s3://{bucket.name}/KEY{bucket.cli_endpoint}` (its version stays "
+        "until a lifecycle rule expires it)."
+    )
+    return "\n".join(lines)
 
 
 def read_local_table(path: Path, types: dict[str, pa.DataType] | None = None) -> pa.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -34,8 +34,14 @@ from s3grid.errors import (
     S3GridError,
     ValidationError,
 )
-from s3grid.layout import audit_key, changeset_key, parse_audit_key, snapshot_key
-from s3grid.model import Repair
+from s3grid.layout import (
+    audit_key,
+    changeset_key,
+    parse_audit_key,
+    snapshot_key,
+    snapshot_key_pattern,
+)
+from s3grid.model import Repair, StraySnapshot
 from s3grid.s3 import S3Bucket
 
 __all__ = ["History"]
@@ -47,6 +53,10 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 # What history() says about each save, before the change's own columns.
 SAVE_COLUMNS = ["timestamp", "user", "note", "source", "version", "save_id"]
+
+# How old an unnamed snapshot must be to count as stray: a streamed save's upload of a
+# large body over a slow link can take hours, and its LastModified may be its start.
+STRAY_AFTER = timedelta(days=1)
 
 
 class History:
@@ -317,11 +327,7 @@ class History:
         self._snapshot_of = None  # the audits may have changed since the last reconcile
         audits = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.audit_prefix}/")}
         described = {o["Key"] for o in self.bucket.list_objects(f"{self.cfg.changes_prefix}/")}
-        versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
-        heads = _map(
-            lambda vid: self.bucket.head(self.cfg.master_key, vid),
-            [v["VersionId"] for v in versions],
-        )
+        heads = self._version_heads()
         repairs = []
         for head in heads:
             meta = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
@@ -359,6 +365,48 @@ class History:
                     )
                 )
         return repairs
+
+    def _version_heads(self) -> list[dict[str, Any] | None]:
+        """A HEAD of every version of the master, oldest first (None: gone meanwhile)."""
+        versions = list(reversed(list(self.bucket.list_versions(self.cfg.master_key))))
+        return _map(
+            lambda vid: self.bucket.head(self.cfg.master_key, vid),
+            [v["VersionId"] for v in versions],
+        )
+
+    def stray_snapshots(self, older_than: timedelta | None = None) -> list[StraySnapshot]:
+        """Snapshots of this master that no master version and no audit record names,
+        written over ``older_than`` ago, oldest first.
+
+        A streamed save (``commit="copy"``) uploads its snapshot before the copy that
+        commits it; a kernel killed in between leaves that upload, with edits that were
+        never saved, where nothing reads it. A refused commit deletes its own. The
+        default ``older_than``, :data:`STRAY_AFTER`, leaves alone any save still in
+        flight (an upload's LastModified can be when it began). Reports only: nothing
+        is deleted.
+        """
+        cutoff = datetime.now(UTC) - (STRAY_AFTER if older_than is None else older_than)
+        pattern = snapshot_key_pattern(self.cfg)
+        candidates: list[tuple[str, dict[str, Any]]] = []
+        for obj in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/"):
+            match = pattern.match(obj["Key"])
+            written = _utc(obj.get("LastModified"))
+            if match and written is not None and written <= cutoff:
+                candidates.append((match["save_id"], obj))
+        audits = self.bucket.list_objects(f"{self.cfg.audit_prefix}/")
+        named = {p[1] for o in audits if (p := parse_audit_key(self.cfg, o["Key"]))}
+        if all(save_id in named for save_id, _ in candidates):
+            return []  # no version HEADs needed: every one has its audit
+        for head in self._version_heads():
+            meta = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
+            if meta is not None:
+                named.add(meta.save_id)
+        strays = [
+            StraySnapshot(obj["Key"], save_id, int(obj.get("Size") or 0), written)
+            for save_id, obj in candidates
+            if (written := _utc(obj["LastModified"])) is not None and save_id not in named
+        ]
+        return sorted(strays, key=lambda s: (s.last_modified, s.key))
 
     def _rebuild(self, meta: SaveMetadata, version_id: str, key: str) -> bool:
         """Diff one version against its base (or their snapshots) and write that

@@ -53,6 +53,7 @@ __all__ = [
     "promote_prefix",
     "run_prefix",
     "snapshot_key",
+    "snapshot_key_pattern",
     "source_prefix",
     "staging_prefix",
     "staging_root",
@@ -65,6 +66,15 @@ def snapshot_key(cfg: Any, saved_at: datetime, save_id: str) -> str:
     """``<snapshot_prefix>/<stem>_<YYYYMMDDTHHMMSS>_<save_id>.<ext>``."""
     stamp = saved_at.astimezone(UTC).strftime(_STAMP)
     return f"{cfg.snapshot_prefix}/{cfg.stem}_{stamp}_{save_id}.{cfg.ext}"
+
+
+def snapshot_key_pattern(cfg: Any) -> re.Pattern[str]:
+    """What the snapshot keys of this master look like (``save_id`` is a group); other
+    masters' snapshots under the same prefix do not match."""
+    return re.compile(
+        rf"^{re.escape(cfg.snapshot_prefix)}/{re.escape(cfg.stem)}_\d{{8}}T\d{{6}}_"
+        rf"(?P<save_id>[0-9a-f]+)\.{re.escape(cfg.ext)}$"
+    )
 
 
 def audit_key(cfg: Any, saved_at: datetime, save_id: str) -> str:

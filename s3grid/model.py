@@ -14,7 +14,7 @@ import pyarrow as pa
 from s3grid.commit import SaveMetadata
 from s3grid.schema import to_pandas
 
-__all__ = ["Master", "Repair", "SaveResult", "VersionInfo"]
+__all__ = ["Master", "Repair", "SaveResult", "StraySnapshot", "VersionInfo"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,17 @@ class VersionInfo:
     last_modified: datetime
     size: int
     is_latest: bool
+
+
+@dataclass(frozen=True)
+class StraySnapshot:
+    """A snapshot that no master version and no audit record names (see
+    :meth:`MasterStore.stray_snapshots`)."""
+
+    key: str
+    save_id: str
+    size: int
+    last_modified: datetime
 
 
 @dataclass(frozen=True)

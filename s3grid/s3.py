@@ -429,6 +429,12 @@ class S3Bucket:
         return is_aws_endpoint(self._client.meta.endpoint_url)
 
     @property
+    def cli_endpoint(self) -> str:
+        """What an ``aws`` command for this bucket needs to reach its store: nothing on
+        AWS, else `` --endpoint-url <url>``."""
+        return "" if self.on_aws else f" --endpoint-url {self._client.meta.endpoint_url}"
+
+    @property
     def multipart_threshold(self) -> int:
         """Bodies larger than this go up in parts: ``cfg.multipart_bytes`` if set, else
         32 MiB on AWS, whose conditional ``CompleteMultipartUpload`` is atomic; on other
@@ -523,13 +529,11 @@ class S3Bucket:
             )
         if status == "Enabled":
             return None
-        url = self._client.meta.endpoint_url
-        endpoint = "" if self.on_aws else f" --endpoint-url {url}"
         return (
             f"Bucket {self.name!r} has versioning {status.lower()}: a save would overwrite "
             "the only copy of the master, and snapshots would copy nothing. Turn it on with "
             f"`aws s3api put-bucket-versioning --bucket {self.name} "
-            f"--versioning-configuration Status=Enabled{endpoint}`, then retry."
+            f"--versioning-configuration Status=Enabled{self.cli_endpoint}`, then retry."
         )
 
     def require_versioning(self, *, fresh: bool = False) -> None:

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +64,7 @@ from s3grid.formats import (
 )
 from s3grid.history import History
 from s3grid.layout import audit_key, changeset_key, snapshot_key
-from s3grid.model import Master, Repair, SaveResult, VersionInfo
+from s3grid.model import Master, Repair, SaveResult, StraySnapshot, VersionInfo
 from s3grid.s3 import MAX_SINGLE_PUT, PartStream, S3Bucket, SeekableReader
 from s3grid.schema import check_loadable, coerce_table
 
@@ -797,3 +797,11 @@ class MasterStore:
             VersioningError: the bucket does not keep versions.
         """
         return self._history.reconcile()
+
+    def stray_snapshots(self, older_than: timedelta | None = None) -> list[StraySnapshot]:
+        """Snapshots that no master version and no audit record names, older than
+        ``older_than`` (default: a day): uploads of streamed saves (``commit="copy"``)
+        whose kernel was killed before the copy that commits them. They hold edits that
+        were never saved; read one with :meth:`read_snapshot`, then delete it (a delete
+        marker; ``s3grid reconcile`` prints the command). Nothing is deleted here."""
+        return self._history.stray_snapshots(older_than)

@@ -89,6 +89,36 @@ def test_restore_and_reconcile(
     assert "wrote audit" in out
     code, out, _ = run(["reconcile", *flags], capsys)
     assert "Nothing to repair" in out
+    assert "snapshot(s)" not in out
+
+
+def test_reconcile_reports_snapshots_no_save_committed(
+    master_store: MasterStore,
+    flags: list[str],
+    s3: Any,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    cfg = master_store.cfg
+    stray = f"{cfg.snapshot_prefix}/{cfg.stem}_20240101T000000_0abc.parquet"
+    s3.put_object(Bucket=bucket, Key=stray, Body=b"x" * 2_000_000)
+    code, out, _ = run(["reconcile", *flags], capsys)
+    assert code == 0 and "snapshot(s)" not in out  # a day's grace
+    monkeypatch.setattr("s3grid.history.STRAY_AFTER", timedelta(0))
+    before = all_objects(s3, bucket)
+    code, out, _ = run(["reconcile", *flags], capsys)
+    assert code == 0
+    assert out.startswith("Nothing to repair")
+    assert "\n1 snapshot(s) that no master version or audit names" in out
+    assert f"s3://{bucket}/{stray}  2.0 MB, written " in out
+    assert f"aws s3 rm s3://{bucket}/KEY --endpoint-url {master_store.cfg.endpoint_url}" in out
+    code, out, err = run(["reconcile", "--json", *flags], capsys)
+    assert code == 0 and json.loads(out) == []  # stdout stays the list of repairs
+    assert stray in err
+    assert all_objects(s3, bucket) == before  # reported, not deleted
 
 
 def test_errors_are_one_line_and_nonzero(

@@ -456,6 +456,43 @@ def test_a_streamed_save_whose_upload_fails_leaves_the_master_and_no_parts(
     assert streamed.load().version_id == m.version_id
 
 
+def test_a_streamed_save_killed_before_its_commit_leaves_a_stray_that_is_reported(
+    streamed: MasterStore, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from s3grid.sample import sample_master
+
+    m = streamed.load()
+    committed = streamed.save(m.to_pandas(), base=m, note="committed")
+    m = streamed.load()
+    edits = sample_master(300_000)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the kernel stops between the upload and the copy
+
+    with monkeypatch.context() as patch:
+        patch.setattr("s3grid.store.commit_copy", killed)
+        with pytest.raises(KeyboardInterrupt):
+            streamed.save(edits, base=m, note="never committed")
+    assert streamed.load().version_id == m.version_id
+    # a save whose audit was lost (a crash after its commit) is named by its version
+    s3.delete_object(Bucket=bucket, Key=streamed.audit_log()["audit_key"].iloc[-1])
+    # another master's snapshot under the same prefix is not this master's stray
+    s3.put_object(Bucket=bucket, Key="snapshots/other_20240101T000000_0123abc.parquet", Body=b"x")
+
+    assert streamed.stray_snapshots() == []  # a day's grace: it could still commit
+    (stray,) = streamed.stray_snapshots(older_than=timedelta(0))
+    assert stray.key in keys_under(s3, bucket, "snapshots/")
+    assert stray.key not in {committed.snapshot_key, *streamed.audit_log()["snapshot_key"]}
+    assert stray.save_id in stray.key and stray.size > 0
+    assert streamed.read_snapshot(stray.key).equals(edits)  # the edits can be read back
+    # reconcile writes the lost audit, and nothing for the stray
+    repairs = streamed.reconcile()
+    assert [(r.save_id, r.wrote_audit) for r in repairs] == [(committed.save_id, True)]
+    assert streamed.stray_snapshots(older_than=timedelta(0)) == [stray]
+
+
 def test_racing_streamed_savers_one_winner_per_round(
     streamed: MasterStore, s3: Any, bucket: str, store_kind: str
 ) -> None:
