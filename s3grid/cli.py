@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s3grid.config import S3GridConfig
-from s3grid.errors import ConflictError, S3GridError, SchemaError, ValidationError
+from s3grid.errors import ConfigError, ConflictError, S3GridError, SchemaError, ValidationError
 from s3grid.formats import decode_table
 from s3grid.model import StraySnapshot
 from s3grid.schema import check_loadable, coerce_table, describe_type, parse_type
@@ -63,7 +64,13 @@ def _config_flags() -> _Parser:
 
 
 def config_from_args(args: argparse.Namespace) -> S3GridConfig:
-    """The config from the environment, with any config flags given on the command line."""
+    """The config from the environment, with any config flags given on the command line.
+
+    Raises:
+        ConfigError: no bucket, said in the command line's terms (``--bucket``).
+    """
+    if not (getattr(args, "bucket", None) or os.environ.get("S3_BUCKET") or "").strip():
+        raise ConfigError("No bucket given: pass --bucket NAME, or set S3_BUCKET.")
     return S3GridConfig.from_env(
         bucket=getattr(args, "bucket", None),
         master_key=getattr(args, "master_key", None),
