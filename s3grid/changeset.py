@@ -225,7 +225,7 @@ def encode_changeset(changeset: Changeset) -> bytes:
     return sink.getvalue()
 
 
-def decode_changeset(body: bytes, *, where: str) -> Changeset:
+def decode_changeset(body: bytes | bytearray, *, where: str) -> Changeset:
     """Read a changeset written by :func:`encode_changeset`.
 
     Raises:

@@ -16,8 +16,11 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    FlexibleChecksumError,
+    IncompleteReadError,
     NoCredentialsError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 if TYPE_CHECKING:
@@ -227,6 +230,14 @@ MAYBE_SENT_ERRORS: tuple[type[Exception], ...] = (
     IncompleteResponseError,
 )
 
+# A response body that arrived damaged (its checksum is not the one the store keeps) or
+# cut short: reading the object again may well succeed, and a read changes nothing.
+BODY_ERRORS: tuple[type[Exception], ...] = (
+    FlexibleChecksumError,
+    IncompleteReadError,
+    ResponseStreamingError,
+)
+
 
 def error_code(exc: ClientError) -> str:
     """The S3 error code of a ClientError ("NoSuchKey", "PreconditionFailed", ...)."""
@@ -266,6 +277,17 @@ def _translate(exc: BaseException, *, what: str) -> S3GridError:
     if isinstance(exc, NoCredentialsError):
         return AccessDeniedError(
             f"{what}: no AWS credentials found; set AWS_PROFILE or run `aws sso login`."
+        )
+    if isinstance(exc, FlexibleChecksumError):
+        return StoreUnavailableError(
+            f"{what}: the body arrived damaged: its checksum is not the one the store keeps "
+            f"for the object ({exc}). Nothing was changed; retry, and if it keeps happening, "
+            "check what sits between here and the store (a proxy that rewrites bodies)."
+        )
+    if isinstance(exc, IncompleteReadError | ResponseStreamingError):
+        return StoreUnavailableError(
+            f"{what}: the body was cut short ({exc}). Nothing was changed; check the "
+            "endpoint and network, then retry."
         )
     if isinstance(exc, NOT_SENT_ERRORS + MAYBE_SENT_ERRORS) or (
         isinstance(exc, ClientError) and is_transient(exc)

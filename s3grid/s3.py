@@ -26,6 +26,7 @@ from botocore.parsers import ResponseParserError
 
 from s3grid.config import S3GridConfig
 from s3grid.errors import (
+    BODY_ERRORS,
     AccessDeniedError,
     ConfigError,
     ConflictError,
@@ -59,6 +60,13 @@ AWS_MULTIPART_BYTES = 32 * 1024**2
 PROGRESS_BYTES = 64 * 1024**2  # transfers this large take seconds: show progress
 PART_BYTES = 16 * 1024**2  # multipart part size (S3: at least 5 MiB, at most 10,000 parts)
 PART_THREADS = 4  # parts in flight at once: S3 gives each connection its own bandwidth
+
+
+def _back_off(what: str, exc: Exception, attempt: int) -> None:
+    """Wait before retry ``attempt`` + 1: exponential, capped at 5 s, with jitter."""
+    delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
+    log.info("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
+    time.sleep(delay)
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -483,9 +491,7 @@ class S3Bucket:
                 return resp
             except (ClientError, BotoCoreError) as exc:
                 if attempt < attempts and is_transient(exc):
-                    delay = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random())
-                    log.info("%s failed (%s); retry %d in %.2fs", what, exc, attempt, delay)
-                    time.sleep(delay)
+                    _back_off(what, exc, attempt)
                     continue
                 raise translate(exc, what=what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -547,30 +553,50 @@ class S3Bucket:
         if problem is not None:
             raise VersioningError(problem)
 
-    def get(self, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
-        """GET an object; the body and the response (ETag, VersionId, Metadata)."""
+    def get(
+        self, key: str, version_id: str | None = None
+    ) -> tuple[bytes | bytearray, dict[str, Any]]:
+        """GET an object; the body and the response (ETag, VersionId, Metadata).
+
+        botocore checks the body against the checksum the store keeps for the object,
+        where it returns one; a body that arrives damaged or cut short is read again
+        (``max_attempts`` in all) and never handed on.
+
+        Raises:
+            StoreUnavailableError: the body stayed damaged or cut short.
+        """
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         what = f"GET {self.url(key, version_id)}"
-        resp = self.call("get_object", what=what, Key=key, **extra)
+        attempts = self.cfg.max_attempts
+        for attempt in range(1, attempts + 1):
+            resp = self.call("get_object", what=what, Key=key, **extra)
+            try:
+                return self._read_body(key, resp), resp
+            except (BotoCoreError, OSError) as exc:
+                if attempt < attempts and (isinstance(exc, BODY_ERRORS) or is_transient(exc)):
+                    _back_off(what, exc, attempt)
+                    continue
+                raise translate(exc, what=what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _read_body(key: str, resp: dict[str, Any]) -> bytes | bytearray:
         size = int(resp.get("ContentLength") or 0)
-        try:
-            if size < PROGRESS_BYTES:
-                body = resp["Body"].read()
-            else:  # large: read in chunks into one preallocated buffer, with progress
-                buf = bytearray(size)
-                view = memoryview(buf)
-                pos = 0
-                with _progress(size, f"load {key}") as bar:
-                    for chunk in resp["Body"].iter_chunks(8 << 20):
-                        view[pos : pos + len(chunk)] = chunk
-                        pos += len(chunk)
-                        bar.update(len(chunk))
-                # a full read hands over the buffer as is (a short one fails to decode;
-                # bytes(buf) would hold a second copy of a large master)
-                body = buf if pos == size else bytes(view[:pos])
-        except (BotoCoreError, OSError) as exc:
-            raise translate(exc, what=what) from exc
-        return body, resp
+        if size < PROGRESS_BYTES:
+            body: bytes = resp["Body"].read()
+            return body
+        # large: read in chunks into one preallocated buffer, with progress
+        buf = bytearray(size)
+        view = memoryview(buf)
+        pos = 0
+        with _progress(size, f"load {key}") as bar:
+            for chunk in resp["Body"].iter_chunks(8 << 20):
+                view[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+                bar.update(len(chunk))
+        # a full read hands over the buffer as is (a short one fails to decode;
+        # bytes(buf) would hold a second copy of a large master)
+        return buf if pos == size else bytes(view[:pos])
 
     def head(self, key: str, version_id: str | None = None) -> dict[str, Any] | None:
         """HEAD an object; None when it does not exist."""

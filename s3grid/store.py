@@ -198,7 +198,7 @@ class MasterStore:
         )
 
     def _decode(
-        self, body: bytes, resp: dict[str, Any], *, where: str
+        self, body: bytes | bytearray, resp: dict[str, Any], *, where: str
     ) -> tuple[pa.Table, SaveMetadata | None]:
         """A master version's (or snapshot's) table, read with the types its save
         declared (a CSV master's), and that save's metadata."""

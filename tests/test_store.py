@@ -731,3 +731,39 @@ def test_a_save_writes_the_configured_compression(
     again = master_store.load()  # a reader with the default setting loads it as is
     assert again.version_id == res.new_version
     assert again.to_pandas().loc[0, "volume_filtered"] == 3.5
+
+
+@pytest.mark.parametrize("in_pieces", [False, True])  # one read; in pieces, with progress
+def test_a_body_that_arrives_damaged_is_read_again_or_refused(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch, in_pieces: bool
+) -> None:
+    """botocore checks the CRC32 the store keeps for the object: a damaged body is read
+    again, and refused in words if it stays damaged, never decoded."""
+    from botocore.response import StreamingBody
+
+    from s3grid import s3 as s3_module
+
+    if in_pieces:
+        monkeypatch.setattr(s3_module, "PROGRESS_BYTES", 1024)
+    m = master_store.load()
+    master_store.save(sample_master(300_000), base=m, note="bigger")
+    expected = master_store.load().table
+    real = StreamingBody.read
+    damaged: list[int] = []
+
+    def flip_first_byte(self: StreamingBody, amt: int | None = None) -> bytes:
+        chunk = real(self, amt)
+        if chunk and self._amount_read == len(chunk) and len(damaged) < budget[0]:
+            damaged.append(1)
+            return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        return chunk
+
+    monkeypatch.setattr(StreamingBody, "read", flip_first_byte)
+    budget = [1]
+    assert master_store.load().table.equals(expected)  # damaged once: read again
+    assert damaged == [1]
+    budget[0] = 100
+    with pytest.raises(StoreUnavailableError, match="arrived damaged") as caught:
+        master_store.load()
+    assert "retry" in str(caught.value)
+    assert len(damaged) == 1 + master_store.cfg.max_attempts
