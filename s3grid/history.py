@@ -387,25 +387,22 @@ class History:
         """
         cutoff = datetime.now(UTC) - (STRAY_AFTER if older_than is None else older_than)
         pattern = snapshot_key_pattern(self.cfg)
-        candidates: list[tuple[str, dict[str, Any]]] = []
+        candidates: list[StraySnapshot] = []
         for obj in self.bucket.list_objects(f"{self.cfg.snapshot_prefix}/"):
             match = pattern.match(obj["Key"])
             written = _utc(obj.get("LastModified"))
             if match and written is not None and written <= cutoff:
-                candidates.append((match["save_id"], obj))
+                size = int(obj.get("Size") or 0)
+                candidates.append(StraySnapshot(obj["Key"], match["save_id"], size, written))
         audits = self.bucket.list_objects(f"{self.cfg.audit_prefix}/")
         named = {p[1] for o in audits if (p := parse_audit_key(self.cfg, o["Key"]))}
-        if all(save_id in named for save_id, _ in candidates):
+        if all(c.save_id in named for c in candidates):
             return []  # no version HEADs needed: every one has its audit
         for head in self._version_heads():
             meta = SaveMetadata.from_s3(head.get("Metadata", {})) if head else None
             if meta is not None:
                 named.add(meta.save_id)
-        strays = [
-            StraySnapshot(obj["Key"], save_id, int(obj.get("Size") or 0), written)
-            for save_id, obj in candidates
-            if (written := _utc(obj["LastModified"])) is not None and save_id not in named
-        ]
+        strays = [c for c in candidates if c.save_id not in named]
         return sorted(strays, key=lambda s: (s.last_modified, s.key))
 
     def _rebuild(self, meta: SaveMetadata, version_id: str, key: str) -> bool:

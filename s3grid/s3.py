@@ -573,6 +573,7 @@ class S3Bucket:
             try:
                 return self._read_body(key, resp), resp
             except (BotoCoreError, OSError) as exc:
+                resp["Body"].close()  # its connection is mid-body: not for reuse
                 if attempt < attempts and (isinstance(exc, BODY_ERRORS) or is_transient(exc)):
                     _back_off(what, exc, attempt)
                     continue
