@@ -75,12 +75,13 @@ class Changeset:
     @property
     def counts(self) -> ChangeCounts:
         """The audit record's counts: changed cells, added and deleted rows."""
-        change = self.table.column("change")
-        return ChangeCounts(
-            int(pc.sum(pc.equal(change, CELL)).as_py() or 0),
-            int(pc.sum(pc.equal(change, ADDED)).as_py() or 0),
-            int(pc.sum(pc.equal(change, DELETED)).as_py() or 0),
-        )
+        rows: dict[str, int] = {}
+        for chunk in self.table.column("change").chunks:  # one pass over the indices
+            indices = chunk.indices.drop_null().to_numpy()
+            per_label = np.bincount(indices, minlength=len(chunk.dictionary)).tolist()
+            for label, n in zip(chunk.dictionary.to_pylist(), per_label, strict=True):
+                rows[label] = rows.get(label, 0) + n
+        return ChangeCounts(rows.get(CELL, 0), rows.get(ADDED, 0), rows.get(DELETED, 0))
 
 
 def build_changeset(
@@ -182,6 +183,18 @@ def _label(value: str | None, n: int) -> pa.DictionaryArray:
         return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
     indices = pa.array(np.zeros(n, dtype=np.int32))
     return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
+
+
+def _label_in(labels: pa.ChunkedArray, values: Sequence[str]) -> pa.ChunkedArray:
+    """Which rows of a :data:`LABEL` column hold one of ``values`` (a null row: False),
+    compared by dictionary index: decoding every row's text would cost more."""
+    wanted_values = pa.array(values, pa.string())
+    out = []
+    for chunk in labels.chunks:
+        hits = pc.is_in(chunk.dictionary, value_set=wanted_values)
+        wanted = pa.array(np.flatnonzero(hits.to_numpy(zero_copy_only=False)), chunk.indices.type)
+        out.append(pc.is_in(chunk.indices, value_set=wanted))
+    return pa.chunked_array(out, pa.bool_())
 
 
 def _schema_row(
@@ -302,9 +315,8 @@ def select_changes(
                 return table.slice(0, 0)  # not a value this column can hold
             mask = pc.and_(mask, pc.fill_null(pc.equal(values, wanted), False))
     if column is not None:
-        change = table.column("change")
-        whole_row = pc.is_in(change, pa.array([ADDED, DELETED]))
-        names_it = pc.fill_null(pc.equal(table.column("column"), column), False)
+        whole_row = _label_in(table.column("change"), [ADDED, DELETED])
+        names_it = _label_in(table.column("column"), [column])
         mask = pc.and_(mask, pc.or_(names_it, whole_row) if key is not None else names_it)
     return table.filter(mask)
 
