@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_B = TypeVar("_B")  # what a GET's body was read into
 
 # S3's limit for one PUT and for one CopyObject. The save's snapshot is a server-side
 # copy, so this is the largest master a save can write (Parquet of ~150M rows of 13
@@ -567,11 +569,18 @@ class S3Bucket:
         """
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         what = f"GET {self.url(key, version_id)}"
+        return self._get_object(what, lambda resp: self._read_body(key, resp), Key=key, **extra)
+
+    def _get_object(
+        self, what: str, read: Callable[[dict[str, Any]], _B], **kwargs: Any
+    ) -> tuple[_B, dict[str, Any]]:
+        """One GetObject and ``read`` of its body, both again (``max_attempts`` in all)
+        when the body arrives damaged or cut short: a read changes nothing."""
         attempts = self.cfg.max_attempts
         for attempt in range(1, attempts + 1):
-            resp = self.call("get_object", what=what, Key=key, **extra)
+            resp = self.call("get_object", what=what, **kwargs)
             try:
-                return self._read_body(key, resp), resp
+                return read(resp), resp
             except (BotoCoreError, OSError) as exc:
                 resp["Body"].close()  # its connection is mid-body: not for reuse
                 if attempt < attempts and (isinstance(exc, BODY_ERRORS) or is_transient(exc)):
@@ -791,14 +800,15 @@ class S3Bucket:
         )
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        """``length`` bytes of ``key`` from ``start`` (a ranged GET)."""
-        resp = self.call(
-            "get_object",
-            what=f"GET {self.url(key)}",
+        """``length`` bytes of ``key`` from ``start`` (a ranged GET; read again if cut
+        short, as :meth:`get`)."""
+        body, _ = self._get_object(
+            f"GET {self.url(key)} (bytes {start}-{start + length - 1})",
+            lambda resp: bytes(resp["Body"].read()),
             Key=key,
             Range=f"bytes={start}-{start + length - 1}",
         )
-        return bytes(resp["Body"].read())
+        return body
 
     def delete(self, key: str) -> None:
         """DELETE an object (on a versioned bucket this adds a delete marker)."""

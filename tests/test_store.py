@@ -767,3 +767,32 @@ def test_a_body_that_arrives_damaged_is_read_again_or_refused(
         master_store.load()
     assert "retry" in str(caught.value)
     assert len(damaged) == 1 + master_store.cfg.max_attempts
+
+
+def test_a_ranged_read_cut_short_is_read_again_or_refused(
+    master_store: MasterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ranged reads behind flatten (of Athena's part files): a body cut short is
+    read again, and refused in words if it stays cut short."""
+    from botocore.exceptions import ResponseStreamingError
+    from botocore.response import StreamingBody
+
+    key = master_store.cfg.master_key
+    whole, _ = master_store.bucket.get(key)
+    real = StreamingBody.read
+    cuts: list[int] = []
+
+    def cut(self: StreamingBody, amt: int | None = None) -> bytes:
+        if len(cuts) < budget[0]:
+            cuts.append(1)
+            raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+        return real(self, amt)
+
+    monkeypatch.setattr(StreamingBody, "read", cut)
+    budget = [1]
+    assert master_store.bucket.get_range(key, 4, 100) == bytes(whole[4:104])
+    assert cuts == [1]
+    budget[0] = 100
+    with pytest.raises(StoreUnavailableError, match=r"\(bytes 4-103\): the body was cut short"):
+        master_store.bucket.get_range(key, 4, 100)
+    assert len(cuts) == 1 + master_store.cfg.max_attempts
