@@ -10,7 +10,7 @@ edit land on the wrong row.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -672,7 +672,7 @@ class EditSession:
         if not self._undo:
             return False
         op = self._undo.pop()
-        self._apply(_inverse(op))
+        self._step(_inverse(op))
         self._redo.append(op)
         self._stepped = op
         return True
@@ -682,10 +682,41 @@ class EditSession:
         if not self._redo:
             return False
         op = self._redo.pop()
-        self._apply(op)
+        self._step(op)
         self._undo.append(op)
         self._stepped = op
         return True
+
+    def _step(self, op: _Op) -> None:
+        """Apply an undo or redo step: the categories its values need first (an undo may
+        have dropped one this session had added), unused new ones after."""
+        for column, values in _stored_values(op):
+            dtype = self.df[column].dtype
+            if isinstance(dtype, pd.CategoricalDtype):
+                wanted = pd.Index(values).dropna().unique()
+                missing = wanted.difference(dtype.categories)
+                if len(missing):
+                    self.df[column] = self.df[column].cat.add_categories(missing)
+        self._apply(op)
+        self._drop_unused_new_categories()
+
+    def _drop_unused_new_categories(self) -> None:
+        """Forget categories this session added that no cell holds any more, so that
+        the dropdown no longer offers one whose edit was undone. (A saved dictionary
+        holds only the values in use anyway.)"""
+        for column in self.df.columns:
+            dtype = self.df[column].dtype
+            if not isinstance(dtype, pd.CategoricalDtype):
+                continue
+            loaded = self.base[column].dtype
+            known: Any = loaded.categories if isinstance(loaded, pd.CategoricalDtype) else []
+            added = dtype.categories.difference(known)
+            if len(added) == 0:
+                continue
+            codes = np.unique(self.df[column].cat.codes.to_numpy())
+            unused = added.difference(dtype.categories[codes[codes >= 0]])  # -1: empty
+            if len(unused):
+                self.df[column] = self.df[column].cat.remove_categories(unused)
 
     @property
     def last_step_cell(self) -> tuple[int, str] | None:
@@ -890,6 +921,20 @@ def same_cell(a: Any, b: Any) -> bool:
     if _is_nan(a) or _is_nan(b):
         return _is_nan(a) and _is_nan(b)
     return values_equal(a, b)
+
+
+def _stored_values(op: _Op) -> Iterator[tuple[str, list[Any]]]:
+    """``(column, values)`` that applying ``op`` stores (a whole state: none needed)."""
+    if isinstance(op, _Batch):
+        for step in op.ops:
+            yield from _stored_values(step)
+    elif isinstance(op, _SetCell):
+        yield op.column, [op.new]
+    elif isinstance(op, _SetCells):
+        yield op.column, list(op.new)
+    elif isinstance(op, _AddRows):
+        for column in op.rows.columns:
+            yield str(column), op.rows[column].tolist()
 
 
 def _inverse_step(op: _Step) -> _Step:

@@ -573,3 +573,55 @@ def test_merged_content_becomes_pending_edits_on_the_master() -> None:
     assert session.to_table().equals(
         pa.Table.from_pandas(expected, schema=schema, preserve_index=False)
     )
+
+
+def categorical_session() -> EditSession:
+    table = pa.table(
+        {"k": pa.array([1, 2, 3, 4], pa.int32()), "cat": pa.array(["x", "y", "y", None])}
+    )
+    table = table.set_column(1, "cat", table.column("cat").dictionary_encode())
+    m = Master(table=table, version_id="v0", etag='"e0"', key="data/master.parquet")
+    session = EditSession(m, key_columns=("k",))
+    session.new_categories = True
+    return session
+
+
+def categories(session: EditSession) -> list[str]:
+    """The column's categories in the session: what its dropdown offers."""
+    return list(session.df["cat"].cat.categories)
+
+
+def test_an_undo_takes_back_the_category_its_edit_added() -> None:
+    s = categorical_session()
+    s.set_cell(0, "cat", "z")
+    assert categories(s) == ["x", "y", "z"]
+    s.undo()
+    assert categories(s) == ["x", "y"]  # undone: the dropdown no longer offers it
+    assert s.pending == 0
+    s.redo()
+    assert s.value(0, "cat") == "z" and categories(s) == ["x", "y", "z"]
+    s.set_cells([(1, "cat", "z"), (2, "cat", "x")])
+    s.set_cell(0, "cat", "y")
+    s.undo()  # "z" still in rows 0 and 1 (and a loaded category stays, used or not)
+    s.undo()
+    assert categories(s) == ["x", "y", "z"]
+    assert s.to_table().column("cat").to_pylist() == ["z", "y", "y", None]
+
+
+def test_rows_put_back_keep_a_category_dropped_meanwhile() -> None:
+    s = categorical_session()
+    s.set_cell(3, "cat", "z")  # the empty cell: code -1 must not count as a category
+    s.delete_rows([3])
+    s.set_cell(0, "cat", "y")
+    s.undo()  # "z" is in no row now: dropped
+    assert categories(s) == ["x", "y"]
+    s.undo()  # the deleted row comes back with its "z", not empty
+    assert s.value(3, "cat") == "z" and categories(s) == ["x", "y", "z"]
+    assert s.to_table().column("cat").to_pylist() == ["x", "y", "y", "z"]
+    s.undo()
+    assert s.value(3, "cat") is None and categories(s) == ["x", "y"]
+    row = s.add_row({"k": 9, "cat": "w"})
+    s.undo()
+    assert categories(s) == ["x", "y"]
+    s.redo()
+    assert s.value(row, "cat") == "w"
