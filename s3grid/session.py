@@ -923,18 +923,19 @@ def same_cell(a: Any, b: Any) -> bool:
     return values_equal(a, b)
 
 
-def _stored_values(op: _Op) -> Iterator[tuple[str, list[Any]]]:
-    """``(column, values)`` that applying ``op`` stores (a whole state: none needed)."""
+def _stored_values(op: _Op) -> Iterator[tuple[str, Sequence[Any] | pd.Series]]:
+    """``(column, values)`` that applying ``op`` stores (a whole state: none needed);
+    rows as their columns, not copied (the caller looks at categorical ones only)."""
     if isinstance(op, _Batch):
         for step in op.ops:
             yield from _stored_values(step)
     elif isinstance(op, _SetCell):
         yield op.column, [op.new]
     elif isinstance(op, _SetCells):
-        yield op.column, list(op.new)
+        yield op.column, op.new
     elif isinstance(op, _AddRows):
         for column in op.rows.columns:
-            yield str(column), op.rows[column].tolist()
+            yield str(column), op.rows[column]
 
 
 def _inverse_step(op: _Step) -> _Step:
