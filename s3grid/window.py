@@ -9,6 +9,7 @@ a sorted 10M-row table does not sort it again. No I/O.
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,14 +200,20 @@ def _count(mask: pd.Series) -> int:
     return int(mask.to_numpy(dtype=bool, na_value=False).sum())
 
 
+# Names a filter may use with ``@``: a decimal column compares exactly with
+# ``@decimal('2.50')`` (pandas has no decimal literal, and 0.1 as a float is not 0.10).
+QUERY_NAMES: dict[str, Any] = {"decimal": decimal.Decimal}
+
+
 def matching(frame: pd.DataFrame, query: str) -> np.ndarray:
     """A boolean per row of ``frame``: does it match the pandas query (missing: no)?
+    The query may use :data:`QUERY_NAMES` (``@decimal('2.50')``).
 
     Raises:
         ValidationError: the query is not valid for ``frame``, or is not true/false per row.
     """
     try:
-        mask = frame.eval(query)
+        mask = frame.eval(query, local_dict=QUERY_NAMES)
     except Exception as exc:  # pandas raises many types for a bad expression
         raise ValidationError(
             f"Filter {query!r} is not valid: {exc}. Use pandas query syntax, e.g. "
@@ -254,6 +261,8 @@ def header_query(transform: dict[str, Any], field: pa.Field) -> str:
             return "None"
         if pa.types.is_temporal(field.type):
             return repr(cell_text(typed))  # pandas compares datetimes with ISO text
+        if pa.types.is_decimal(field.type):
+            return f"@decimal({str(typed)!r})"
         return repr(typed)
 
     if op == "empty":

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -340,6 +341,27 @@ def test_header_filters_become_queries_of_the_columns_type() -> None:
     assert when_ == "`t` > '2023-03-02 18:00:00'"
     with pytest.raises(ValidationError, match="cannot store 'x'"):
         header_query({"operator": "<", "value": "x"}, f("n", pa.int32()))
+
+
+def test_a_header_filter_on_a_decimal_column_compares_exactly() -> None:
+    from decimal import Decimal
+
+    from s3grid.window import header_query, matching
+
+    d = pa.field("d", pa.decimal128(10, 2))
+    frame = pd.DataFrame({"d": [Decimal("0.10"), Decimal("2.50"), None, Decimal("3.00")]})
+
+    def rows(transform: dict[str, Any]) -> list[int]:
+        return np.flatnonzero(matching(frame, header_query(transform, d))).tolist()
+
+    assert header_query({"operator": "=", "value": "0.1"}, d) == "`d` == @decimal('0.10')"
+    assert rows({"operator": "=", "value": "0.1"}) == [0]  # 0.1 as a float is not 0.10
+    assert rows({"operator": ">=", "value": "2.5"}) == [1, 3]
+    assert rows({"operator": "between", "value": ["0.1", "2.5"]}) == [0, 1]
+    assert rows({"operator": "in", "value": ["0.1", "3", ""]}) == [0, 2, 3]
+    assert matching(frame, "d < @decimal('1')").tolist() == [True, False, False, False]
+    with pytest.raises(ValidationError, match="not a decimal number"):
+        header_query({"operator": "<", "value": "abc"}, d)
 
 
 def test_column_widths_fit_headers_and_values(editor: Editor) -> None:
