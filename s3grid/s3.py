@@ -604,9 +604,10 @@ class S3Bucket:
                 view[pos : pos + len(chunk)] = chunk
                 pos += len(chunk)
                 bar.update(len(chunk))
-        # a full read hands over the buffer as is (a short one fails to decode;
-        # bytes(buf) would hold a second copy of a large master)
-        return buf if pos == size else bytes(view[:pos])
+        # A short body never gets here: botocore checks the length at its end and
+        # raises IncompleteReadError (read again by _get_object). The buffer is handed
+        # over as is: bytes(buf) would hold a second copy of a large master.
+        return buf
 
     def head(self, key: str, version_id: str | None = None) -> dict[str, Any] | None:
         """HEAD an object; None when it does not exist."""
